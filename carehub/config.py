@@ -1,0 +1,67 @@
+"""Configuration: read once from the environment and the command line, nowhere else.
+
+Every setting has an environment variable (``CAREHUB_*``); ``carehub serve`` flags override
+them. :func:`open_app` in :mod:`carehub.app` is the only consumer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def _bool(value: str) -> bool:
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: Path = Path(".carehub")
+    #: ``None`` means: start the embedded PostgreSQL in ``data_dir / "pg"``.
+    database_url: str | None = None
+    database_pool_size: int = 10
+    seed_demo: bool = True
+    ws_echo: bool = False
+    #: Seconds an actor may stay idle before it is passivated.
+    actor_idle_seconds: float = 300.0
+    mailbox_size: int = 256
+    #: Crashes within ``crash_window_seconds`` that quarantine an actor.
+    crash_limit: int = 5
+    crash_window_seconds: float = 60.0
+    stream_retention_days: int = 30
+    ws_max_frame_bytes: int = 64 * 1024
+    ws_send_buffer: int = 256
+    ws_heartbeat_seconds: float = 25.0
+    ws_idle_timeout_seconds: float = 75.0
+    #: A consumer whose send buffer stays full this long is disconnected.
+    ws_stuck_seconds: float = 10.0
+    token_ttl_seconds: int = 12 * 3600
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:
+        env = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for field in dataclasses.fields(cls):
+            raw = env.get("CAREHUB_" + field.name.upper())
+            if raw is None or raw == "":
+                continue
+            values[field.name] = _parse(field.type, raw)
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _parse(kind: object, raw: str) -> object:
+    text = str(kind)
+    if "bool" in text:
+        return _bool(raw)
+    if text.startswith("int"):
+        return int(raw)
+    if text.startswith("float"):
+        return float(raw)
+    if "Path" in text:
+        return Path(raw)
+    return raw

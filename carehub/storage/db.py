@@ -1,0 +1,77 @@
+"""PostgreSQL under Trio: asyncpg through trio-asyncio, one bridge crossing per operation.
+
+Crossing the trio/asyncio bridge costs ~40-50 µs, so every storage operation is written as one
+asyncio coroutine taking a connection (``async def op(conn, ...)``) and crossed once with
+:meth:`Database.run`; never one crossing per query.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, ParamSpec, TypeVar
+
+import asyncpg
+import trio
+import trio_asyncio
+
+T = TypeVar("T")
+P = ParamSpec("P")
+
+Op = Callable[..., Awaitable[T]]
+
+
+class Database:
+    def __init__(self, pool: asyncpg.Pool, dsn: str) -> None:
+        self._pool = pool
+        self.dsn = dsn
+
+    async def run(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
+        """Run ``op(conn, *args)`` on a pooled connection, crossing into asyncio once."""
+        result: T = await trio_asyncio.aio_as_trio(self._run_aio)(op, *args)
+        return result
+
+    async def _run_aio(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
+        async with self._pool.acquire() as conn:
+            return await op(conn, *args)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            return list(await conn.fetch(sql, *args))
+
+        return await self.run(op)
+
+    async def fetchrow(self, sql: str, *args: Any) -> asyncpg.Record | None:
+        async def op(conn: asyncpg.Connection) -> asyncpg.Record | None:
+            return await conn.fetchrow(sql, *args)
+
+        return await self.run(op)
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        async def op(conn: asyncpg.Connection) -> Any:
+            return await conn.fetchval(sql, *args)
+
+        return await self.run(op)
+
+    async def execute(self, sql: str, *args: Any) -> str:
+        async def op(conn: asyncpg.Connection) -> str:
+            return str(await conn.execute(sql, *args))
+
+        return await self.run(op)
+
+
+@asynccontextmanager
+async def open_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> AsyncIterator[Database]:
+    """Open a pool; needs a running trio-asyncio loop (``trio_asyncio.open_loop()``).
+
+    The pool is created lazily-tolerant: if the server is down at start-up the first
+    operations fail with connection errors and later ones succeed once it is back.
+    """
+    pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(
+        dsn, min_size=min_size, max_size=max_size, command_timeout=30, max_inactive_connection_lifetime=60
+    )
+    try:
+        yield Database(pool, dsn)
+    finally:
+        with trio.CancelScope(shield=True), trio.move_on_after(5):
+            await trio_asyncio.aio_as_trio(pool.close)()
