@@ -30,8 +30,8 @@ import trio
 from .behaviour import SYSTEM, Address, Behaviour, Caller, Context, Decision, message_name, split_address
 from .errors import (
     ActorCrashed,
-    AlreadyHandled,
     ActorQuarantined,
+    AlreadyHandled,
     AskTimeout,
     BadMessage,
     HubError,
@@ -605,7 +605,7 @@ class Hub:
     def live_actors(self, search: str = "", limit: int = 50) -> list[dict[str, Any]]:
         """Live activations whose address or summary contains ``search``, busiest first."""
         needle = search.lower()
-        rows = []
+        rows: list[dict[str, Any]] = []
         for act in self._activations.values():
             try:
                 summary = act.behaviour.summary(act.state) if act.state is not None else "loading"

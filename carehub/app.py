@@ -1,0 +1,188 @@
+"""The composition root: :func:`open_app` wires storage, identity, the hub and the web layer.
+
+Nothing else constructs services or reads configuration.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import logging
+import signal
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+import trio_asyncio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from carehub.actors import all_behaviours
+from carehub.channels.push import PushChannel, Session
+from carehub.config import Config
+from carehub.demo import seed_demo
+from carehub.http.api import create_app, ops_figures
+from carehub.http.asgi import Dispatcher
+from carehub.http.context import Services
+from carehub.http.routing import Router
+from carehub.http.ws import CLOSE_SLOW, bye_frame
+from carehub.hub import HubSettings, open_hub
+from carehub.identity import Identity
+from carehub.storage.accounts import AccountStore
+from carehub.storage.db import open_database
+from carehub.storage.hub_store import PostgresHubStore
+from carehub.storage.migrate import migrate
+
+log = logging.getLogger("carehub")
+
+
+@dataclasses.dataclass
+class App:
+    services: Services
+    asgi: Dispatcher
+    router: Router
+
+
+@asynccontextmanager
+async def open_app(config: Config, *, database_url: str) -> AsyncIterator[App]:
+    """Run CareHub's moving parts (without the listening socket) for the ``async with`` block."""
+    async with trio_asyncio.open_loop():
+        async with open_database(database_url, max_size=config.database_pool_size) as db:
+            version = await migrate(db)
+            identity = Identity(AccountStore(db), token_ttl_seconds=config.token_ttl_seconds)
+            if config.seed_demo:
+                await seed_demo(db, identity)
+            store = PostgresHubStore(db)
+            push = PushChannel()
+            settings = HubSettings(
+                mailbox_size=config.mailbox_size,
+                idle_seconds=config.actor_idle_seconds,
+                crash_limit=config.crash_limit,
+                crash_window_seconds=config.crash_window_seconds,
+            )
+            async with open_hub(store, all_behaviours(), settings) as hub:
+                hub.sink = push
+                services = Services(config, db, store, hub, push, identity, version)
+                quart_app, router = create_app(services)
+                async with trio.open_nursery() as nursery:
+                    services.publish_ops_now = functools.partial(_publish_ops, services)
+                    nursery.start_soon(
+                        functools.partial(
+                            push.watch,
+                            heartbeat_seconds=config.ws_heartbeat_seconds,
+                            read_gap=functools.partial(_read_gap, services),
+                            kick=functools.partial(_kick_slow, services),
+                        )
+                    )
+                    nursery.start_soon(_ops_publisher, services)
+                    nursery.start_soon(_maintenance, services)
+                    try:
+                        yield App(services, Dispatcher(services, quart_app), router)
+                    finally:
+                        nursery.cancel_scope.cancel()
+
+
+def _publish_ops(services: Services) -> None:
+    if services.hub.topics.subscriber_count("ops"):
+        services.hub.topics.publish("ops", "ops.snapshot", ops_figures(services), coalesce="snapshot")
+
+
+async def _ops_publisher(services: Services) -> None:
+    """Push the dashboard figures to the ``ops`` topic once a second while anyone watches."""
+    while True:
+        await trio.sleep(1.0)
+        _publish_ops(services)
+
+
+async def _maintenance(services: Services) -> None:
+    """Stream retention and the 'reminders due' gauge."""
+    last_purge = 0.0
+    while True:
+        try:
+            now = dt.datetime.now(dt.UTC)
+            services.extra["reminders_due"] = await services.store.reminders_due(now)
+            if trio.current_time() - last_purge > 3600 or last_purge == 0.0:
+                last_purge = trio.current_time()
+                cutoff = now - dt.timedelta(days=services.config.stream_retention_days)
+                purged = await services.store.purge_deliveries(cutoff)
+                if purged:
+                    log.info("purged %d deliveries older than %s", purged, cutoff)
+        except Exception as err:  # the database may be down for a while; keep trying
+            log.warning("maintenance skipped: %s", err)
+        await trio.sleep(2.0)
+
+
+async def _read_gap(services: Services, session: Session) -> None:
+    if session.account_id is None:
+        return
+    try:
+        items = await services.store.read_stream(session.account_id, session.last_sent_seq, 200)
+    except Exception as err:
+        log.warning("could not fill a stream gap for %s: %s", session.account_id, err)
+        return
+    session.fill_gap(items)
+
+
+def _kick_slow(services: Services, session: Session) -> None:
+    conn = services.connections.get(session)
+    services.stats.kicked_slow += 1
+    if conn is not None:
+        conn.kick(CLOSE_SLOW, f"接收过慢, 请从 seq {session.acked_seq} 续传 (slow consumer)")
+    else:
+        session.close()
+
+
+def hypercorn_config(config: Config) -> HypercornConfig:
+    hc = HypercornConfig()
+    hc.bind = [f"{config.host}:{config.port}"]
+    hc.accesslog = None
+    hc.errorlog = logging.getLogger("hypercorn.error")
+    # the gateway enforces its own, smaller frame limit with a clear error; this is the hard cap
+    hc.websocket_max_message_size = 16 * 1024 * 1024
+    hc.graceful_timeout = 5.0
+    hc.keep_alive_timeout = 75.0
+    hc.backlog = 4096
+    return hc
+
+
+async def drain(services: Services) -> None:
+    """Tell every client to come back later (each a different, jittered delay), then close."""
+    services.draining = True
+    for conn in list(services.connections.values()):
+        conn.session.offer(bye_frame("服务重启 (server restarting)"))
+        conn.close_code = 1012
+        conn.close_reason = "server restarting"
+        conn.session.close()
+    with trio.move_on_after(3):
+        while services.connections:
+            await trio.sleep(0.05)
+
+
+async def serve(config: Config, *, database_url: str, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+                ) -> None:
+    """Serve until SIGINT or SIGTERM; reports the base URL once listening."""
+    async with open_app(config, database_url=database_url) as app:
+        stop = trio.Event()
+        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with trio.open_nursery() as nursery:
+
+                async def watch_signals() -> None:
+                    async for signum in signals:
+                        log.info("received %s, stopping", signal.Signals(signum).name)
+                        await drain(app.services)
+                        stop.set()
+                        return
+
+                nursery.start_soon(watch_signals)
+                asgi: Any = app.asgi
+                binds = await nursery.start(
+                    functools.partial(hypercorn_serve, asgi, hypercorn_config(config), shutdown_trigger=stop.wait)
+                )
+                base = binds[0].replace("0.0.0.0", "127.0.0.1")
+                task_status.started(base)
+                await stop.wait()
+                nursery.cancel_scope.deadline = trio.current_time() + 8
+
+

@@ -1,0 +1,302 @@
+"""WebSocket push: live connections per account and each connection's bounded send buffer.
+
+Policy for a slow consumer (a phone on a bad network):
+
+- The buffer holds at most ``limit`` frames.
+- Low-priority frames (queue positions, dashboards, pings) with a ``coalesce`` key replace the
+  one already waiting with the same key, so the phone gets the latest, not a backlog.
+- When the buffer is full a low-priority frame is dropped; a critical one evicts the oldest
+  low-priority frame; if there is none, the connection is marked stuck.
+- A connection that stays stuck (or full) for ``stuck_seconds`` is closed with code 4008; the
+  client resumes from its delivery stream, so nothing durable is lost.
+
+Stream deliveries reach a connection in sequence order: an item that arrives ahead of a gap
+(two commits finishing out of order) waits in a small reorder buffer; if the gap is not filled
+quickly the missing items are read back from storage.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgpack
+import orjson
+import trio
+
+from carehub.hub import Outbound, Priority, StreamItem
+
+CODECS = ("json", "msgpack")
+
+
+class RawJSON:
+    """A value that is already JSON (a stored message body): embedded as is, never re-parsed for JSON."""
+
+    __slots__ = ("raw",)
+
+    def __init__(self, raw: bytes) -> None:
+        self.raw = raw
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, RawJSON):
+        return orjson.Fragment(value.raw)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def _msgpack_default(value: Any) -> Any:
+    if isinstance(value, RawJSON):
+        return orjson.loads(value.raw)
+    raise TypeError(f"cannot encode {type(value).__name__}")
+
+
+def encode(item: Outbound, codec: str) -> bytes | str:
+    cached = item.encoded.get(codec)
+    if cached is None:
+        if codec == "json":
+            cached = orjson.dumps(item.frame, default=_json_default).decode()
+        else:
+            cached = msgpack.packb(item.frame, use_bin_type=True, default=_msgpack_default)
+        item.encoded[codec] = cached
+    return cached
+
+
+def deliver_frame(item: StreamItem) -> Outbound:
+    return Outbound(
+        {
+            "op": "deliver",
+            "seq": item.seq,
+            "id": item.msg_id,
+            "type": item.type,
+            "at": item.created_at.isoformat(),
+            "body": RawJSON(item.body),
+        }
+    )
+
+
+class Session:
+    """One live connection's outgoing side."""
+
+    def __init__(
+        self, *, codec: str, limit: int, stuck_seconds: float, device: str = "", account_id: str | None = None
+    ) -> None:
+        self.codec = codec
+        self.limit = limit
+        self.stuck_seconds = stuck_seconds
+        self.account_id = account_id
+        self.device = device
+        self.roles: frozenset[str] = frozenset()
+        self._buffer: collections.deque[Outbound] = collections.deque()
+        self._waiting: dict[str, Outbound] = {}  # coalesce key -> frame in buffer
+        self._ready = trio.Event()
+        self.full_since: float | None = None
+        self.stuck = False
+        self.closed = False
+        self.dropped = 0
+        self.coalesced = 0
+        # stream position
+        self.streaming = False  # live pushes start after the first resume has caught up
+        self.last_sent_seq = 0
+        self.acked_seq = 0
+        self.acked_saved = 0
+        self._held: list[StreamItem] = []  # live items that arrived while catching up
+        self._reorder: dict[int, StreamItem] = {}
+        self.gap_since: float | None = None
+        self.topics: set[str] = set()
+        self.opened_at = time.monotonic()
+
+    # ---- the buffer ---------------------------------------------------------------------
+
+    def offer(self, item: Outbound) -> None:
+        if self.closed:
+            return
+        if item.coalesce is not None:
+            waiting = self._waiting.get(item.coalesce)
+            if waiting is not None:
+                # keep its place in line, take the newer content
+                waiting.frame = item.frame
+                waiting.encoded = item.encoded
+                self.coalesced += 1
+                return
+        if len(self._buffer) >= self.limit:
+            if item.priority is Priority.LOW:
+                self.dropped += 1
+                self._mark_full()
+                return
+            if not self._evict_low():
+                self.stuck = True
+                self._mark_full()
+                self._ready.set()
+                return
+        key = item.coalesce
+        if key is not None:
+            item = Outbound(item.frame, item.priority, key, item.encoded)
+            self._waiting[key] = item
+        self._buffer.append(item)
+        self._ready.set()
+
+    def _evict_low(self) -> bool:
+        for i, queued in enumerate(self._buffer):
+            if queued.priority is Priority.LOW:
+                del self._buffer[i]
+                if queued.coalesce is not None:
+                    self._waiting.pop(queued.coalesce, None)
+                self.dropped += 1
+                return True
+        return False
+
+    def _mark_full(self) -> None:
+        if self.full_since is None:
+            self.full_since = time.monotonic()
+
+    @property
+    def depth(self) -> int:
+        return len(self._buffer)
+
+    def has_room(self) -> bool:
+        return len(self._buffer) < self.limit // 2
+
+    def is_stuck(self, now: float) -> bool:
+        """Stuck: a critical frame found no room, or the buffer stayed full too long."""
+        if self.full_since is not None and len(self._buffer) < self.limit:
+            self.full_since = None
+        if self.stuck:
+            return True
+        return self.full_since is not None and now - self.full_since > self.stuck_seconds
+
+    async def next_frame(self) -> Outbound:
+        """The next frame to write; waits while the buffer is empty."""
+        while not self._buffer:
+            if self.closed:
+                raise trio.ClosedResourceError
+            self._ready = trio.Event()
+            await self._ready.wait()
+        item = self._buffer.popleft()
+        if item.coalesce is not None:
+            self._waiting.pop(item.coalesce, None)
+        return item
+
+    def close(self) -> None:
+        self.closed = True
+        self._ready.set()
+
+    # ---- the stream ---------------------------------------------------------------------
+
+    def offer_stream(self, item: StreamItem) -> None:
+        if not self.streaming:
+            self._held.append(item)
+            return
+        if item.seq <= self.last_sent_seq:
+            return  # already sent (a resume read it first)
+        if item.seq != self.last_sent_seq + 1:
+            self._reorder[item.seq] = item
+            if self.gap_since is None:
+                self.gap_since = time.monotonic()
+            return
+        self._send_stream(item)
+        self._drain_reorder()
+
+    def _send_stream(self, item: StreamItem) -> None:
+        self.last_sent_seq = item.seq
+        self.offer(deliver_frame(item))
+
+    def _drain_reorder(self) -> None:
+        while self._reorder:
+            nxt = self._reorder.pop(self.last_sent_seq + 1, None)
+            if nxt is None:
+                return
+            self._send_stream(nxt)
+        self.gap_since = None
+
+    def start_catch_up(self, after: int) -> None:
+        self.streaming = False
+        self._held = []
+        self._reorder.clear()
+        self.gap_since = None
+        self.last_sent_seq = after
+
+    def caught_up(self, backlog: Sequence[StreamItem]) -> None:
+        """The stored backlog has been read; send it, then what arrived live meanwhile."""
+        for item in backlog:
+            if item.seq > self.last_sent_seq:
+                self._send_stream(item)
+        self.streaming = True
+        held, self._held = self._held, []
+        for item in sorted(held, key=lambda i: i.seq):
+            self.offer_stream(item)
+
+    def fill_gap(self, items: Sequence[StreamItem]) -> None:
+        """Items read back from storage after a gap stayed open."""
+        for item in items:
+            if item.seq == self.last_sent_seq + 1:
+                self._send_stream(item)
+        self._drain_reorder()
+        if not self._reorder:
+            self.gap_since = None
+
+
+class PushChannel:
+    """Every live session by account: the hub's delivery sink."""
+
+    def __init__(self) -> None:
+        self.by_account: dict[str, set[Session]] = {}
+        self.sessions: set[Session] = set()
+        self.pushed = 0
+
+    def add(self, session: Session) -> None:
+        self.sessions.add(session)
+
+    def bind(self, session: Session, account_id: str) -> None:
+        session.account_id = account_id
+        self.by_account.setdefault(account_id, set()).add(session)
+
+    def remove(self, session: Session) -> None:
+        self.sessions.discard(session)
+        if session.account_id is not None:
+            group = self.by_account.get(session.account_id)
+            if group is not None:
+                group.discard(session)
+                if not group:
+                    del self.by_account[session.account_id]
+
+    def delivered(self, items: Sequence[StreamItem]) -> None:
+        for item in items:
+            for session in self.by_account.get(item.account_id, ()):
+                session.offer_stream(item)
+                self.pushed += 1
+
+    def sessions_of(self, account_id: str) -> set[Session]:
+        return self.by_account.get(account_id, set())
+
+    async def watch(
+        self,
+        *,
+        heartbeat_seconds: float,
+        read_gap: Callable[[Session], Awaitable[None]],
+        kick: Callable[[Session], None],
+        gap_wait_seconds: float = 0.5,
+    ) -> None:
+        """One task for all connections: heartbeats, stuck consumers, stream gaps."""
+        last_ping = time.monotonic()
+        async with trio.open_nursery() as nursery:
+            while True:
+                await trio.sleep(0.25)
+                now = time.monotonic()
+                ping = now - last_ping >= heartbeat_seconds
+                if ping:
+                    last_ping = now
+                    frame = Outbound(
+                        {"op": "ping", "t": dt.datetime.now(dt.UTC).isoformat()}, Priority.LOW, "\x00ping"
+                    )
+                for session in tuple(self.sessions):
+                    if session.is_stuck(now):
+                        kick(session)
+                        continue
+                    if ping:
+                        session.offer(frame)
+                    if session.gap_since is not None and now - session.gap_since > gap_wait_seconds:
+                        session.gap_since = now  # one read per wait period
+                        nursery.start_soon(read_gap, session)

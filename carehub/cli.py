@@ -1,0 +1,91 @@
+"""``carehub serve | bots | migrate``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from pathlib import Path
+
+import trio
+
+from carehub.config import Config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from carehub.app import serve
+    from carehub.demo import DEMO_PASSWORD
+
+    config = Config.from_env(
+        host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
+        seed_demo=False if args.no_seed else None,
+    )
+    embedded = None
+    database_url = config.database_url
+    if database_url is None:
+        from carehub.storage.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(Path(config.data_dir) / "pg")
+        logging.getLogger("carehub").info("starting the embedded PostgreSQL in %s", embedded.pgdata)
+        database_url = embedded.start()
+    try:
+
+        async def main() -> None:
+            async with trio.open_nursery() as nursery:
+                base = await nursery.start(lambda task_status: serve(config, database_url=database_url,
+                                                                      task_status=task_status))
+                print(f"CareHub listening on http://{base}  (ops dashboard: http://{base}/ops)", flush=True)
+                if config.seed_demo:
+                    print(f"demo accounts: admin, ops, doctor1..6, patient1..4 — password {DEMO_PASSWORD}",
+                          flush=True)
+
+        trio.run(main)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    return 0
+
+
+def _bots(args: argparse.Namespace) -> int:
+    from carehub.bots.people import run_bots
+
+    return trio.run(
+        lambda: run_bots(args.url, patients=args.patients, doctors=args.doctors, duration=args.duration,
+                         interval=args.interval)
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="carehub", description="CareHub realtime hospital hub")
+    parser.add_argument("--log-level", default=os.environ.get("CAREHUB_LOG_LEVEL", "INFO"))
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the hub (embedded PostgreSQL unless CAREHUB_DATABASE_URL is set)")
+    serve.add_argument("--host", default=None, help="listen address (CAREHUB_HOST, default 127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="listen port (CAREHUB_PORT, default 8080; 0 = any)")
+    serve.add_argument("--data-dir", type=Path, default=None, help="data folder (CAREHUB_DATA_DIR, default .carehub)")
+    serve.add_argument("--database-url", default=None, help="external PostgreSQL (CAREHUB_DATABASE_URL)")
+    serve.add_argument("--no-seed", action="store_true", help="do not seed the demo hospital")
+    serve.set_defaults(run=_serve)
+
+    bots = sub.add_parser("bots", help="simulated patients and doctors chatting over the WebSocket")
+    bots.add_argument("--url", default="http://127.0.0.1:8080")
+    bots.add_argument("--patients", type=int, default=4)
+    bots.add_argument("--doctors", type=int, default=2)
+    bots.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
+    bots.add_argument("--interval", type=float, default=1.0, help="seconds between a bot's messages")
+    bots.set_defaults(run=_bots)
+
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+    result: int = args.run(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The demo hospital seeded on first start: departments, doctors, patients and staff.
+
+Every demo account signs in with the password :data:`DEMO_PASSWORD`.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from carehub.identity import Identity
+from carehub.storage.db import Database
+
+log = logging.getLogger("carehub.demo")
+
+DEMO_PASSWORD = "carehub-demo"
+
+DEPARTMENTS = [
+    ("cardio", "心血管内科", "本部院区", "门诊楼3层A区"),
+    ("resp", "呼吸与危重症医学科", "本部院区", "门诊楼3层B区"),
+    ("peds", "儿科", "本部院区", "门诊楼2层"),
+    ("ortho", "骨科", "东院区", "外科楼4层"),
+    ("derm", "皮肤科", "东院区", "外科楼2层"),
+]
+
+DOCTORS = [
+    ("doctor1", "李建国", "cardio", "主任医师", "冠心病、高血压"),
+    ("doctor2", "王晓燕", "cardio", "副主任医师", "心律失常"),
+    ("doctor3", "张明", "resp", "主任医师", "慢阻肺、哮喘"),
+    ("doctor4", "陈静", "peds", "主治医师", "小儿呼吸道感染"),
+    ("doctor5", "刘洋", "ortho", "副主任医师", "关节外科"),
+    ("doctor6", "赵丽", "derm", "主治医师", "湿疹、痤疮"),
+]
+
+PATIENTS = [
+    ("patient1", "张三"),
+    ("patient2", "李四"),
+    ("patient3", "王五"),
+    ("patient4", "赵六"),
+]
+
+STAFF = [
+    ("admin", "系统管理员", ["admin"]),
+    ("ops", "运维值班", ["ops"]),
+    ("pharmacist1", "孙药师", ["pharmacist"]),
+    ("partner1", "区域挂号平台", ["partner"]),
+]
+
+
+async def seed_demo(db: Database, identity: Identity) -> bool:
+    """Seed once; returns False when the hospital already has accounts."""
+    if await identity.accounts.count() > 0:
+        return False
+    specs = [(login, name, ["doctor"], DEMO_PASSWORD) for login, name, *_ in DOCTORS]
+    specs += [(login, name, ["patient"], DEMO_PASSWORD) for login, name in PATIENTS]
+    specs += [(login, name, roles, DEMO_PASSWORD) for login, name, roles in STAFF]
+    ids = await identity.create_accounts(specs)
+    by_login = dict(zip([s[0] for s in specs], ids, strict=True))
+
+    async def op(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await conn.executemany(
+                "INSERT INTO departments (id, name, campus, location) VALUES ($1, $2, $3, $4)", DEPARTMENTS
+            )
+            await conn.executemany(
+                "INSERT INTO doctors (account_id, department_id, title, specialty) VALUES ($1, $2, $3, $4)",
+                [(by_login[login], dept, title, spec) for login, _, dept, title, spec in DOCTORS],
+            )
+
+    await db.run(op)
+    log.info("seeded the demo hospital: %d accounts, password %r", len(ids), DEMO_PASSWORD)
+    return True

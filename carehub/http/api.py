@@ -1,0 +1,314 @@
+"""The Quart-Trio application: health, metrics, OpenAPI, sign-in, actor calls, ops, directory."""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+from typing import Any
+
+import msgspec
+import trio
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from quart import Response, request
+from quart_trio import QuartTrio
+from werkzeug.exceptions import HTTPException
+
+from carehub.hub import BadMessage, Caller, HubError, UnknownActorKind
+from carehub.identity import AuthFailed, may_publish
+from carehub.storage.accounts import LoginTaken
+from carehub.storage.migrate import latest_version, schema_version
+
+from .context import Services
+from .errors import ApiError, from_hub
+from .openapi import openapi_document
+from .routing import RequestContext, Router, error_response, json_response
+from .ws import CLOSE_REVOKED
+
+log = logging.getLogger("carehub.http")
+
+
+class Login(msgspec.Struct, forbid_unknown_fields=True):
+    login: str
+    password: str
+
+
+class Call(msgspec.Struct, forbid_unknown_fields=True):
+    to: str
+    type: str
+    body: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class PublishBody(msgspec.Struct, forbid_unknown_fields=True):
+    topic: str
+    type: str
+    body: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class NewAccount(msgspec.Struct, forbid_unknown_fields=True):
+    login: str
+    display_name: str
+    roles: list[str]
+    password: str
+
+
+class NewAccounts(msgspec.Struct, forbid_unknown_fields=True):
+    accounts: list[NewAccount]
+
+
+def _int_arg(name: str, default: int, low: int, high: int) -> int:
+    raw = request.args.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"query parameter {name!r} must be a whole number") from None
+    if not low <= value <= high:
+        raise ApiError(400, "bad_request", f"query parameter {name!r} must be between {low} and {high}")
+    return value
+
+
+class HubCollector(Collector):
+    def __init__(self, services: Services) -> None:
+        self.s = services
+
+    def collect(self) -> Any:
+        snap = self.s.hub.snapshot()
+        actors = GaugeMetricFamily("carehub_actors", "Live actor activations", labels=["kind"])
+        for kind in sorted(self.s.hub.behaviours):
+            actors.add_metric([kind], snap["actors_by_kind"].get(kind, 0))
+        yield actors
+        yield GaugeMetricFamily(
+            "carehub_mailbox_depth", "Messages waiting in all mailboxes", value=snap["mailbox_depth"]
+        )
+        yield GaugeMetricFamily(
+            "carehub_mailbox_oldest_seconds", "Age of the oldest waiting message", value=snap["oldest_waiting_seconds"]
+        )
+        yield CounterMetricFamily("carehub_messages", "Messages handled by actors", value=snap["messages_total"])
+        yield GaugeMetricFamily(
+            "carehub_messages_per_second", "Messages handled per second (5 s window)", value=snap["messages_per_second"]
+        )
+        errors = CounterMetricFamily("carehub_errors", "Errors answered to senders", labels=["code"])
+        for code, n in sorted(snap["errors_by_code"].items()):
+            errors.add_metric([code], n)
+        yield errors
+        yield CounterMetricFamily("carehub_actor_crashes", "Handler crashes", value=snap["crashes_total"])
+        yield GaugeMetricFamily("carehub_actors_quarantined", "Quarantined actors", value=len(snap["quarantined"]))
+        yield GaugeMetricFamily("carehub_connections", "Open WebSocket connections", value=len(self.s.push.sessions))
+        yield GaugeMetricFamily(
+            "carehub_reminders_due", "Stored reminders and tells due now", value=self.s.extra.get("reminders_due", 0)
+        )
+        yield CounterMetricFamily("carehub_reminders_fired", "Reminders fired", value=snap["reminders_fired"])
+        yield CounterMetricFamily("carehub_reminders_late", "Reminders fired late", value=snap["reminders_late"])
+        yield CounterMetricFamily(
+            "carehub_ws_bad_frames", "Malformed or refused WebSocket frames", value=self.s.stats.bad_frames
+        )
+
+
+def create_app(services: Services) -> tuple[QuartTrio, Router]:
+    app = QuartTrio("carehub.http", static_folder=None)
+    app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
+    app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
+    router = Router(app, services)
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(HubCollector(services))
+    r = router.route
+
+    @app.errorhandler(HTTPException)
+    async def http_error(err: HTTPException) -> Response:
+        code = (err.name or "error").lower().replace(" ", "_")
+        status = err.code or 400
+        return error_response(ApiError(status, code, err.description or err.name or "request failed"))
+
+    @app.errorhandler(Exception)
+    async def unexpected(err: Exception) -> Response:
+        log.exception("unexpected error")
+        return error_response(ApiError(500, "internal_error", "服务器内部错误 (logged for the operators)"))
+
+    # ---- health and metadata ------------------------------------------------------------------
+
+    @r("GET", "/healthz", summary="The process is up", permission=None, tag="ops")
+    async def healthz(ctx: RequestContext) -> Any:
+        return {"status": "ok"}
+
+    @r("GET", "/readyz", summary="Database reachable and migrations applied", permission=None, tag="ops")
+    async def readyz(ctx: RequestContext) -> Any:
+        try:
+            with trio.fail_after(2):
+                version = await schema_version(ctx.services.db)
+        except Exception as err:  # any failure to reach the database means: not ready
+            reason = "timed out" if isinstance(err, trio.TooSlowError) else f"{type(err).__name__}: {err}"
+            raise ApiError(503, "database_unavailable", f"数据库不可用 (database unreachable: {reason})") from None
+        if version < latest_version():
+            raise ApiError(503, "migrations_pending", f"schema version {version}, expected {latest_version()}")
+        return {"status": "ready", "schema_version": version}
+
+    @r("GET", "/metrics", summary="Prometheus metrics", permission=None, tag="ops", content_type="text/plain")
+    async def metrics(ctx: RequestContext) -> Any:
+        return Response(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+    @r("GET", "/openapi.json", summary="This document", permission=None, tag="meta")
+    async def openapi(ctx: RequestContext) -> Any:
+        return openapi_document(router.specs)
+
+    # ---- sign-in ------------------------------------------------------------------------------
+
+    @r("POST", "/api/v1/auth/login", summary="Sign in with login and password", permission=None, body=Login,
+       tag="auth")
+    async def login(ctx: RequestContext, body: Login) -> Any:
+        if not body.login or not body.password or len(body.login) > 100 or len(body.password) > 200:
+            raise ApiError(422, "invalid", "login and password are required (login <= 100, password <= 200 chars)")
+        try:
+            token, principal = await ctx.services.identity.login(body.login, body.password)
+        except AuthFailed as err:
+            raise ApiError(401, "auth_failed", str(err)) from None
+        return {
+            "token": token,
+            "account": {"id": principal.account_id, "name": principal.display_name, "roles": sorted(principal.roles)},
+        }
+
+    @r("POST", "/api/v1/auth/logout", summary="End this session (closes its WebSockets)",
+       permission="account.self", tag="auth")
+    async def logout(ctx: RequestContext) -> Any:
+        assert ctx.principal is not None
+        await ctx.services.identity.logout(ctx.principal)
+        for conn in list(ctx.services.connections.values()):
+            if conn.principal is not None and conn.principal.token_hash == ctx.principal.token_hash:
+                conn.kick(CLOSE_REVOKED, "已退出登录 (session ended)")
+        return {"status": "signed_out"}
+
+    @r("GET", "/api/v1/me", summary="The signed-in account", permission="account.self", tag="auth")
+    async def me(ctx: RequestContext) -> Any:
+        p = ctx.principal
+        assert p is not None
+        first, last = await ctx.services.store.stream_bounds(p.account_id)
+        return {
+            "id": p.account_id,
+            "login": p.login,
+            "name": p.display_name,
+            "roles": sorted(p.roles),
+            "permissions": sorted(p.permissions),
+            "stream": {"first_seq": first, "last_seq": last},
+        }
+
+    @r("GET", "/api/v1/me/stream", summary="Read my delivery stream after a sequence number",
+       permission="account.self", tag="auth", query=("after", "limit"))
+    async def my_stream(ctx: RequestContext) -> Any:
+        assert ctx.principal is not None
+        after = _int_arg("after", 0, 0, 2**62)
+        limit = _int_arg("limit", 100, 1, 500)
+        items = await ctx.services.store.read_stream(ctx.principal.account_id, after, limit)
+        return {
+            "items": [
+                {"seq": i.seq, "id": i.msg_id, "type": i.type, "at": i.created_at.isoformat(),
+                 "body": msgspec.json.decode(i.body)}
+                for i in items
+            ]
+        }
+
+    # ---- actors and topics ----------------------------------------------------------------------
+
+    @r("POST", "/api/v1/call", summary="Ask an actor; the reply comes after its commit",
+       permission="actor.call", body=Call, tag="hub")
+    async def call(ctx: RequestContext, body: Call) -> Any:
+        assert ctx.principal is not None
+        hub = ctx.services.hub
+        try:
+            address, message = hub.parse(body.to, body.type, body.body)
+        except (BadMessage, UnknownActorKind) as err:
+            raise from_hub(err) from None
+        caller = Caller(ctx.principal.account_id, ctx.principal.roles)
+        if not hub.authorize(address, message, caller):
+            raise ApiError(403, "forbidden", f"you may not send {body.type} to {body.to}")
+        try:
+            return {"result": await hub.ask(address, message, caller=caller)}
+        except HubError as err:
+            raise from_hub(err) from None
+
+    @r("POST", "/api/v1/topics/publish", summary="Publish an event to a broadcast topic",
+       permission="topic.publish", body=PublishBody, tag="hub")
+    async def publish(ctx: RequestContext, body: PublishBody) -> Any:
+        assert ctx.principal is not None
+        if not may_publish(ctx.principal.roles, body.topic):
+            raise ApiError(403, "forbidden", f"you may not publish to {body.topic!r}; use broadcast/<name>")
+        return {"subscribers": ctx.services.hub.topics.publish(body.topic, body.type, body.body)}
+
+    # ---- administration -----------------------------------------------------------------------
+
+    @r("POST", "/api/v1/admin/accounts", summary="Create accounts (bulk, all or none)",
+       permission="admin.accounts", body=NewAccounts, tag="admin")
+    async def create_accounts(ctx: RequestContext, body: NewAccounts) -> Any:
+        if not 1 <= len(body.accounts) <= 1000:
+            raise ApiError(422, "invalid", "send between 1 and 1000 accounts")
+        try:
+            ids = await ctx.services.identity.create_accounts(
+                (a.login, a.display_name, a.roles, a.password) for a in body.accounts
+            )
+        except ValueError as err:
+            raise ApiError(422, "invalid", str(err)) from None
+        except LoginTaken as err:
+            raise ApiError(409, "login_taken", str(err)) from None
+        return json_response({"ids": ids}, 201)
+
+    # ---- ops ------------------------------------------------------------------------------------
+
+    @r("GET", "/api/v1/ops/snapshot", summary="Hub figures for the ops dashboard", permission="ops.view", tag="ops")
+    async def ops_snapshot(ctx: RequestContext) -> Any:
+        return ops_figures(ctx.services)
+
+    @r("GET", "/api/v1/ops/actors", summary="Search live actors", permission="ops.view", tag="ops",
+       query=("search", "limit"))
+    async def ops_actors(ctx: RequestContext) -> Any:
+        search = request.args.get("search", "")[:200]
+        return {"actors": ctx.services.hub.live_actors(search, _int_arg("limit", 50, 1, 500))}
+
+    @r("POST", "/api/v1/ops/actors/<path:address>/release", summary="Lift an actor's quarantine",
+       permission="ops.manage", tag="ops")
+    async def ops_release(ctx: RequestContext, address: str) -> Any:
+        if not ctx.services.hub.release(address):
+            raise ApiError(404, "not_quarantined", f"{address} is not quarantined")
+        return {"released": address}
+
+    @r("GET", "/ops", summary="Live ops dashboard (HTML; data over the WebSocket, ops role)",
+       permission=None, tag="ops", content_type="text/html")
+    async def ops_page(ctx: RequestContext) -> Any:
+        html = importlib.resources.files("carehub.http").joinpath("templates/ops.html").read_text("utf-8")
+        return Response(html, content_type="text/html; charset=utf-8")
+
+    # ---- the demo hospital's directory ------------------------------------------------------------
+
+    @r("GET", "/api/v1/departments", summary="Departments of the hospital", permission=None, tag="directory")
+    async def departments(ctx: RequestContext) -> Any:
+        rows = await ctx.services.db.fetch("SELECT id, name, campus, location FROM departments ORDER BY id")
+        return {"departments": [dict(row) for row in rows]}
+
+    @r("GET", "/api/v1/doctors", summary="Doctors, optionally by department", permission=None, tag="directory",
+       query=("department",))
+    async def doctors(ctx: RequestContext) -> Any:
+        department = request.args.get("department")
+        rows = await ctx.services.db.fetch(
+            "SELECT a.id, a.display_name AS name, d.department_id, d.title, d.specialty"
+            " FROM doctors d JOIN accounts a ON a.id = d.account_id"
+            " WHERE NOT a.disabled AND ($1::varchar IS NULL OR d.department_id = $1) ORDER BY a.id",
+            department,
+        )
+        return {"doctors": [dict(row) for row in rows]}
+
+    return app, router
+
+
+def ops_figures(services: Services) -> dict[str, Any]:
+    snap = services.hub.snapshot()
+    snap["connections"] = len(services.push.sessions)
+    snap["accounts_online"] = len(services.push.by_account)
+    snap["topics"] = services.hub.topics.topic_count()
+    snap["reminders_due"] = services.extra.get("reminders_due", 0)
+    snap["ws_bad_frames"] = services.stats.bad_frames
+    snap["ws_kicked_slow"] = services.stats.kicked_slow
+    snap["pushed_total"] = services.push.pushed
+    return snap
+
+
+__all__ = ["create_app", "json_response", "ops_figures"]

@@ -1,0 +1,41 @@
+"""What the HTTP and WebSocket layers need, built once by :func:`carehub.app.open_app`."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from carehub.channels.push import PushChannel, Session
+from carehub.config import Config
+from carehub.hub import Hub
+from carehub.identity import Identity
+from carehub.storage.db import Database
+from carehub.storage.hub_store import PostgresHubStore
+
+if TYPE_CHECKING:
+    from .ws import Connection
+
+
+@dataclasses.dataclass
+class GatewayStats:
+    connections_opened: int = 0
+    bad_frames: int = 0
+    kicked_slow: int = 0
+
+
+@dataclasses.dataclass
+class Services:
+    config: Config
+    db: Database
+    store: PostgresHubStore
+    hub: Hub
+    push: PushChannel
+    identity: Identity
+    schema_version: int
+    connections: dict[Session, Connection] = dataclasses.field(default_factory=dict)
+    stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
+    draining: bool = False
+    #: Set by the app: push a fresh ops snapshot to the ``ops`` topic now.
+    publish_ops_now: Callable[[], None] = lambda: None
+    extra: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -1,0 +1,84 @@
+"""OpenAPI 3.1 document built from the route declarations (bodies from their msgspec types)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+import carehub
+
+from .routing import RouteSpec
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+        }
+    },
+}
+
+
+def openapi_document(specs: Sequence[RouteSpec]) -> dict[str, Any]:
+    bodies = sorted({s.body for s in specs if s.body is not None}, key=lambda t: t.__name__)
+    schemas, components = msgspec.json.schema_components(bodies, ref_template="#/components/schemas/{name}")
+    components = dict(components)
+    components["Error"] = _ERROR
+    paths: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        if spec.body is None:
+            continue
+        schema = schemas[bodies.index(spec.body)]
+        _operation(paths, spec)["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": schema}},
+        }
+    for spec in specs:
+        _operation(paths, spec)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "CareHub", "version": carehub.__version__},
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _operation(paths: dict[str, dict[str, Any]], spec: RouteSpec) -> dict[str, Any]:
+    ops = paths.setdefault(spec.openapi_path, {})
+    method = spec.method.lower()
+    if method in ops:
+        existing: dict[str, Any] = ops[method]
+        return existing
+    error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    responses: dict[str, Any] = {
+        "200": {"description": "OK", "content": {spec.content_type: {"schema": {}}}},
+        "400": {"description": "Bad request", **error},
+        "422": {"description": "Invalid body", **error},
+    }
+    if spec.permission is not None:
+        responses["401"] = {"description": "Not signed in", **error}
+        responses["403"] = {"description": f"Needs permission {spec.permission}", **error}
+    parameters = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}} for name in spec.path_params
+    ] + [{"name": name, "in": "query", "required": False, "schema": {"type": "string"}} for name in spec.query]
+    op: dict[str, Any] = {
+        "summary": spec.summary,
+        "operationId": f"{spec.method.lower()}_{spec.openapi_path.strip('/').replace('/', '_') or 'root'}",
+        "tags": [spec.tag],
+        "responses": responses,
+        "x-permission": spec.permission,
+    }
+    if parameters:
+        op["parameters"] = parameters
+    if spec.permission is not None:
+        op["security"] = [{"bearer": []}]
+    ops[method] = op
+    return op

@@ -1,0 +1,131 @@
+"""REST routes declared once: path, permission, body type. The same declarations drive
+authentication, validation, the OpenAPI document and the route x role test."""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import msgspec
+import orjson
+from quart import Quart, Response, request
+
+from carehub.identity import AuthFailed, Principal
+
+from .context import Services
+from .errors import ApiError
+
+Handler = Callable[..., Awaitable[Any]]
+
+
+@dataclasses.dataclass(frozen=True)
+class RouteSpec:
+    method: str
+    path: str  # Quart syntax: /api/v1/things/<thing_id>
+    summary: str
+    #: None: public. Otherwise the permission a caller's roles must grant.
+    permission: str | None
+    body: type[msgspec.Struct] | None
+    tag: str
+    query: tuple[str, ...] = ()
+    content_type: str = "application/json"
+
+    @property
+    def openapi_path(self) -> str:
+        return re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", self.path)
+
+    @property
+    def path_params(self) -> list[str]:
+        return re.findall(r"<(?:\w+:)?(\w+)>", self.path)
+
+
+@dataclasses.dataclass
+class RequestContext:
+    services: Services
+    principal: Principal | None
+
+
+def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(payload), status=status, content_type="application/json", headers=headers)
+
+
+def error_response(err: ApiError) -> Response:
+    return json_response(err.body(), err.status)
+
+
+async def authenticate(services: Services, *, required: bool) -> Principal | None:
+    header = request.headers.get("Authorization", "")
+    if not header:
+        if required:
+            raise ApiError(401, "unauthenticated", "缺少登录令牌: send 'Authorization: Bearer <token>'")
+        return None
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(401, "unauthenticated", "Authorization header must be 'Bearer <token>'")
+    try:
+        return await services.identity.authenticate(token.strip())
+    except AuthFailed as err:
+        raise ApiError(401, "unauthenticated", str(err)) from None
+
+
+async def read_body(spec: RouteSpec) -> Any:
+    if spec.body is None:
+        return None
+    raw = await request.get_data(cache=False)
+    if not raw:
+        raise ApiError(400, "bad_request", "request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as err:
+        raise ApiError(400, "bad_request", f"request body is not valid JSON: {err}") from None
+    try:
+        return msgspec.convert(data, spec.body, strict=True)
+    except msgspec.ValidationError as err:
+        raise ApiError(422, "invalid", f"request body: {err}") from None
+
+
+class Router:
+    def __init__(self, app: Quart, services: Services) -> None:
+        self.app = app
+        self.services = services
+        self.specs: list[RouteSpec] = []
+
+    def route(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        permission: str | None,
+        body: type[msgspec.Struct] | None = None,
+        tag: str = "api",
+        query: tuple[str, ...] = (),
+        content_type: str = "application/json",
+    ) -> Callable[[Handler], Handler]:
+        spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type)
+        self.specs.append(spec)
+
+        def decorate(fn: Handler) -> Handler:
+            @functools.wraps(fn)
+            async def view(**params: Any) -> Response:
+                try:
+                    principal = await authenticate(self.services, required=permission is not None)
+                    if permission is not None and (principal is None or not principal.can(permission)):
+                        raise ApiError(403, "forbidden", f"需要权限 {permission} (your roles do not grant it)")
+                    payload = await read_body(spec)
+                    ctx = RequestContext(self.services, principal)
+                    args = (ctx, payload) if spec.body is not None else (ctx,)
+                    result = await fn(*args, **params)
+                except ApiError as err:
+                    return error_response(err)
+                if isinstance(result, Response):
+                    return result
+                return json_response(result)
+
+            self.app.add_url_rule(path, endpoint=f"{method}:{path}", view_func=view, methods=[method])
+            return fn
+
+        return decorate

@@ -1,0 +1,482 @@
+"""The WebSocket gateway at ``/ws`` (protocol: docs/protocol.md) and the ``/ws/echo`` route.
+
+Raw ASGI on Hypercorn's trio worker rather than a Quart websocket route: one task pair per
+connection and no request context keeps an idle connection small, and Quart-Trio's handling of
+empty binary frames is avoided. ``/ws/echo`` runs on exactly this stack.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+import msgpack
+import orjson
+import trio
+
+from carehub.channels.push import Session, encode
+from carehub.hub import (
+    BadMessage,
+    Caller,
+    HubError,
+    Outbound,
+    Priority,
+    UnknownActorKind,
+)
+from carehub.identity import AuthFailed, Principal, may_publish, may_subscribe
+
+from .context import Services
+
+log = logging.getLogger("carehub.ws")
+
+PROTOCOL_VERSION = 1
+SUBPROTOCOL_JSON = "carehub.v1.json"
+SUBPROTOCOL_MSGPACK = "carehub.v1.msgpack"
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+# close codes (docs/protocol.md)
+CLOSE_GOING_AWAY = 1001
+CLOSE_POLICY = 1008
+CLOSE_TOO_BIG = 1009
+CLOSE_RESTART = 1012
+CLOSE_AUTH = 4001
+CLOSE_IDLE = 4002
+CLOSE_REVOKED = 4003
+CLOSE_SLOW = 4008
+
+MAX_BAD_FRAMES = 20
+MAX_CALLS_IN_FLIGHT = 16
+MAX_TOPICS = 100
+AUTH_TIMEOUT = 10.0
+STREAM_BATCH = 200
+
+
+class FrameError(Exception):
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _error(code: str, message: str, ref: Any = None) -> Outbound:
+    frame: dict[str, Any] = {"op": "error", "code": code, "message": message}
+    if ref is not None:
+        frame["ref"] = ref
+    return Outbound(frame)
+
+
+class Connection:
+    """One client connection: reads frames, runs them, writes the session's buffer."""
+
+    def __init__(self, services: Services, scope: Scope, receive: Receive, send: Send, codec: str) -> None:
+        self.s = services
+        self.receive = receive
+        self.send = send
+        self.codec = codec
+        cfg = services.config
+        self.session = Session(codec=codec, limit=cfg.ws_send_buffer, stuck_seconds=cfg.ws_stuck_seconds)
+        self.principal: Principal | None = None
+        self.bad_frames = 0
+        self.calls = 0
+        self.close_code: int | None = None
+        self.close_reason = ""
+        self.peer_closed = False
+        self.writer_done = trio.Event()
+        self.nursery: trio.Nursery | None = None
+        client = scope.get("client")
+        self.peer = f"{client[0]}:{client[1]}" if client else "?"
+
+    # ---- lifecycle ----------------------------------------------------------------------
+
+    async def run(self) -> None:
+        self.s.push.add(self.session)
+        self.s.connections[self.session] = self
+        try:
+            async with trio.open_nursery() as nursery:
+                self.nursery = nursery
+                nursery.start_soon(self._writer)
+                await self._reader()
+                if not self.peer_closed:
+                    # let the writer flush what says why we close (error, bye) first
+                    self.session.close()
+                    with trio.move_on_after(2):
+                        await self.writer_done.wait()
+                nursery.cancel_scope.cancel()
+        finally:
+            self.s.push.remove(self.session)
+            self.s.connections.pop(self.session, None)
+            self.session.close()
+            for topic in self.session.topics:
+                self.s.hub.topics.unsubscribe(topic, self.session)
+            await self._save_cursor()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the frames already queued (an error frame saying why goes first)."""
+        if self.close_code is None:
+            self.close_code = code
+            self.close_reason = reason
+            self.session.offer(Outbound({"op": "bye", "code": code, "reason": reason}))
+            self.session.close()
+
+    def kick(self, code: int, reason: str) -> None:
+        """Close now, dropping what is queued (slow consumer, revoked session)."""
+        self.close_code = code
+        self.close_reason = reason
+        self.session.close()
+        if self.nursery is not None:
+            self.nursery.cancel_scope.cancel()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                try:
+                    item = await self.session.next_frame()
+                except trio.ClosedResourceError:
+                    break
+                data = encode(item, self.codec)
+                if isinstance(data, str):
+                    await self.send({"type": "websocket.send", "text": data})
+                else:
+                    await self.send({"type": "websocket.send", "bytes": data})
+        finally:
+            self.writer_done.set()
+            if self.close_code is not None and self.nursery is not None:
+                self.nursery.cancel_scope.cancel()
+
+    async def _reader(self) -> None:
+        idle = self.s.config.ws_idle_timeout_seconds
+        while self.close_code is None:
+            timeout = AUTH_TIMEOUT if self.principal is None else idle
+            message: MutableMapping[str, Any] | None = None
+            with trio.move_on_after(timeout):
+                message = await self.receive()
+            if message is None:
+                if self.principal is None:
+                    self.close(CLOSE_AUTH, "未在规定时间内完成认证 (authenticate within 10 s)")
+                else:
+                    self.close(CLOSE_IDLE, "连接空闲超时 (idle timeout)")
+                return
+            if message["type"] == "websocket.disconnect":
+                self.peer_closed = True
+                self.close_code = message.get("code", 1005)
+                return
+            if message["type"] != "websocket.receive":
+                continue
+            try:
+                frame = self._decode(message)
+                await self._dispatch(frame)
+            except FrameError as err:
+                self.bad_frames += 1
+                self.s.stats.bad_frames += 1
+                self.session.offer(_error(err.code, err.message))
+                if self.bad_frames >= MAX_BAD_FRAMES:
+                    self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
+                    return
+
+    # ---- frames ---------------------------------------------------------------------------
+
+    def _decode(self, message: MutableMapping[str, Any]) -> dict[str, Any]:
+        text = message.get("text")
+        data = message.get("bytes")
+        size = len(text.encode()) if text is not None else len(data or b"")
+        if size > self.s.config.ws_max_frame_bytes:
+            self.close(CLOSE_TOO_BIG, f"帧过大: {size} 字节, 上限 {self.s.config.ws_max_frame_bytes}")
+            raise FrameError("frame_too_large", f"frame of {size} bytes exceeds {self.s.config.ws_max_frame_bytes}")
+        try:
+            if self.codec == "json":
+                if text is None:
+                    raise FrameError("bad_frame", "this connection speaks JSON text frames; got a binary frame")
+                frame = orjson.loads(text)
+            else:
+                if data is None:
+                    raise FrameError("bad_frame", "this connection speaks MessagePack binary frames; got text")
+                frame = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        except (orjson.JSONDecodeError, ValueError, msgpack.UnpackException) as err:
+            raise FrameError("bad_frame", f"frame is not valid {self.codec}: {err}") from None
+        if not isinstance(frame, dict):
+            raise FrameError("bad_frame", "a frame must be an object with an 'op' field")
+        if not isinstance(frame.get("op"), str):
+            raise FrameError("bad_frame", "a frame needs an 'op' string")
+        return frame
+
+    async def _dispatch(self, frame: dict[str, Any]) -> None:
+        op = frame["op"]
+        if op == "ping":
+            self.session.offer(Outbound({"op": "pong", "t": frame.get("t")}))
+            return
+        if op == "pong":
+            return
+        if op == "auth":
+            await self._auth(frame)
+            return
+        if op not in ("call", "ack", "resume", "subscribe", "unsubscribe", "publish"):
+            raise FrameError(
+                "unknown_op", f"unknown op {op!r}; ops are auth, call, ack, resume, subscribe, unsubscribe,"
+                " publish, ping, pong"
+            )
+        if self.principal is None:
+            raise FrameError("not_authenticated", f"send an auth frame before {op!r}")
+        if op == "call":
+            self._call(frame)
+        elif op == "ack":
+            self._ack(frame)
+        elif op == "resume":
+            after = frame.get("after")
+            if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+                raise FrameError("bad_frame", "resume 'after' must be a sequence number >= 0")
+            await self._resume(after)
+        elif op in ("subscribe", "unsubscribe"):
+            self._subscribe(op, frame)
+        else:
+            self._publish(frame)
+
+    async def _auth(self, frame: dict[str, Any]) -> None:
+        if self.principal is not None:
+            raise FrameError("already_authenticated", "this connection is already authenticated")
+        token = frame.get("token")
+        device = frame.get("device", "default")
+        if not isinstance(token, str):
+            raise FrameError("bad_frame", "auth needs a 'token' string")
+        if not isinstance(device, str) or not 1 <= len(device) <= 100:
+            raise FrameError("bad_frame", "auth 'device' must be a string of 1-100 characters")
+        resume_after = frame.get("resume_after")
+        if resume_after is not None and (not isinstance(resume_after, int) or resume_after < 0):
+            raise FrameError("bad_frame", "auth 'resume_after' must be a sequence number >= 0")
+        try:
+            principal = await self.s.identity.authenticate(token)
+        except AuthFailed as err:
+            self.session.offer(_error("auth_failed", str(err)))
+            self.close(CLOSE_AUTH, "认证失败 (authentication failed)")
+            return
+        except HubError as err:
+            raise FrameError(err.code, err.message) from None
+        except Exception as err:
+            raise FrameError("storage_unavailable", f"could not check the token now: {err}") from None
+        self.principal = principal
+        self.session.device = device
+        self.session.roles = principal.roles
+        self.s.push.bind(self.session, principal.account_id)
+        first, last = await self.s.store.stream_bounds(principal.account_id)
+        if resume_after is None:
+            cursor = await self.s.store.load_cursor(principal.account_id, device)
+            resume_after = cursor if cursor else last
+        self.session.acked_seq = self.session.acked_saved = min(resume_after, last)
+        self.session.offer(
+            Outbound(
+                {
+                    "op": "welcome",
+                    "protocol": PROTOCOL_VERSION,
+                    "account": {
+                        "id": principal.account_id,
+                        "name": principal.display_name,
+                        "roles": sorted(principal.roles),
+                    },
+                    "stream": {"first_seq": first, "last_seq": last, "resume_after": resume_after},
+                    "heartbeat_ms": int(self.s.config.ws_heartbeat_seconds * 1000),
+                    "idle_timeout_ms": int(self.s.config.ws_idle_timeout_seconds * 1000),
+                    "reconnect": {"min_ms": 500, "max_ms": 15000},
+                }
+            )
+        )
+        await self._resume(resume_after)
+
+    async def _resume(self, after: int | None) -> None:
+        assert self.principal is not None
+        if after is None:
+            after = self.session.acked_seq
+        session = self.session
+        session.start_catch_up(after)
+        backlog = []
+        cursor = after
+        while True:
+            batch = await self.s.store.read_stream(self.principal.account_id, cursor, STREAM_BATCH)
+            if len(batch) < STREAM_BATCH:
+                backlog.extend(batch)
+                break
+            # a long backlog goes out in batches as the client takes them
+            session.caught_up(batch)
+            session.streaming = False
+            cursor = batch[-1].seq
+            while not session.has_room() and not session.closed:
+                await trio.sleep(0.01)
+        session.caught_up(backlog)
+
+    def _ack(self, frame: dict[str, Any]) -> None:
+        seq = frame.get("seq")
+        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            raise FrameError("bad_frame", "ack needs 'seq', the highest sequence number received")
+        if seq > self.session.acked_seq:
+            self.session.acked_seq = min(seq, self.session.last_sent_seq)
+
+    async def _save_cursor(self) -> None:
+        session = self.session
+        if session.account_id is None or session.acked_seq <= session.acked_saved:
+            return
+        with trio.CancelScope(shield=True), trio.move_on_after(2):
+            try:
+                await self.s.store.save_cursor(session.account_id, session.device, session.acked_seq)
+                session.acked_saved = session.acked_seq
+            except Exception as err:
+                log.warning("could not save the stream cursor of %s: %s", session.account_id, err)
+
+    def _call(self, frame: dict[str, Any]) -> None:
+        ref = frame.get("id")
+        if not isinstance(ref, str | int) or isinstance(ref, bool):
+            raise FrameError("bad_frame", "call needs an 'id' (string or number) to match its reply")
+        to, type_name = frame.get("to"), frame.get("type")
+        if not isinstance(to, str) or not isinstance(type_name, str):
+            raise FrameError("bad_frame", "call needs 'to' (an actor address) and 'type' (a message type)")
+        assert self.principal is not None and self.nursery is not None
+        if not self.principal.can("actor.call"):
+            self.session.offer(self._reply_error(ref, "forbidden", "this account may not call actors"))
+            return
+        if self.calls >= MAX_CALLS_IN_FLIGHT:
+            self.session.offer(
+                self._reply_error(ref, "too_many_calls", f"at most {MAX_CALLS_IN_FLIGHT} calls may be in flight")
+            )
+            return
+        try:
+            address, message = self.s.hub.parse(to, type_name, frame.get("body"))
+        except (BadMessage, UnknownActorKind) as err:
+            self.session.offer(self._reply_error(ref, err.code, err.message))
+            return
+        caller = Caller(self.principal.account_id, self.principal.roles)
+        if not self.s.hub.authorize(address, message, caller):
+            self.session.offer(self._reply_error(ref, "forbidden", f"you may not send {type_name} to {to}"))
+            return
+        self.calls += 1
+        self.nursery.start_soon(self._run_call, ref, address, message, caller)
+
+    async def _run_call(self, ref: Any, address: str, message: Any, caller: Caller) -> None:
+        try:
+            result = await self.s.hub.ask(address, message, caller=caller)
+        except HubError as err:
+            self.session.offer(self._reply_error(ref, err.code, err.message, retryable=err.retryable))
+        else:
+            self.session.offer(Outbound({"op": "reply", "id": ref, "ok": True, "result": result}))
+        finally:
+            self.calls -= 1
+
+    @staticmethod
+    def _reply_error(ref: Any, code: str, message: str, *, retryable: bool = False) -> Outbound:
+        return Outbound(
+            {"op": "reply", "id": ref, "ok": False, "error": {"code": code, "message": message, "retryable": retryable}}
+        )
+
+    def _subscribe(self, op: str, frame: dict[str, Any]) -> None:
+        topic = frame.get("topic")
+        if not isinstance(topic, str) or not topic:
+            raise FrameError("bad_frame", f"{op} needs a 'topic' string")
+        assert self.principal is not None
+        topics = self.s.hub.topics
+        if op == "unsubscribe":
+            self.session.topics.discard(topic)
+            topics.unsubscribe(topic, self.session)
+            self.session.offer(Outbound({"op": "unsubscribed", "topic": topic}))
+            return
+        if not may_subscribe(self.principal.roles, self.principal.account_id, topic):
+            self.session.offer(_error("forbidden", f"you may not subscribe to {topic!r}", topic))
+            return
+        if len(self.session.topics) >= MAX_TOPICS and topic not in self.session.topics:
+            self.session.offer(_error("too_many_topics", f"at most {MAX_TOPICS} topics per connection", topic))
+            return
+        self.session.topics.add(topic)
+        topics.subscribe(topic, self.session)
+        self.session.offer(Outbound({"op": "subscribed", "topic": topic}))
+        if topic == "ops":
+            self.s.publish_ops_now()
+
+    def _publish(self, frame: dict[str, Any]) -> None:
+        topic, type_name, body = frame.get("topic"), frame.get("type"), frame.get("body")
+        if not isinstance(topic, str) or not isinstance(type_name, str):
+            raise FrameError("bad_frame", "publish needs 'topic' and 'type' strings")
+        assert self.principal is not None
+        if not may_publish(self.principal.roles, topic):
+            self.session.offer(_error("forbidden", f"you may not publish to {topic!r}", topic))
+            return
+        coalesce = frame.get("coalesce")
+        count = self.s.hub.topics.publish(
+            topic, type_name, body if body is not None else {},
+            coalesce=coalesce if isinstance(coalesce, str) else None,
+            priority=Priority.CRITICAL if frame.get("critical") is True else Priority.LOW,
+        )
+        ref = frame.get("id")
+        if ref is not None:
+            self.session.offer(Outbound({"op": "reply", "id": ref, "ok": True, "result": {"subscribers": count}}))
+
+
+def choose_codec(scope: Scope) -> tuple[str, str | None]:
+    offered = scope.get("subprotocols") or []
+    if SUBPROTOCOL_MSGPACK in offered:
+        return "msgpack", SUBPROTOCOL_MSGPACK
+    if SUBPROTOCOL_JSON in offered:
+        return "json", SUBPROTOCOL_JSON
+    return "json", None
+
+
+async def websocket_gateway(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return
+    if services.draining:
+        await send({"type": "websocket.close", "code": CLOSE_RESTART, "reason": "server restarting"})
+        return
+    codec, subprotocol = choose_codec(scope)
+    accept: dict[str, Any] = {"type": "websocket.accept"}
+    if subprotocol:
+        accept["subprotocol"] = subprotocol
+    await send(accept)
+    conn = Connection(services, scope, receive, send, codec)
+    services.stats.connections_opened += 1
+    try:
+        await conn.run()
+    finally:
+        code = conn.close_code or 1000
+        if not conn.peer_closed:
+            with trio.CancelScope(shield=True), trio.move_on_after(1):
+                try:
+                    await send({"type": "websocket.close", "code": code, "reason": conn.close_reason[:100]})
+                except Exception:  # the peer may already be gone
+                    pass
+
+
+async def echo_gateway(scope: Scope, receive: Receive, send: Send) -> None:
+    """Echo every message back unchanged (conformance testing; CAREHUB_WS_ECHO=1)."""
+    first = await receive()
+    if first["type"] != "websocket.connect":
+        return
+    await send({"type": "websocket.accept"})
+    while True:
+        message = await receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        if message["type"] != "websocket.receive":
+            continue
+        text = message.get("text")
+        if text is not None:
+            await send({"type": "websocket.send", "text": text})
+        else:
+            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+
+
+def reconnect_advice() -> int:
+    """Milliseconds a client should wait before reconnecting after a restart (jittered)."""
+    return random.randint(500, 15000)
+
+
+def bye_frame(reason: str) -> Outbound:
+    return Outbound(
+        {
+            "op": "bye",
+            "code": CLOSE_RESTART,
+            "reason": reason,
+            "reconnect_after_ms": reconnect_advice(),
+            "at": dt.datetime.now(dt.UTC).isoformat(),
+        }
+    )

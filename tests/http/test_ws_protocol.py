@@ -1,0 +1,220 @@
+"""The WebSocket gateway: calls reply after commit, deliveries, resume, and every kind of bad frame."""
+
+from __future__ import annotations
+
+import msgpack
+import orjson
+import pytest
+import trio
+from trio_websocket import ConnectionClosed, open_websocket_url
+
+from carehub.bots.client import CallFailed, connect, ws_url
+
+from .conftest import Server
+
+
+def chat(a: str, b: str) -> str:
+    return "conversation/" + "~".join(sorted([a, b]))
+
+
+async def test_a_call_is_answered_after_commit_and_delivered_to_both_people(server: Server) -> None:
+    p_token, d_token = await server.token("patient1"), await server.token("doctor1")
+    patient, doctor = await server.account_id("patient1"), await server.account_id("doctor1")
+    with trio.fail_after(20):
+        async with connect(server.base, p_token) as pc, connect(server.base, d_token) as dc:
+            result = await pc.call(chat(patient, doctor), "PostMessage", {"text": "医生您好，我最近胸闷"})
+            assert result["n"] == 1
+            got = await dc.next_delivery()
+            assert got["type"] == "chat.message"
+            assert got["body"]["text"] == "医生您好，我最近胸闷"
+            assert got["body"]["from"] == patient
+            mine = await pc.next_delivery()
+            assert mine["id"] == got["id"]
+
+
+async def test_a_binary_msgpack_connection_speaks_the_same_protocol(server: Server) -> None:
+    token = await server.token("patient1")
+    patient, doctor = await server.account_id("patient1"), await server.account_id("doctor2")
+    with trio.fail_after(20):
+        async with connect(server.base, token, codec="msgpack") as client:
+            assert client.welcome is not None and client.welcome["protocol"] == 1
+            await client.call(chat(patient, doctor), "PostMessage", {"text": "复诊"})
+            got = await client.next_delivery()
+            assert got["body"]["text"] == "复诊"
+
+
+async def test_a_patient_cannot_post_into_someone_elses_conversation(server: Server) -> None:
+    token = await server.token("patient1")
+    other, doctor = await server.account_id("patient2"), await server.account_id("doctor1")
+    with trio.fail_after(20):
+        async with connect(server.base, token) as client:
+            with pytest.raises(CallFailed, match="forbidden"):
+                await client.call(chat(other, doctor), "PostMessage", {"text": "hi"})
+
+
+async def test_resume_after_a_forced_disconnect_yields_no_gap_and_no_unrecognisable_duplicate(
+    server: Server,
+) -> None:
+    p_token, d_token = await server.token("patient1"), await server.account_id("doctor1")
+    patient = await server.account_id("patient1")
+    doctor_token = await server.token("doctor1")
+    address = chat(patient, d_token)
+    seen: list[dict[str, object]] = []
+    with trio.fail_after(30):
+        async with connect(server.base, p_token, device="phone") as pc, connect(server.base, doctor_token) as dc:
+            for i in range(5):
+                await dc.call(address, "PostMessage", {"text": f"m{i}"})
+            for _ in range(5):
+                seen.append(await pc.next_delivery())
+            await pc.ack(seen[2]["seq"])  # type: ignore[arg-type]
+            last_acked = int(seen[2]["seq"])  # type: ignore[call-overload]
+        # the phone drops off; the doctor keeps writing
+        async with connect(server.base, doctor_token) as dc:
+            for i in range(5, 10):
+                await dc.call(address, "PostMessage", {"text": f"m{i}"})
+        async with connect(server.base, p_token, device="phone", resume_after=last_acked) as pc:
+            resumed = [await pc.next_delivery() for _ in range(7)]
+    seqs = [f["seq"] for f in resumed]
+    assert seqs == list(range(last_acked + 1, last_acked + 8)), "no gap, in order"
+    texts = [f["body"]["text"] for f in resumed]  # type: ignore[index]
+    assert texts == [f"m{i}" for i in range(3, 10)]
+    # the two re-sent messages carry the ids the phone already saw, so it can drop them
+    assert {f["id"] for f in resumed[:2]} == {f["id"] for f in seen[3:5]}
+
+
+async def test_a_device_that_does_not_say_where_to_resume_continues_from_its_last_ack(server: Server) -> None:
+    p_token, doctor_token = await server.token("patient1"), await server.token("doctor1")
+    address = chat(await server.account_id("patient1"), await server.account_id("doctor1"))
+    with trio.fail_after(30):
+        async with connect(server.base, p_token, device="tablet", resume_after=0) as pc:
+            async with connect(server.base, doctor_token) as dc:
+                await dc.call(address, "PostMessage", {"text": "one"})
+                await dc.call(address, "PostMessage", {"text": "two"})
+            first = await pc.next_delivery()
+            await pc.ack(first["seq"])
+            await pc.next_delivery()
+            await trio.sleep(0.1)
+        async with connect(server.base, p_token, device="tablet") as pc:
+            again = await pc.next_delivery()
+    assert again["body"]["text"] == "two"
+
+
+async def test_two_devices_of_one_account_each_get_every_message(server: Server) -> None:
+    p_token, doctor_token = await server.token("patient2"), await server.token("doctor3")
+    address = chat(await server.account_id("patient2"), await server.account_id("doctor3"))
+    with trio.fail_after(30):
+        async with connect(server.base, p_token, device="phone") as phone, connect(
+            server.base, p_token, device="pc"
+        ) as pc, connect(server.base, doctor_token) as dc:
+            for i in range(3):
+                await dc.call(address, "PostMessage", {"text": f"x{i}"})
+            on_phone = [(await phone.next_delivery())["body"]["text"] for _ in range(3)]
+            on_pc = [(await pc.next_delivery())["body"]["text"] for _ in range(3)]
+    assert on_phone == on_pc == ["x0", "x1", "x2"]
+
+
+# ---- bad frames: each gets its error, the connection or the hub survives as documented -------
+
+
+async def raw(server: Server, token: str | None = None, subprotocol: str = "carehub.v1.json"):  # type: ignore[no-untyped-def]
+    return open_websocket_url(ws_url(server.base), subprotocols=[subprotocol])
+
+
+async def recv_json(ws) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    while True:
+        frame = orjson.loads(await ws.get_message())
+        if frame.get("op") not in ("ping",):
+            return frame  # type: ignore[no-any-return]
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("{not json", "bad_frame"),
+        ("[1, 2, 3]", "bad_frame"),
+        ('{"no_op": true}', "bad_frame"),
+        ('{"op": "teleport"}', "unknown_op"),
+        ('{"op": "call", "id": 1, "to": "conversation/a~b", "type": "PostMessage"}', "not_authenticated"),
+    ],
+)
+async def test_a_malformed_frame_before_auth_gets_an_error_frame_and_the_connection_stays(
+    server: Server, frame: str, code: str
+) -> None:
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.json"]) as ws:
+            await ws.send_message(frame)
+            reply = await recv_json(ws)
+            assert reply["op"] == "error" and reply["code"] == code, reply
+            await ws.send_message('{"op": "ping", "t": 1}')
+            assert (await recv_json(ws))["op"] == "pong"
+
+
+async def test_a_binary_frame_on_a_json_connection_is_refused_with_an_error(server: Server) -> None:
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.json"]) as ws:
+            await ws.send_message(b"\x81\xa2op\xa4ping")
+            reply = await recv_json(ws)
+            assert reply["code"] == "bad_frame" and "binary" in str(reply["message"])
+
+
+async def test_garbage_on_a_msgpack_connection_gets_an_error_frame(server: Server) -> None:
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.msgpack"]) as ws:
+            await ws.send_message(b"\xc1\xc1\xc1")
+            reply = msgpack.unpackb(await ws.get_message(), raw=False)
+            assert reply["op"] == "error" and reply["code"] == "bad_frame"
+
+
+async def test_a_bad_token_gets_an_error_and_close_code_4001(server: Server) -> None:
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.json"]) as ws:
+            await ws.send_message('{"op": "auth", "token": "forged"}')
+            reply = await recv_json(ws)
+            assert reply["code"] == "auth_failed"
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.get_message()
+            assert closed.value.reason.code == 4001
+
+
+async def test_an_oversized_frame_closes_with_1009_and_the_hub_keeps_serving(server: Server) -> None:
+    token = await server.token("patient1")
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.json"]) as ws:
+            await ws.send_message('{"op": "ping", "pad": "' + "x" * 70_000 + '"}')
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await ws.get_message()
+            assert closed.value.reason.code == 1009
+        async with connect(server.base, token) as client:
+            assert client.welcome is not None
+
+
+async def test_a_call_with_an_unknown_message_type_is_answered_with_bad_message(server: Server) -> None:
+    token = await server.token("patient1")
+    address = chat(await server.account_id("patient1"), await server.account_id("doctor1"))
+    with trio.fail_after(15):
+        async with connect(server.base, token) as client:
+            with pytest.raises(CallFailed, match="bad_message"):
+                await client.call(address, "DeleteEverything", {})
+            with pytest.raises(CallFailed, match="bad_message"):
+                await client.call(address, "PostMessage", {"text": 42})
+            with pytest.raises(CallFailed, match="unknown_actor"):
+                await client.call("spaceship/1", "Launch", {})
+            assert (await client.call(address, "PostMessage", {"text": "still fine"}))["n"] == 1
+
+
+async def test_a_connection_that_never_authenticates_is_closed_with_4001(server_factory) -> None:  # type: ignore[no-untyped-def]
+    import carehub.http.ws as ws_module
+
+    ws_module.AUTH_TIMEOUT, saved = 0.5, ws_module.AUTH_TIMEOUT
+    try:
+        async with server_factory() as srv:
+            with trio.fail_after(15):
+                async with open_websocket_url(ws_url(srv.base), subprotocols=["carehub.v1.json"]) as ws:
+                    with pytest.raises(ConnectionClosed) as closed:
+                        while True:
+                            await ws.get_message()
+                    assert closed.value.reason.code == 4001
+    finally:
+        ws_module.AUTH_TIMEOUT = saved
