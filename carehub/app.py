@@ -62,7 +62,7 @@ async def open_app(config: Config, *, database_url: str) -> AsyncIterator[App]:
                 crash_limit=config.crash_limit,
                 crash_window_seconds=config.crash_window_seconds,
             )
-            async with open_hub(store, all_behaviours(), settings) as hub:
+            async with open_hub(store, all_behaviours(config.actor_plugins), settings) as hub:
                 hub.sink = push
                 services = Services(config, db, store, hub, push, identity, version)
                 quart_app, router = create_app(services)

@@ -35,7 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
             async with trio.open_nursery() as nursery:
                 base = await nursery.start(lambda task_status: serve(config, database_url=database_url,
                                                                       task_status=task_status))
-                print(f"CareHub listening on http://{base}  (ops dashboard: http://{base}/ops)", flush=True)
+                print(f"CareHub listening on {base}  (ops dashboard: {base}/ops)", flush=True)
                 if config.seed_demo:
                     print(f"demo accounts: admin, ops, doctor1..6, patient1..4 — password {DEMO_PASSWORD}",
                           flush=True)

@@ -40,6 +40,8 @@ class Config:
     #: A consumer whose send buffer stays full this long is disconnected.
     ws_stuck_seconds: float = 10.0
     token_ttl_seconds: int = 12 * 3600
+    #: Extra actor kinds, ``module:Class`` separated by commas (deployment add-ons, tests).
+    actor_plugins: str = ""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from carehub.hub import Behaviour
@@ -9,8 +10,17 @@ from carehub.hub import Behaviour
 from .conversation import Conversation
 
 
-def all_behaviours() -> list[Behaviour[Any]]:
-    return [Conversation()]
+def all_behaviours(plugins: str = "") -> list[Behaviour[Any]]:
+    """The built-in kinds plus any ``module:Class`` plugins (comma-separated)."""
+    behaviours: list[Behaviour[Any]] = [Conversation()]
+    for spec in filter(None, (part.strip() for part in plugins.split(","))):
+        module_name, _, class_name = spec.partition(":")
+        try:
+            cls = getattr(importlib.import_module(module_name), class_name)
+        except (ImportError, AttributeError) as err:
+            raise ValueError(f"actor plugin {spec!r} cannot be loaded: {err}") from err
+        behaviours.append(cls())
+    return behaviours
 
 
 __all__ = ["Conversation", "all_behaviours"]

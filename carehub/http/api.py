@@ -8,7 +8,7 @@ from typing import Any
 
 import msgspec
 import trio
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from quart import Response, request
@@ -114,6 +114,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     router = Router(app, services)
     registry = CollectorRegistry(auto_describe=False)
     registry.register(HubCollector(services))
+    ProcessCollector(registry=registry)  # process_resident_memory_bytes etc.
     r = router.route
 
     @app.errorhandler(HTTPException)

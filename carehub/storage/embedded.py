@@ -189,8 +189,6 @@ class EmbeddedPostgres:
         """Initialise if needed, start (or adopt), create the ``carehub`` database; return its DSN."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
-            if self._started and self._binaries is not None and self.running:
-                return self.dsn
             errors: list[str] = []
             for binaries in self._candidates():
                 existing = self._existing_major()
@@ -301,11 +299,18 @@ class EmbeddedPostgres:
 
         info = _read_pid_file(self.pgdata)
         if info is not None and _is_postmaster_of(info.pid, self.pgdata):
-            if self._adoptable(info, socket_dir):
-                _log.info("embedded PostgreSQL: adopting the server already running (pid %d)", info.pid)
-                self._create_database(binaries, socket_dir)
-                return
-            _log.info("embedded PostgreSQL: restarting the running server (pid %d) with our settings", info.pid)
+            # Started by this object, by an earlier process that died, or by a concurrent start().
+            if not self._adoptable(info, socket_dir):
+                _log.info("embedded PostgreSQL: restarting the server (pid %d) with our settings", info.pid)
+            else:
+                try:
+                    self._create_database(binaries, socket_dir)  # also proves that it answers
+                except EmbeddedPostgresError as exc:
+                    _log.warning("embedded PostgreSQL: the server (pid %d) does not answer: %s", info.pid, exc)
+                else:
+                    if not self._started:
+                        _log.info("embedded PostgreSQL: adopted the server already running (pid %d)", info.pid)
+                    return
             self._stop_postmaster()
 
         for attempt in (1, 2):
@@ -512,14 +517,17 @@ class EmbeddedPostgres:
             "-q",
             "-v",
             "ON_ERROR_STOP=1",
-            "-h",
-            str(socket_dir),
-            "-p",
-            str(self._dsn_port),
-            "-U",
-            SUPERUSER,
             "-d",
-            "postgres",
+            " ".join(
+                f"{key}={_conninfo_quote(value)}"
+                for key, value in {
+                    "host": str(socket_dir),
+                    "port": str(self._dsn_port),
+                    "user": SUPERUSER,
+                    "dbname": "postgres",
+                    "connect_timeout": "10",
+                }.items()
+            ),
             "-f",
             "-",
         ]
@@ -820,6 +828,10 @@ def _reap_orphans(pgdata: Path) -> None:
 
 def _conf_quote(value: str) -> str:
     return "'" + value.replace("\\", "\\\\").replace("'", "''") + "'"
+
+
+def _conninfo_quote(value: str) -> str:
+    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def _size(path: Path) -> int:

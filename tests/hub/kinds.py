@@ -41,10 +41,14 @@ class RemindMe(msgspec.Struct):
     text: str
 
 
+class GetNotes(msgspec.Struct):
+    pass
+
+
 class Counter(Behaviour[Tally]):
     kind = "counter"
     state_type = Tally
-    messages = {m.__name__: m for m in (Add, Get, Explode, Refuse, Note, RemindMe)}
+    messages = {m.__name__: m for m in (Add, Get, Explode, Refuse, Note, RemindMe, GetNotes)}
 
     def initial(self, key: str) -> Tally:
         return Tally()
@@ -59,6 +63,8 @@ class Counter(Behaviour[Tally]):
                 return Decision(new, reply=new.total, events=(Event("Added", {"n": n}),), deliveries=deliveries)
             case Get():
                 return Decision.answer(state, state.total)
+            case GetNotes():
+                return Decision.answer(state, {"notes": state.notes, "late": state.late_notes})
             case Explode():
                 state.notes.append("half-done")  # a buggy handler mutating state before failing
                 raise RuntimeError("boom")
