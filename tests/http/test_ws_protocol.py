@@ -218,3 +218,68 @@ async def test_a_connection_that_never_authenticates_is_closed_with_4001(server_
                     assert closed.value.reason.code == 4001
     finally:
         ws_module.AUTH_TIMEOUT = saved
+
+
+async def test_a_consumer_that_stops_reading_is_disconnected_with_4008_and_resumes_later(server_factory) -> None:  # type: ignore[no-untyped-def]
+    async with server_factory(ws_send_buffer=8, ws_stuck_seconds=0.5) as srv:
+        sub_token, admin_token = await srv.token("patient4"), await srv.token("admin")
+        with trio.fail_after(30):
+            async with open_websocket_url(ws_url(srv.base), subprotocols=["carehub.v1.json"], message_queue_size=0) as ws:
+                await ws.send_message(orjson.dumps({"op": "auth", "token": sub_token, "device": "stuck"}).decode())
+                await ws.send_message('{"op": "subscribe", "topic": "broadcast/hall"}')
+                await ws.get_message()  # welcome; then read nothing more
+                async with connect(srv.base, admin_token) as admin:
+                    big = {"text": "叫号" * 8_000}
+                    for _ in range(400):
+                        await admin.send(
+                            {"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big, "critical": True}
+                        )
+                        if srv.app.services.stats.kicked_slow:
+                            break
+                        await trio.sleep(0.01)
+                assert srv.app.services.stats.kicked_slow == 1
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await ws.get_message()
+                assert closed.value.reason.code == 4008
+            async with connect(srv.base, sub_token, device="stuck") as again:
+                assert again.welcome is not None
+
+
+async def test_heartbeats_keep_a_live_client_connected_and_a_silent_one_is_closed_with_4002(server_factory) -> None:  # type: ignore[no-untyped-def]
+    async with server_factory(ws_heartbeat_seconds=0.3, ws_idle_timeout_seconds=1.0) as srv:
+        token = await srv.token("patient1")
+        with trio.fail_after(20):
+            async with connect(srv.base, token, device="alive") as alive, connect(
+                srv.base, token, device="silent"
+            ) as silent:
+                silent.auto_pong = False
+                await silent.closed.wait()
+                with pytest.raises(ConnectionClosed) as closed:
+                    await silent.ws.get_message()
+                assert closed.value.reason.code == 4002
+                assert not alive.closed.is_set()
+
+
+async def test_a_restart_tells_each_client_a_different_time_to_come_back(server: Server) -> None:
+    from carehub.app import drain
+
+    token = await server.token("patient1")
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            clients = []
+
+            async def hold(i: int) -> None:
+                async with connect(server.base, token, device=f"d{i}") as client:
+                    clients.append(client)
+                    await client.closed.wait()
+
+            for i in range(8):
+                nursery.start_soon(hold, i)
+            while len(clients) < 8:
+                await trio.sleep(0.01)
+            await drain(server.app.services)
+    waits = [c.bye["reconnect_after_ms"] for c in clients if c.bye is not None]
+    assert len(waits) == 8
+    assert all(500 <= w <= 15000 for w in waits)
+    assert len(set(waits)) > 1, "jittered, so a restart does not cause a reconnect storm"
