@@ -32,7 +32,7 @@ from carehub.hub import HubSettings, open_hub
 from carehub.identity import Identity
 from carehub.storage.accounts import AccountStore
 from carehub.storage.db import open_database
-from carehub.storage.hub_store import PostgresHubStore
+from carehub.storage.hub_store import open_hub_store
 from carehub.storage.migrate import migrate
 
 log = logging.getLogger("carehub")
@@ -54,7 +54,6 @@ async def open_app(config: Config, *, database_url: str) -> AsyncIterator[App]:
             identity = Identity(AccountStore(db), token_ttl_seconds=config.token_ttl_seconds)
             if config.seed_demo:
                 await seed_demo(db, identity)
-            store = PostgresHubStore(db)
             push = PushChannel()
             settings = HubSettings(
                 mailbox_size=config.mailbox_size,
@@ -62,7 +61,8 @@ async def open_app(config: Config, *, database_url: str) -> AsyncIterator[App]:
                 crash_limit=config.crash_limit,
                 crash_window_seconds=config.crash_window_seconds,
             )
-            async with open_hub(store, all_behaviours(config.actor_plugins), settings) as hub:
+            behaviours = all_behaviours(config.actor_plugins)
+            async with open_hub_store(db) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
                 services = Services(config, db, store, hub, push, identity, version)
                 quart_app, router = create_app(services)

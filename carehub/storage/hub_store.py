@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import datetime as dt
-import itertools
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import trio
 
 from carehub.hub import (
     AlreadyHandled,
     Commit,
     CommitResult,
+    HubError,
     ScheduledRow,
+    StorageUnavailable,
     StoredState,
     StreamItem,
     UnknownRecipient,
@@ -31,73 +35,139 @@ def _item(r: asyncpg.Record) -> StreamItem:
     return StreamItem(r["account_id"], r["seq"], r["msg_id"], r["type"], r["body"].encode(), r["created_at"])
 
 
-async def _commit(conn: asyncpg.Connection, c: Commit) -> CommitResult:
-    now = c.now or utcnow()
-    version = c.expected_version
-    delivered: list[StreamItem] = []
-    async with conn.transaction():
-        if c.consumed is not None:
-            # first, so a second dispatch of the same stored message changes nothing
-            status = await conn.execute("DELETE FROM scheduled_messages WHERE id = $1", c.consumed)
-            if status != "DELETE 1":
-                raise AlreadyHandled(f"stored message {c.consumed} was already handled")
-        if c.state is not None:
-            if version == 0:
-                try:
-                    await conn.execute(
-                        "INSERT INTO actor_state (address, kind, state, version, updated_at)"
-                        " VALUES ($1, $2, $3, 1, $4)",
-                        c.address, c.kind, c.state.decode(), now,
-                    )
-                except asyncpg.UniqueViolationError:
-                    raise VersionConflict(f"{c.address} was created by another writer") from None
-            else:
-                status = await conn.execute(
-                    "UPDATE actor_state SET state = $3, version = version + 1, updated_at = $4"
-                    " WHERE address = $1 AND version = $2",
-                    c.address, version, c.state.decode(), now,
-                )
-                if status != "UPDATE 1":
-                    raise VersionConflict(f"{c.address} moved past version {version} under this activation")
-            version += 1
-        if c.events:
-            await conn.executemany(
-                "INSERT INTO actor_events (address, version, type, body, created_at) VALUES ($1, $2, $3, $4, $5)",
-                [(c.address, version, t, body.decode(), now) for t, body in c.events],
+class _Reject(Exception):
+    """One commit of a batch cannot be made; the others can be retried without it."""
+
+    def __init__(self, index: int, error: HubError) -> None:
+        super().__init__(error.message)
+        self.index = index
+        self.error = error
+
+
+async def _write(conn: asyncpg.Connection, commits: Sequence[Commit]) -> list[CommitResult]:
+    """Write a batch of commits inside the caller's transaction, a few round trips in all."""
+    now = utcnow()
+    consumed = [(i, c.consumed) for i, c in enumerate(commits) if c.consumed is not None]
+    if consumed:
+        # first, so a second dispatch of the same stored message changes nothing
+        gone = {
+            r["id"]
+            for r in await conn.fetch(
+                "DELETE FROM scheduled_messages WHERE id = ANY($1::varchar[]) RETURNING id",
+                [cid for _, cid in consumed],
             )
-        if c.deliveries:
-            # lock streams in a fixed order so two commits never deadlock
-            by_account = sorted(c.deliveries, key=lambda d: d.account_id)
-            rows: list[tuple[Any, ...]] = []
-            for account, group in itertools.groupby(by_account, key=lambda d: d.account_id):
-                batch = list(group)
-                last = await conn.fetchval(
-                    "UPDATE delivery_streams SET last_seq = last_seq + $2 WHERE account_id = $1 RETURNING last_seq",
-                    account, len(batch),
-                )
-                if last is None:
-                    raise UnknownRecipient(f"no account {account!r} to deliver to")
-                for seq, d in enumerate(batch, start=last - len(batch) + 1):
-                    rows.append((account, seq, d.msg_id, d.type, d.body.decode(), now))
-                    delivered.append(StreamItem(account, seq, d.msg_id, d.type, d.body, now))
-            await conn.executemany(
-                "INSERT INTO deliveries (account_id, seq, msg_id, type, body, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6)",
-                rows,
+        }
+        for i, cid in consumed:
+            if cid not in gone:
+                raise _Reject(i, AlreadyHandled(f"stored message {cid} was already handled"))
+    versions = [c.expected_version for c in commits]
+    inserts = [(i, c) for i, c in enumerate(commits) if c.state is not None and c.expected_version == 0]
+    updates = [(i, c) for i, c in enumerate(commits) if c.state is not None and c.expected_version > 0]
+    if inserts:
+        # a unique violation here means another writer created the actor: the caller isolates it
+        await conn.executemany(
+            "INSERT INTO actor_state (address, kind, state, version, updated_at) VALUES ($1, $2, $3, 1, $4)",
+            [(c.address, c.kind, c.state.decode(), c.now or now) for _, c in inserts if c.state is not None],
+        )
+        for i, _ in inserts:
+            versions[i] = 1
+    if updates:
+        done = {
+            r["address"]
+            for r in await conn.fetchmany(
+                "UPDATE actor_state SET state = $3, version = version + 1, updated_at = $4"
+                " WHERE address = $1 AND version = $2 RETURNING address",
+                [(c.address, c.expected_version, c.state.decode(), c.now or now) for _, c in updates
+                 if c.state is not None],
             )
-        cancel = list(c.cancel_keys) + [s.key for s in c.scheduled if s.key is not None]
-        if cancel:
-            await conn.execute(
-                "DELETE FROM scheduled_messages WHERE target = $1 AND reminder_key = ANY($2::varchar[])",
-                c.address, cancel,
-            )
-        if c.scheduled:
-            await conn.executemany(
-                "INSERT INTO scheduled_messages (id, target, type, body, due_at, reminder_key, created_at)"
-                " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                [(s.id, s.target, s.type, s.body.decode(), s.due_at, s.key, now) for s in c.scheduled],
-            )
-    return CommitResult(version, delivered)
+        }
+        for i, c in updates:
+            if c.address not in done:
+                raise _Reject(i, VersionConflict(f"{c.address} moved past version {c.expected_version}"))
+            versions[i] += 1
+    events = [
+        (c.address, versions[i], t, body.decode(), c.now or now)
+        for i, c in enumerate(commits)
+        for t, body in c.events
+    ]
+    if events:
+        await conn.executemany(
+            "INSERT INTO actor_events (address, version, type, body, created_at) VALUES ($1, $2, $3, $4, $5)", events
+        )
+    delivered: list[list[StreamItem]] = [[] for _ in commits]
+    wanted: dict[str, int] = {}
+    for c in commits:
+        for d in c.deliveries:
+            wanted[d.account_id] = wanted.get(d.account_id, 0) + 1
+    if wanted:
+        # lock streams in a fixed order so two batches never deadlock
+        accounts = sorted(wanted)
+        rows = await conn.fetchmany(
+            "UPDATE delivery_streams SET last_seq = last_seq + $2 WHERE account_id = $1 RETURNING account_id, last_seq",
+            [(a, wanted[a]) for a in accounts],
+        )
+        next_seq = {r["account_id"]: r["last_seq"] - wanted[r["account_id"]] + 1 for r in rows}
+        inserts_d: list[tuple[Any, ...]] = []
+        for i, c in enumerate(commits):
+            at = c.now or now
+            for d in c.deliveries:
+                seq = next_seq.get(d.account_id)
+                if seq is None:
+                    raise _Reject(i, UnknownRecipient(f"no account {d.account_id!r} to deliver to"))
+                next_seq[d.account_id] = seq + 1
+                inserts_d.append((d.account_id, seq, d.msg_id, d.type, d.body.decode(), at))
+                delivered[i].append(StreamItem(d.account_id, seq, d.msg_id, d.type, d.body, at))
+        await conn.executemany(
+            "INSERT INTO deliveries (account_id, seq, msg_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+            inserts_d,
+        )
+    cancels = [
+        (c.address, list(c.cancel_keys) + [s.key for s in c.scheduled if s.key is not None])
+        for c in commits
+        if c.cancel_keys or any(s.key is not None for s in c.scheduled)
+    ]
+    if cancels:
+        await conn.executemany(
+            "DELETE FROM scheduled_messages WHERE target = $1 AND reminder_key = ANY($2::varchar[])", cancels
+        )
+    scheduled = [
+        (s.id, s.target, s.type, s.body.decode(), s.due_at, s.key, c.now or now) for c in commits for s in c.scheduled
+    ]
+    if scheduled:
+        await conn.executemany(
+            "INSERT INTO scheduled_messages (id, target, type, body, due_at, reminder_key, created_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            scheduled,
+        )
+    return [CommitResult(versions[i], delivered[i]) for i in range(len(commits))]
+
+
+async def _commit_many(conn: asyncpg.Connection, commits: Sequence[Commit]) -> list[CommitResult | HubError]:
+    """Commit a batch in one transaction; a commit that cannot be made fails alone."""
+    try:
+        async with conn.transaction():
+            return list(await _write(conn, commits))
+    except _Reject as reject:
+        if len(commits) == 1:
+            return [reject.error]
+        rest = [c for i, c in enumerate(commits) if i != reject.index]
+        results = await _commit_many(conn, rest)
+        results.insert(reject.index, reject.error)
+        return results
+    except asyncpg.UniqueViolationError:
+        if len(commits) == 1:
+            return [VersionConflict(f"{commits[0].address} was created by another writer")]
+        return [(await _commit_many(conn, [c]))[0] for c in commits]
+
+
+class _Pending:
+    __slots__ = ("commit", "done", "error", "result")
+
+    def __init__(self, commit: Commit) -> None:
+        self.commit = commit
+        self.done = trio.Event()
+        self.result: CommitResult | None = None
+        self.error: BaseException | None = None
 
 
 async def _load(conn: asyncpg.Connection, address: str) -> StoredState:
@@ -108,14 +178,74 @@ async def _load(conn: asyncpg.Connection, address: str) -> StoredState:
 
 
 class PostgresHubStore:
-    def __init__(self, db: Database) -> None:
+    """The hub's store. Commits are grouped: while one batch is being written, the next ones
+    queue, and go together in one transaction (group commit). At low load a commit goes alone
+    at once; under load a handful of round trips carry many actors' messages.
+
+    Run :meth:`run` in a nursery (``open_hub_store`` does); without it commits go one by one.
+    """
+
+    def __init__(self, db: Database, *, max_batch: int = 128, writers: int = 3) -> None:
         self.db = db
+        self.max_batch = max_batch
+        self.writers = writers
+        self._send, self._recv = trio.open_memory_channel[_Pending](100_000)
+        self._running = False
+        self.batches = 0
+        self.batched_commits = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(self.writers):
+                nursery.start_soon(self._writer)
+            self._running = True
+            task_status.started()
+            try:
+                await trio.sleep_forever()
+            finally:
+                self._running = False
+
+    async def _writer(self) -> None:
+        while True:
+            batch = [await self._recv.receive()]
+            while len(batch) < self.max_batch:
+                try:
+                    batch.append(self._recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            self.batches += 1
+            self.batched_commits += len(batch)
+            try:
+                results = await self.db.run(_commit_many, [p.commit for p in batch])
+            except Exception as err:
+                for p in batch:
+                    p.error = StorageUnavailable(f"could not save {p.commit.address}: {err}; nothing was changed")
+                    p.done.set()
+                continue
+            for p, r in zip(batch, results, strict=True):
+                if isinstance(r, HubError):
+                    p.error = r
+                else:
+                    p.result = r
+                p.done.set()
 
     async def load_state(self, address: str) -> StoredState:
         return await self.db.run(_load, address)
 
     async def commit(self, commit: Commit) -> CommitResult:
-        return await self.db.run(_commit, commit)
+        if not self._running:
+            result = (await self.db.run(_commit_many, [commit]))[0]
+        else:
+            pending = _Pending(commit)
+            await self._send.send(pending)
+            await pending.done.wait()
+            if pending.error is not None:
+                raise pending.error
+            assert pending.result is not None
+            return pending.result
+        if isinstance(result, HubError):
+            raise result
+        return result
 
     async def due_scheduled(self, before: dt.datetime, limit: int) -> list[ScheduledRow]:
         rows = await self.db.fetch(
@@ -185,3 +315,14 @@ class PostgresHubStore:
 
     async def reminders_due(self, now: dt.datetime) -> int:
         return int(await self.db.fetchval("SELECT count(*) FROM scheduled_messages WHERE due_at <= $1", now) or 0)
+
+
+@asynccontextmanager
+async def open_hub_store(db: Database) -> AsyncIterator[PostgresHubStore]:
+    store = PostgresHubStore(db)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        try:
+            yield store
+        finally:
+            nursery.cancel_scope.cancel()

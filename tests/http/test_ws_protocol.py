@@ -224,7 +224,9 @@ async def test_a_consumer_that_stops_reading_is_disconnected_with_4008_and_resum
     async with server_factory(ws_send_buffer=8, ws_stuck_seconds=0.5) as srv:
         sub_token, admin_token = await srv.token("patient4"), await srv.token("admin")
         with trio.fail_after(30):
-            async with open_websocket_url(ws_url(srv.base), subprotocols=["carehub.v1.json"], message_queue_size=0) as ws:
+            async with open_websocket_url(
+                ws_url(srv.base), subprotocols=["carehub.v1.json"], message_queue_size=0
+            ) as ws:
                 await ws.send_message(orjson.dumps({"op": "auth", "token": sub_token, "device": "stuck"}).decode())
                 await ws.send_message('{"op": "subscribe", "topic": "broadcast/hall"}')
                 await ws.get_message()  # welcome; then read nothing more

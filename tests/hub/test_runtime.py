@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
@@ -12,13 +12,15 @@ from trio_asyncio import aio_as_trio
 
 from carehub.hub import ActorCrashed, ActorQuarantined, Hub, HubSettings, MailboxFull, Refusal, open_hub
 from carehub.storage.db import Database
-from carehub.storage.hub_store import PostgresHubStore
+from carehub.storage.hub_store import open_hub_store
 
 from .kinds import Add, Counter, Explode, Get, Note, Refuse, RemindMe
 
 
-def start_hub(db: Database, **settings: float) -> AbstractAsyncContextManager[Hub]:
-    return open_hub(PostgresHubStore(db), [Counter()], HubSettings(**settings))  # type: ignore[arg-type]
+@asynccontextmanager
+async def start_hub(db: Database, **settings: float) -> AsyncIterator[Hub]:
+    async with open_hub_store(db) as store, open_hub(store, [Counter()], HubSettings(**settings)) as hub:  # type: ignore[arg-type]
+        yield hub
 
 
 @pytest.fixture
@@ -135,3 +137,30 @@ async def test_a_delivery_to_an_unknown_account_changes_nothing(hub: Hub, db: Da
         await hub.ask("counter/u", Add(1, notify="ghost"))
     assert await hub.ask("counter/u", Get()) == 1
     assert await db.fetchval("SELECT count(*) FROM actor_events WHERE address = 'counter/u'") == 1
+
+
+async def test_concurrent_commits_of_many_actors_share_transactions_and_one_bad_commit_fails_alone(
+    hub: Hub, db: Database
+) -> None:
+    await db.execute(
+        "INSERT INTO accounts (id, login, display_name, roles, created_at) VALUES ('u2', 'u2', 'U', 'patient', now())"
+    )
+    await db.execute("INSERT INTO delivery_streams (account_id) VALUES ('u2')")
+    outcomes: dict[str, object] = {}
+
+    async def add(name: str, notify: str) -> None:
+        try:
+            outcomes[name] = await hub.ask(f"counter/{name}", Add(1, notify=notify))
+        except Exception as err:
+            outcomes[name] = err
+
+    with trio.fail_after(20):
+        async with trio.open_nursery() as nursery:
+            for i in range(100):
+                nursery.start_soon(add, f"n{i}", "ghost" if i == 50 else "u2")
+    assert isinstance(outcomes.pop("n50"), Exception)
+    assert set(outcomes.values()) == {1}
+    store = hub.store
+    assert store.batches < store.batched_commits, "commits were grouped"  # type: ignore[attr-defined]
+    seqs = [r["seq"] for r in await db.fetch("SELECT seq FROM deliveries WHERE account_id = 'u2' ORDER BY seq")]
+    assert seqs == list(range(1, 100))
