@@ -228,13 +228,8 @@ class Hub:
 
     def parse(self, address: str, type_name: str, body: Any) -> tuple[Address, msgspec.Struct]:
         """Turn wire data into a typed message for ``address``; raises BadMessage/UnknownActorKind."""
-        try:
-            kind, _ = split_address(address)
-        except ValueError as err:
-            raise BadMessage(str(err)) from None
-        behaviour = self.behaviours.get(kind)
-        if behaviour is None:
-            raise UnknownActorKind(f"no actor kind {kind!r}; known kinds: {', '.join(sorted(self.behaviours))}")
+        behaviour, _ = self._behaviour_of(address)
+        kind = behaviour.kind
         cls = behaviour.messages.get(type_name)
         if cls is None:
             raise BadMessage(
@@ -245,6 +240,16 @@ class Hub:
         except msgspec.ValidationError as err:
             raise BadMessage(f"{type_name}: {err}") from None
         return Address(address), message
+
+    def _behaviour_of(self, address: str) -> tuple[Behaviour[Any], str]:
+        try:
+            kind, key = split_address(address)
+        except ValueError as err:
+            raise BadMessage(str(err)) from None
+        behaviour = self.behaviours.get(kind)
+        if behaviour is None:
+            raise UnknownActorKind(f"no actor kind {kind!r}; known kinds: {', '.join(sorted(self.behaviours))}")
+        return behaviour, key
 
     def authorize(self, address: Address, message: msgspec.Struct, caller: Caller) -> bool:
         kind, key = split_address(address)
@@ -282,13 +287,7 @@ class Hub:
         if address in self.quarantined:
             q = self.quarantined[address]
             raise ActorQuarantined(f"{address} is quarantined since {q.since:%H:%M:%S}: {q.reason}")
-        try:
-            kind, key = split_address(address)
-        except ValueError as err:
-            raise BadMessage(str(err)) from None
-        behaviour = self.behaviours.get(kind)
-        if behaviour is None:
-            raise UnknownActorKind(f"no actor kind {kind!r}")
+        behaviour, key = self._behaviour_of(address)
         act = _Activation(address, key, behaviour, self.settings.mailbox_size)
         self._activations[address] = act
         self._nursery.start_soon(self._run_activation, act)
