@@ -245,6 +245,20 @@ class PushChannel:
         self.by_account: dict[str, set[Session]] = {}
         self.sessions: set[Session] = set()
         self.pushed = 0
+        #: Latest ack per (account, device) seen on this node; storage has the durable copy.
+        self._acks: dict[tuple[str, str], int] = {}
+
+    def note_ack(self, session: Session) -> None:
+        if session.account_id is None:
+            return
+        if len(self._acks) > 200_000:
+            self._acks.clear()  # only a shortcut: storage still has each device's cursor
+        key = (session.account_id, session.device)
+        if session.acked_seq > self._acks.get(key, 0):
+            self._acks[key] = session.acked_seq
+
+    def acked(self, account_id: str, device: str) -> int:
+        return self._acks.get((account_id, device), 0)
 
     def add(self, session: Session) -> None:
         self.sessions.add(session)

@@ -264,7 +264,12 @@ class Connection:
         self.s.push.bind(self.session, principal.account_id)
         first, last = await self.s.store.stream_bounds(principal.account_id)
         if resume_after is None:
-            cursor = await self.s.store.load_cursor(principal.account_id, device)
+            # the node's own memory first: a phone that reconnects at once may beat the old
+            # connection's cursor write (or its close may not even be noticed yet)
+            cursor = max(
+                self.s.push.acked(principal.account_id, device),
+                await self.s.store.load_cursor(principal.account_id, device),
+            )
             resume_after = cursor if cursor else last
         self.session.acked_seq = self.session.acked_saved = min(resume_after, last)
         self.session.offer(
@@ -313,6 +318,7 @@ class Connection:
             raise FrameError("bad_frame", "ack needs 'seq', the highest sequence number received")
         if seq > self.session.acked_seq:
             self.session.acked_seq = min(seq, self.session.last_sent_seq)
+            self.s.push.note_ack(self.session)
 
     async def _save_cursor(self) -> None:
         session = self.session
