@@ -9,9 +9,11 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import os
 import signal
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -21,6 +23,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from carehub.actors import all_behaviours
 from carehub.channels.push import PushChannel, Session
+from carehub.channels.sms import SmsChannel, SmsConfig, open_sms_channel
 from carehub.config import Config
 from carehub.demo import seed_demo
 from carehub.http.api import create_app, ops_figures
@@ -29,10 +32,12 @@ from carehub.http.context import Services
 from carehub.http.routing import Router
 from carehub.http.ws import CLOSE_SLOW, bye_frame
 from carehub.hub import HubSettings, open_hub
-from carehub.identity import Identity
+from carehub.identity import Identity, IdentitySettings
 from carehub.storage.accounts import AccountStore
+from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database
 from carehub.storage.hub_store import open_hub_store
+from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
 from carehub.storage.migrate import migrate
 
 log = logging.getLogger("carehub")
@@ -46,12 +51,28 @@ class App:
 
 
 @asynccontextmanager
-async def open_app(config: Config, *, database_url: str) -> AsyncIterator[App]:
-    """Run CareHub's moving parts (without the listening socket) for the ``async with`` block."""
-    async with trio_asyncio.open_loop():
+async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None = None) -> AsyncIterator[App]:
+    """Run CareHub's moving parts (without the listening socket) for the ``async with`` block.
+
+    ``keyring`` defaults to ``CAREHUB_KEYS`` / ``CAREHUB_KEY_FILE``, else a key file kept in the
+    data folder (created on first start: back it up apart from the database).
+    """
+    async with trio_asyncio.open_loop(), AsyncExitStack() as stack:
         async with open_database(database_url, max_size=config.database_pool_size) as db:
             version = await migrate(db)
-            identity = Identity(AccountStore(db), token_ttl_seconds=config.token_ttl_seconds)
+            ring = keyring or _load_keyring(config)
+            sms = await stack.enter_async_context(_open_sms(config))
+            identity = Identity(
+                AccountStore(db),
+                ring,
+                AuditLog(db, ring),
+                sms=sms,
+                settings=IdentitySettings(
+                    token_ttl_seconds=config.token_ttl_seconds,
+                    lockout_minutes=config.lockout_minutes,
+                    staff_idle_minutes=config.staff_idle_minutes,
+                ),
+            )
             if config.seed_demo:
                 await seed_demo(db, identity)
             push = PushChannel()
@@ -82,6 +103,23 @@ async def open_app(config: Config, *, database_url: str) -> AsyncIterator[App]:
                         yield App(services, Dispatcher(services, quart_app), router)
                     finally:
                         nursery.cancel_scope.cancel()
+
+
+def _load_keyring(config: Config) -> KeyRing:
+    if os.environ.get(KEYS_ENV) or os.environ.get(KEY_FILE_ENV):
+        return KeyRing.from_env()
+    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
+    return ensure_key_file(Path(config.data_dir) / "keys.json")
+
+
+@asynccontextmanager
+async def _open_sms(config: Config) -> AsyncIterator[SmsChannel | None]:
+    if not config.sms_url:
+        yield None
+        return
+    sms_config = SmsConfig(config.sms_url, config.sms_access_key_id, config.sms_access_key_secret, config.sms_sign_name)
+    async with open_sms_channel(sms_config) as channel:
+        yield channel
 
 
 def _publish_ops(services: Services) -> None:

@@ -40,6 +40,13 @@ class Config:
     #: A consumer whose send buffer stays full this long is disconnected.
     ws_stuck_seconds: float = 10.0
     token_ttl_seconds: int = 12 * 3600
+    #: SMS gateway (Aliyun dysmsapi or its simulator); empty: SMS sign-in answers 503.
+    sms_url: str = ""
+    sms_access_key_id: str = ""
+    sms_access_key_secret: str = ""
+    sms_sign_name: str = "智慧医院"
+    lockout_minutes: float = 15.0
+    staff_idle_minutes: float = 30.0
     #: Extra actor kinds, ``module:Class`` separated by commas (deployment add-ons, tests).
     actor_plugins: str = ""
 

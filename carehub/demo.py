@@ -9,12 +9,14 @@ import logging
 
 import asyncpg
 
-from carehub.identity import Identity
+from carehub.identity import STAFF_ROLES, Identity, NewAccount
 from carehub.storage.db import Database
 
 log = logging.getLogger("carehub.demo")
 
 DEMO_PASSWORD = "carehub-demo"
+#: Every demo staff account's TOTP secret (base32), for authenticator apps and bots.
+DEMO_TOTP_SECRET = "CAREHUBDEMOSTAFFTOTPSECRET234567"
 
 DEPARTMENTS = [
     ("cardio", "心血管内科", "本部院区", "门诊楼3层A区"),
@@ -33,11 +35,14 @@ DOCTORS = [
     ("doctor6", "赵丽", "derm", "主治医师", "湿疹、痤疮"),
 ]
 
+#: years of practice of each demo doctor (doctor6 is below the 3 years online practice needs)
+YEARS = (22, 15, 25, 6, 12, 2)
+
 PATIENTS = [
-    ("patient1", "张三"),
-    ("patient2", "李四"),
-    ("patient3", "王五"),
-    ("patient4", "赵六"),
+    ("patient1", "张三", "13800138001"),
+    ("patient2", "李四", "13800138002"),
+    ("patient3", "王五", "13800138003"),
+    ("patient4", "赵六", "13800138004"),
 ]
 
 STAFF = [
@@ -52,11 +57,16 @@ async def seed_demo(db: Database, identity: Identity) -> bool:
     """Seed once; returns False when the hospital already has accounts."""
     if await identity.accounts.count() > 0:
         return False
-    specs = [(login, name, ["doctor"], DEMO_PASSWORD) for login, name, *_ in DOCTORS]
-    specs += [(login, name, ["patient"], DEMO_PASSWORD) for login, name in PATIENTS]
-    specs += [(login, name, roles, DEMO_PASSWORD) for login, name, roles in STAFF]
-    ids = await identity.create_accounts(specs)
-    by_login = dict(zip([s[0] for s in specs], ids, strict=True))
+    staff_totp = DEMO_TOTP_SECRET
+    specs = [NewAccount(login, name, ["doctor"], DEMO_PASSWORD, totp_secret=staff_totp) for login, name, *_ in DOCTORS]
+    specs += [NewAccount(login, name, ["patient"], DEMO_PASSWORD, phone=phone) for login, name, phone in PATIENTS]
+    specs += [
+        NewAccount(login, name, roles, DEMO_PASSWORD, totp_secret=staff_totp if set(roles) & STAFF_ROLES else None)
+        for login, name, roles in STAFF
+    ]
+    # demo passwords are easy to type; real staff passwords must pass the strength rule
+    ids = await identity.create_accounts(specs, enforce_strength=False)
+    by_login = dict(zip([s.login for s in specs], ids, strict=True))
 
     async def op(conn: asyncpg.Connection) -> None:
         async with conn.transaction():
@@ -66,6 +76,15 @@ async def seed_demo(db: Database, identity: Identity) -> bool:
             await conn.executemany(
                 "INSERT INTO doctors (account_id, department_id, title, specialty) VALUES ($1, $2, $3, $4)",
                 [(by_login[login], dept, title, spec) for login, _, dept, title, spec in DOCTORS],
+            )
+            await conn.executemany(
+                "INSERT INTO staff_credentials (account_id, certificate_no, title, years_of_practice, profession,"
+                " verified_at) VALUES ($1, $2, $3, $4, $5, now())",
+                [
+                    (by_login[login], f"1101100{i:08d}", title, years, "doctor")
+                    for i, ((login, _, _, title, _), years) in enumerate(zip(DOCTORS, YEARS, strict=True))
+                ]
+                + [(by_login["pharmacist1"], "YS1101000001", "主管药师", 9, "pharmacist")],
             )
 
     await db.run(op)

@@ -18,7 +18,9 @@ import trio_asyncio
 from carehub.demo import seed_demo
 from carehub.identity import Identity
 from carehub.storage.accounts import AccountStore
+from carehub.storage.audit import AuditLog
 from carehub.storage.db import Database, open_database
+from carehub.storage.keyring import KeyRing
 from carehub.storage.migrate import _migrate, migrations
 
 from ._services import find_or_start_postgres
@@ -50,9 +52,13 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cleanup()
 
 
+#: One key ring for the whole run: the template database is seeded (encrypted) with it.
+KEYRING = KeyRing.generate()
+
+
 async def _seed(dsn: str) -> None:
     async with trio_asyncio.open_loop(), open_database(dsn) as database:
-        await seed_demo(database, Identity(AccountStore(database)))
+        await seed_demo(database, Identity(AccountStore(database), KEYRING, AuditLog(database, KEYRING)))
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +102,11 @@ async def aio_loop() -> AsyncIterator[None]:
 async def db(aio_loop: None, database_url: str) -> AsyncIterator[Database]:
     async with open_database(database_url) as database:
         yield database
+
+
+@pytest.fixture
+def keyring() -> KeyRing:
+    return KEYRING
 
 
 @pytest.fixture

@@ -14,8 +14,10 @@ from pathlib import Path
 import httpx
 import trio
 
-from carehub.bots.client import connect, login
-from carehub.demo import DEMO_PASSWORD
+from carehub.bots.client import TotpSource, connect, login
+from carehub.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
+
+from .conftest import KEYRING
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,6 +35,7 @@ async def hub_process(database_url: str, port: int) -> AsyncIterator[trio.Proces
         CAREHUB_ACTOR_PLUGINS="tests.hub.kinds:Counter",
         PYTHONPATH=str(ROOT),
         CAREHUB_LOG_LEVEL="WARNING",
+        CAREHUB_KEYS=KEYRING.to_json(),
     )
     cmd = [sys.executable, "-m", "carehub", "serve", "--port", str(port), "--database-url", database_url, "--no-seed"]
     proc = await trio.lowlevel.open_process(cmd, env=env, cwd=ROOT, stdout=subprocess.DEVNULL)
@@ -88,10 +91,11 @@ async def test_every_acknowledged_message_survives_kill_9_and_is_delivered(datab
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     acknowledged: list[int] = []
+    doctor_totp = TotpSource(DEMO_TOTP_SECRET)
     with trio.fail_after(90):
         async with hub_process(database_url, port) as proc:
             p_token, patient = await login(base, "patient3", DEMO_PASSWORD)
-            _, doctor = await login(base, "doctor5", DEMO_PASSWORD)
+            _, doctor = await login(base, "doctor5", DEMO_PASSWORD, totp=await doctor_totp.code())
             address = "conversation/" + "~".join(sorted([patient["id"], doctor["id"]]))
             async with connect(base, p_token, device="phone") as client:
 
@@ -107,7 +111,7 @@ async def test_every_acknowledged_message_survives_kill_9_and_is_delivered(datab
                         nursery.start_soon(post, i)
                 proc.send_signal(signal.SIGKILL)  # right after the last reply, no graceful anything
         async with hub_process(database_url, port):
-            d_token, _ = await login(base, "doctor5", DEMO_PASSWORD)
+            d_token, _ = await login(base, "doctor5", DEMO_PASSWORD, totp=await doctor_totp.code())
             async with connect(base, d_token, device="desk", resume_after=0) as doc:
                 received = [await doc.next_delivery() for _ in range(len(acknowledged))]
     assert len(acknowledged) == 300

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import httpx
 import msgpack
 import orjson
+import pyotp
 import trio
 from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
@@ -30,9 +32,43 @@ def ws_url(base_url: str) -> str:
     return base_url.replace("http://", "ws://").replace("https://", "wss://").rstrip("/") + "/ws"
 
 
-async def login(base_url: str, login_name: str, password: str) -> tuple[str, dict[str, Any]]:
+class TotpSource:
+    """TOTP codes (RFC 6238) for one staff account, each for a time step not used before.
+
+    CareHub accepts each step once, so a second sign-in within 30 s takes the next step's code
+    (accepted as clock drift), and a third waits for time to move on.
+    """
+
+    def __init__(self, secret: str) -> None:
+        self.totp = pyotp.TOTP(secret)
+        self.last_step = 0
+
+    async def code(self) -> str:
+        while True:
+            now_step = int(time.time() // self.totp.interval)
+            step = max(now_step, self.last_step + 1)
+            if step <= now_step + 1:
+                self.last_step = step
+                return str(self.totp.at(step * self.totp.interval))
+            await trio.sleep(0.5)
+
+
+_SOURCES: dict[tuple[str, str], TotpSource] = {}
+
+
+def totp_for(base_url: str, login_name: str, secret: str) -> TotpSource:
+    """The one TOTP source of a staff account at a server, shared by everything in this process."""
+    return _SOURCES.setdefault((base_url.rstrip("/"), login_name), TotpSource(secret))
+
+
+async def login(
+    base_url: str, login_name: str, password: str, *, totp: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    body = {"login": login_name, "password": password}
+    if totp is not None:
+        body["totp"] = totp
     async with httpx.AsyncClient(base_url=base_url, timeout=30) as http:
-        response = await http.post("/api/v1/auth/login", json={"login": login_name, "password": password})
+        response = await http.post("/api/v1/auth/login", json=body)
     if response.status_code != 200:
         raise CallFailed("auth_failed", response.text)
     data = response.json()

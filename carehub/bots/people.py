@@ -30,12 +30,21 @@ import httpx
 import trio
 from trio_websocket import ConnectionClosed, HandshakeError
 
-from carehub.bots.client import CallFailed, HubClient, connect, login
+from carehub.bots.client import CallFailed, HubClient, connect, login, totp_for
 
 log = logging.getLogger("carehub.bots")
 
 #: The demo hospital's accounts (carehub/demo.py; bots may not import it).
 DEMO_PASSWORD = "carehub-demo"
+#: The demo staff accounts' TOTP secret (documented in the README); doctors sign in with it.
+DEMO_TOTP_SECRET = "CAREHUBDEMOSTAFFTOTPSECRET234567"
+
+
+async def _demo_login(url: str, login_name: str) -> tuple[str, dict[str, Any]]:
+    totp = None
+    if login_name.startswith("doctor"):
+        totp = await totp_for(url, login_name, DEMO_TOTP_SECRET).code()
+    return await login(url, login_name, DEMO_PASSWORD, totp=totp)
 PATIENT_LOGINS = ("patient1", "patient2", "patient3", "patient4")
 DOCTOR_LOGINS = ("doctor1", "doctor2", "doctor3", "doctor4", "doctor5", "doctor6")
 
@@ -157,7 +166,7 @@ class Bot:
     async def _sign_in_again(self) -> None:
         """The token was refused (expired, signed out): sign in for a fresh one, best effort."""
         try:
-            self.account.token, _ = await login(self.url, self.account.login, DEMO_PASSWORD)
+            self.account.token, _ = await _demo_login(self.url, self.account.login)
         except (CallFailed, httpx.HTTPError) as err:
             log.warning("%s could not sign in again: %s", self.device, err)
 
@@ -255,7 +264,7 @@ async def _sign_in(url: str, logins: list[str]) -> dict[str, Account]:
     accounts: dict[str, Account] = {}
 
     async def one(login_name: str) -> None:
-        token, account = await login(url, login_name, DEMO_PASSWORD)
+        token, account = await _demo_login(url, login_name)
         async with httpx.AsyncClient(base_url=url, timeout=30) as http:
             response = await http.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
             response.raise_for_status()

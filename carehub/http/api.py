@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import importlib.resources
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
+import pyotp
 import trio
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -16,7 +20,16 @@ from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
 from carehub.hub import BadMessage, Caller, HubError, UnknownActorKind
-from carehub.identity import AuthFailed, may_publish
+from carehub.identity import (
+    STAFF_ROLES,
+    AccountLocked,
+    AuthFailed,
+    NewAccount,
+    Principal,
+    RateLimited,
+    SmsUnavailable,
+    may_publish,
+)
 from carehub.storage.accounts import LoginTaken
 from carehub.storage.migrate import latest_version, schema_version
 
@@ -32,6 +45,17 @@ log = logging.getLogger("carehub.http")
 class Login(msgspec.Struct, forbid_unknown_fields=True):
     login: str
     password: str
+    #: staff: the 6-digit code of their authenticator app (TOTP)
+    totp: str | None = None
+
+
+class SmsCodeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    phone: str
+
+
+class SmsLogin(msgspec.Struct, forbid_unknown_fields=True):
+    phone: str
+    code: str
 
 
 class Call(msgspec.Struct, forbid_unknown_fields=True):
@@ -46,15 +70,16 @@ class PublishBody(msgspec.Struct, forbid_unknown_fields=True):
     body: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-class NewAccount(msgspec.Struct, forbid_unknown_fields=True):
+class NewAccountBody(msgspec.Struct, forbid_unknown_fields=True):
     login: str
     display_name: str
     roles: list[str]
-    password: str
+    password: str | None = None
+    phone: str | None = None
 
 
 class NewAccounts(msgspec.Struct, forbid_unknown_fields=True):
-    accounts: list[NewAccount]
+    accounts: list[NewAccountBody]
 
 
 def _int_arg(name: str, default: int, low: int, high: int) -> int:
@@ -161,23 +186,36 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     async def login(ctx: RequestContext, body: Login) -> Any:
         if not body.login or not body.password or len(body.login) > 100 or len(body.password) > 200:
             raise ApiError(422, "invalid", "login and password are required (login <= 100, password <= 200 chars)")
-        try:
-            token, principal = await ctx.services.identity.login(body.login, body.password)
-        except AuthFailed as err:
-            raise ApiError(401, "auth_failed", str(err)) from None
-        return {
-            "token": token,
-            "account": {"id": principal.account_id, "name": principal.display_name, "roles": sorted(principal.roles)},
-        }
+        if body.totp is not None and len(body.totp) > 10:
+            raise ApiError(422, "invalid", "totp is the 6-digit code of an authenticator app")
+        with sign_in_errors():
+            token, principal = await ctx.services.identity.login(
+                body.login, body.password, totp=body.totp, ip=client_ip()
+            )
+        return session_body(token, principal)
+
+    @r("POST", "/api/v1/auth/sms-code", summary="Send a sign-in code by SMS (patients)", permission=None,
+       body=SmsCodeRequest, tag="auth")
+    async def sms_code(ctx: RequestContext, body: SmsCodeRequest) -> Any:
+        with sign_in_errors():
+            seconds = await ctx.services.identity.request_sms_code(body.phone, ip=client_ip())
+        return {"sent": True, "expires_in": seconds}
+
+    @r("POST", "/api/v1/auth/sms-login", summary="Sign in with phone and SMS code (patients)", permission=None,
+       body=SmsLogin, tag="auth")
+    async def sms_login(ctx: RequestContext, body: SmsLogin) -> Any:
+        if not body.code.strip().isdigit() or len(body.code.strip()) != 6:
+            raise ApiError(422, "invalid", "验证码为 6 位数字 (the code has 6 digits)")
+        with sign_in_errors():
+            token, principal = await ctx.services.identity.login_sms(body.phone, body.code, ip=client_ip())
+        return session_body(token, principal)
 
     @r("POST", "/api/v1/auth/logout", summary="End this session (closes its WebSockets)",
        permission="account.self", tag="auth")
     async def logout(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        await ctx.services.identity.logout(ctx.principal)
-        for conn in list(ctx.services.connections.values()):
-            if conn.principal is not None and conn.principal.token_hash == ctx.principal.token_hash:
-                conn.kick(CLOSE_REVOKED, "已退出登录 (session ended)")
+        await ctx.services.identity.logout(ctx.principal, ip=client_ip())
+        close_sessions(ctx.services, {ctx.principal.token_hash or ""}, "已退出登录 (session ended)")
         return {"status": "signed_out"}
 
     @r("GET", "/api/v1/me", summary="The signed-in account", permission="account.self", tag="auth")
@@ -243,15 +281,36 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     async def create_accounts(ctx: RequestContext, body: NewAccounts) -> Any:
         if not 1 <= len(body.accounts) <= 1000:
             raise ApiError(422, "invalid", "send between 1 and 1000 accounts")
+        specs = []
+        enrolment: dict[str, str] = {}
+        for a in body.accounts:
+            secret = None
+            if set(a.roles) & STAFF_ROLES:
+                if a.password is None:
+                    raise ApiError(422, "invalid", f"{a.login}: staff accounts need a password")
+                secret = pyotp.random_base32()
+                enrolment[a.login] = pyotp.TOTP(secret).provisioning_uri(name=a.login, issuer_name="CareHub")
+            specs.append(NewAccount(a.login, a.display_name, a.roles, a.password, phone=a.phone, totp_secret=secret))
         try:
-            ids = await ctx.services.identity.create_accounts(
-                (a.login, a.display_name, a.roles, a.password) for a in body.accounts
-            )
+            ids = await ctx.services.identity.create_accounts(specs)
         except ValueError as err:
             raise ApiError(422, "invalid", str(err)) from None
         except LoginTaken as err:
             raise ApiError(409, "login_taken", str(err)) from None
-        return json_response({"ids": ids}, 201)
+        # staff scan these once into their authenticator app; CareHub never shows them again
+        return json_response({"ids": ids, "totp_enrolment": enrolment}, 201)
+
+    @r("POST", "/api/v1/admin/accounts/<account_id>/disable", summary="Disable an account (ends its sessions)",
+       permission="admin.accounts", tag="admin")
+    async def disable_account(ctx: RequestContext, account_id: str) -> Any:
+        assert ctx.principal is not None
+        if await ctx.services.identity.accounts.by_id(account_id) is None:
+            raise ApiError(404, "not_found", f"no account {account_id}")
+        if account_id == ctx.principal.account_id:
+            raise ApiError(409, "refused", "不能停用自己的账号 (you cannot disable yourself)")
+        revoked = await ctx.services.identity.disable(account_id, by=ctx.principal, ip=client_ip())
+        close_sessions(ctx.services, set(revoked), "账号已停用 (account disabled)")
+        return {"disabled": account_id, "sessions_revoked": len(revoked)}
 
     # ---- ops ------------------------------------------------------------------------------------
 
@@ -298,6 +357,42 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
         return {"doctors": [dict(row) for row in rows]}
 
     return app, router
+
+
+def client_ip() -> str | None:
+    return request.remote_addr
+
+
+def session_body(token: str, principal: Principal) -> dict[str, Any]:
+    return {
+        "token": token,
+        "account": {"id": principal.account_id, "name": principal.display_name, "roles": sorted(principal.roles)},
+    }
+
+
+@contextmanager
+def sign_in_errors() -> Iterator[None]:
+    """Sign-in failures as HTTP: 401 wrong, 423 locked, 429 too often, 422 bad phone, 503 no SMS."""
+    try:
+        yield
+    except AuthFailed as err:
+        raise ApiError(401, "auth_failed", str(err)) from None
+    except AccountLocked as err:
+        seconds = max(1, int((err.until - dt.datetime.now(dt.UTC)).total_seconds()))
+        raise ApiError(423, "account_locked", str(err), headers={"Retry-After": str(seconds)}) from None
+    except RateLimited as err:
+        raise ApiError(429, "rate_limited", err.message, headers={"Retry-After": str(err.retry_after)}) from None
+    except SmsUnavailable as err:
+        raise ApiError(503, "sms_unavailable", str(err)) from None
+    except ValueError as err:
+        raise ApiError(422, "invalid", str(err)) from None
+
+
+def close_sessions(services: Services, token_hashes: set[str], reason: str) -> None:
+    """Close every WebSocket opened with one of these (now revoked) tokens, with 4003."""
+    for conn in list(services.connections.values()):
+        if conn.principal is not None and conn.principal.token_hash in token_hashes:
+            conn.kick(CLOSE_REVOKED, reason)
 
 
 def ops_figures(services: Services) -> dict[str, Any]:

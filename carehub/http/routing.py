@@ -53,7 +53,7 @@ def json_response(payload: Any, status: int = 200, headers: dict[str, str] | Non
 
 
 def error_response(err: ApiError) -> Response:
-    return json_response(err.body(), err.status)
+    return json_response(err.body(), err.status, headers=err.headers or None)
 
 
 async def authenticate(services: Services, *, required: bool) -> Principal | None:

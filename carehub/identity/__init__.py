@@ -6,16 +6,37 @@ two-factor, partner signatures and real-name verification behind the same ``Iden
 """
 
 from .permissions import PERMISSIONS, ROLES, Permission, may_publish, may_subscribe, role_permissions
-from .service import AuthFailed, Identity, Principal
+from .ratelimit import RateLimited, RateLimiter
+from .service import (
+    STAFF_ROLES,
+    AccountLocked,
+    AuthFailed,
+    Identity,
+    IdentitySettings,
+    NewAccount,
+    Principal,
+    SmsUnavailable,
+    normalise_phone,
+    password_problem,
+)
 
 __all__ = [
     "PERMISSIONS",
     "ROLES",
+    "STAFF_ROLES",
+    "AccountLocked",
     "AuthFailed",
     "Identity",
+    "IdentitySettings",
+    "NewAccount",
     "Permission",
     "Principal",
+    "RateLimited",
+    "RateLimiter",
+    "SmsUnavailable",
     "may_publish",
     "may_subscribe",
+    "normalise_phone",
+    "password_problem",
     "role_permissions",
 ]

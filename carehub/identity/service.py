@@ -1,4 +1,16 @@
-"""Accounts, password sign-in and opaque session tokens (stored hashed)."""
+"""Accounts, sign-in and session tokens.
+
+- Patients sign in with their phone number and a one-time SMS code (5 minutes, single use,
+  at most 5 wrong tries per code; per-phone and per-IP limits). A new phone number gets a
+  patient account on first sign-in.
+- Staff (doctor, pharmacist, admin, ops) sign in with password (argon2id) **and** a TOTP code
+  (RFC 6238); a TOTP code is accepted once. Five failed attempts lock the account for
+  ``lockout_minutes``. Idle staff sessions expire after ``staff_idle_minutes``.
+- Accounts that hold a password but no staff role (integration and load-test accounts made by
+  admins, the demo patients) may use password sign-in; patients created by SMS have none.
+- Tokens are 256-bit random values stored as SHA-256 hashes; a check is cached briefly.
+- Every sign-in, failure, lockout, sign-out and disable is written to the audit log.
+"""
 
 from __future__ import annotations
 
@@ -12,19 +24,53 @@ import uuid
 from collections.abc import Iterable
 
 import argon2
+import pyotp
 import trio
 
+from carehub.channels.sms import TEMPLATES, SmsChannel, SmsError, SmsRateLimited
 from carehub.storage.accounts import AccountRow, AccountStore
+from carehub.storage.audit import AuditEntry, AuditLog, Outcome
+from carehub.storage.keyring import KeyRing
 
+from .masking import mask_phone
 from .permissions import ROLES, role_permissions
+from .ratelimit import RateLimited, RateLimiter
 
 # OWASP's argon2id minimum: fast enough for bulk sign-ins, still memory-hard
 _hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
 _LOGIN = re.compile(r"^[A-Za-z0-9_.@+-]{3,64}$")
+_PHONE = re.compile(r"^1[3-9]\d{9}$")
+STAFF_ROLES = frozenset({"doctor", "pharmacist", "admin", "ops"})
 
 
 class AuthFailed(Exception):
     """Sign-in or token check failed; the message is safe to show."""
+
+
+class AccountLocked(Exception):
+    def __init__(self, until: dt.datetime) -> None:
+        local = until.astimezone(dt.timezone(dt.timedelta(hours=8)))
+        super().__init__(f"连续登录失败次数过多，账号已锁定至 {local:%H:%M} (account locked)")
+        self.until = until
+
+
+class SmsUnavailable(Exception):
+    """The SMS gateway is not configured or refused to send."""
+
+
+@dataclasses.dataclass(frozen=True)
+class IdentitySettings:
+    token_ttl_seconds: int = 12 * 3600
+    cache_seconds: float = 15.0
+    lockout_failures: int = 5
+    lockout_minutes: float = 15.0
+    staff_idle_minutes: float = 30.0
+    sms_code_seconds: int = 300
+    sms_code_attempts: int = 5
+    #: (count, seconds) windows
+    sms_per_phone: tuple[tuple[int, float], ...] = ((1, 60.0), (5, 3600.0))
+    sms_per_ip: tuple[tuple[int, float], ...] = ((10, 60.0), (60, 3600.0))
+    login_per_ip: tuple[tuple[int, float], ...] = ((30, 60.0),)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -39,6 +85,10 @@ class Principal:
     def can(self, permission: str) -> bool:
         return permission in self.permissions
 
+    @property
+    def is_staff(self) -> bool:
+        return bool(self.roles & STAFF_ROLES)
+
 
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
@@ -48,25 +98,169 @@ def hash_password(password: str) -> str:
     return _hasher.hash(password)
 
 
-class Identity:
-    def __init__(self, accounts: AccountStore, *, token_ttl_seconds: int = 12 * 3600, cache_seconds: float = 15.0):
-        self.accounts = accounts
-        self.token_ttl = dt.timedelta(seconds=token_ttl_seconds)
-        self._cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Principal]] = {}
+def password_problem(password: str, login: str = "") -> str | None:
+    """Why ``password`` is too weak for a staff account, or None (GB/T 22239 level 3)."""
+    if len(password) < 10:
+        return "密码至少 10 位 (at least 10 characters)"
+    classes = sum(
+        bool(re.search(pattern, password)) for pattern in (r"[a-z]", r"[A-Z]", r"\d", r"[^A-Za-z0-9]")
+    )
+    if classes < 3:
+        return "密码需包含大写字母、小写字母、数字、符号中的至少三类 (3 of: lower, upper, digit, symbol)"
+    if login and login.lower() in password.lower():
+        return "密码不能包含账号名 (must not contain the login)"
+    return None
 
-    async def login(self, login: str, password: str) -> tuple[str, Principal]:
+
+def normalise_phone(phone: str) -> str:
+    phone = phone.strip().replace(" ", "").replace("-", "")
+    if phone.startswith("+86"):
+        phone = phone[3:]
+    if not _PHONE.match(phone):
+        raise ValueError("手机号格式不正确 (a mainland mobile number has 11 digits starting with 1)")
+    return phone
+
+
+@dataclasses.dataclass(frozen=True)
+class NewAccount:
+    login: str
+    display_name: str
+    roles: Iterable[str]
+    password: str | None = None
+    phone: str | None = None
+    totp_secret: str | None = None
+
+
+class Identity:
+    def __init__(
+        self,
+        accounts: AccountStore,
+        keyring: KeyRing,
+        audit: AuditLog,
+        *,
+        sms: SmsChannel | None = None,
+        settings: IdentitySettings | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.keyring = keyring
+        self.audit = audit
+        self.sms = sms
+        self.settings = settings or IdentitySettings()
+        self.limits = RateLimiter()
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._seen: dict[str, float] = {}
+
+    # ---- password (+ TOTP for staff) -----------------------------------------------------------
+
+    async def login(
+        self, login: str, password: str, *, totp: str | None = None, ip: str | None = None
+    ) -> tuple[str, Principal]:
+        self.limits.take(f"login-ip:{ip}", self.settings.login_per_ip, "登录尝试过于频繁，请稍后再试")
         row = await self.accounts.by_login(login)
+        now = dt.datetime.now(dt.UTC)
         if row is None or row.password_hash is None or row.disabled:
-            # hash anyway so timing does not reveal which logins exist
-            await trio.to_thread.run_sync(_verify_quietly, password)
+            await trio.to_thread.run_sync(_verify_quietly, password)  # same timing either way
+            await self._audit("auth.login_failed", login, Outcome.DENIED, None, ip, {"reason": "unknown_or_disabled"})
             raise AuthFailed("账号或密码错误")
+        if row.locked_until is not None and row.locked_until > now:
+            await self._audit("auth.login_locked", row.id, Outcome.DENIED, row, ip, {})
+            raise AccountLocked(row.locked_until)
         ok = await trio.to_thread.run_sync(_verify, row.password_hash, password)
+        reason = None if ok else "password"
+        step = 0
+        if ok and row.roles & STAFF_ROLES:
+            step = self._totp_step(row, totp)
+            if step == 0:
+                ok, reason = False, "totp"
         if not ok:
-            raise AuthFailed("账号或密码错误")
+            locked = await self.accounts.record_failure(
+                row.id, self.settings.lockout_failures, now + dt.timedelta(minutes=self.settings.lockout_minutes)
+            )
+            await self._audit("auth.login_failed", row.id, Outcome.DENIED, row, ip, {"reason": reason or "password"})
+            if locked is not None:
+                await self._audit("auth.account_locked", row.id, Outcome.DENIED, row, ip, {"until": locked.isoformat()})
+                raise AccountLocked(locked)
+            raise AuthFailed("动态验证码错误或已使用" if reason == "totp" else "账号或密码错误")
+        if step and not await self.accounts.use_totp_step(row.id, step):
+            raise AuthFailed("动态验证码已使用，请等待下一个验证码")
+        await self.accounts.record_success(row.id)
+        return await self._open_session(row, ip, "password+totp" if step else "password")
+
+    def _totp_step(self, row: AccountRow, code: str | None) -> int:
+        """The TOTP time step ``code`` belongs to (±1 step of drift), or 0 if it is wrong or reused."""
+        if not code or row.totp_secret_enc is None or not code.isdigit():
+            return 0
+        secret = self.keyring.open(row.totp_secret_enc, field="accounts.totp_secret")
+        totp = pyotp.TOTP(secret)
+        now = time.time()
+        for drift in (0, -1, 1):
+            at = now + drift * totp.interval
+            if secrets.compare_digest(totp.at(at), code):
+                step = int(at // totp.interval)
+                return step if step > row.totp_last_step else 0
+        return 0
+
+    # ---- SMS codes (patients) -----------------------------------------------------------------
+
+    async def request_sms_code(self, phone: str, *, ip: str | None = None) -> int:
+        """Send a sign-in code; returns its lifetime in seconds."""
+        phone = normalise_phone(phone)
+        phone_idx = self.keyring.blind_index(phone, field="accounts.phone")
+        self.limits.check(f"sms-phone:{phone_idx}", self.settings.sms_per_phone, "验证码发送过于频繁，请稍后再试")
+        self.limits.check(f"sms-ip:{ip}", self.settings.sms_per_ip, "验证码请求过于频繁，请稍后再试")
+        if self.sms is None:
+            raise SmsUnavailable("短信服务未配置 (no SMS gateway configured)")
+        code = f"{secrets.randbelow(1_000_000):06d}"
+        code_id = uuid.uuid4().hex
+        now = dt.datetime.now(dt.UTC)
+        expires = now + dt.timedelta(seconds=self.settings.sms_code_seconds)
+        template = TEMPLATES["login_code"]
+        self.limits.hit(f"sms-phone:{phone_idx}")
+        self.limits.hit(f"sms-ip:{ip}")
+        try:
+            result = await self.sms.send(phone, template.code, {"code": code}, out_id=code_id)
+        except SmsRateLimited as err:
+            raise RateLimited(60, "验证码发送过于频繁，请稍后再试") from err
+        except SmsError as err:
+            await self._audit("auth.sms_code", mask_phone(phone), Outcome.ERROR, None, ip, {"code": str(err.code)})
+            raise SmsUnavailable(f"短信发送失败，请稍后再试 ({err.code})") from err
+        await self.accounts.store_sms_code(
+            code_id, phone_idx, self._code_mac(phone_idx, code), now, expires, ip, result.biz_id
+        )
+        await self._audit("auth.sms_code", mask_phone(phone), Outcome.OK, None, ip, {"biz_id": result.biz_id})
+        return self.settings.sms_code_seconds
+
+    def _code_mac(self, phone_idx: str, code: str) -> str:
+        return self.keyring.mac("sms-code", f"{phone_idx}:{code}".encode())
+
+    async def login_sms(self, phone: str, code: str, *, ip: str | None = None) -> tuple[str, Principal]:
+        phone = normalise_phone(phone)
+        self.limits.take(f"login-ip:{ip}", self.settings.login_per_ip, "登录尝试过于频繁，请稍后再试")
+        phone_idx = self.keyring.blind_index(phone, field="accounts.phone")
+        now = dt.datetime.now(dt.UTC)
+        used = await self.accounts.use_sms_code(
+            phone_idx, self._code_mac(phone_idx, code.strip()), now, self.settings.sms_code_attempts
+        )
+        if not used:
+            await self._audit("auth.login_failed", mask_phone(phone), Outcome.DENIED, None, ip, {"reason": "sms_code"})
+            raise AuthFailed("验证码错误或已过期")
+        row = await self.accounts.by_phone(phone_idx)
+        if row is None:
+            created = NewAccount(f"p{uuid.uuid4().hex[:12]}", f"用户{phone[-4:]}", ["patient"], phone=phone)
+            await self.create_accounts([created], enforce_strength=False)
+            row = await self.accounts.by_phone(phone_idx)
+            assert row is not None
+        if row.disabled:
+            raise AuthFailed("账号已停用")
+        return await self._open_session(row, ip, "sms")
+
+    # ---- sessions -----------------------------------------------------------------------------
+
+    async def _open_session(self, row: AccountRow, ip: str | None, method: str) -> tuple[str, Principal]:
         token = secrets.token_urlsafe(32)
-        expires = dt.datetime.now(dt.UTC) + self.token_ttl
-        await self.accounts.create_session(_token_hash(token), row.id, expires)
+        expires = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=self.settings.token_ttl_seconds)
+        await self.accounts.create_session(_token_hash(token), row.id, expires, ip)
+        await self._audit("auth.login", row.id, Outcome.OK, row, ip, {"method": method})
         return token, self._principal(row, _token_hash(token))
 
     async def authenticate(self, token: str) -> Principal:
@@ -76,38 +270,97 @@ class Identity:
         hit = self._cache.get(key)
         now = time.monotonic()
         if hit is not None and hit[0] > now:
+            self._seen[key] = now
             return hit[1]
-        row = await self.accounts.by_session(key, dt.datetime.now(dt.UTC))
-        if row is None:
+        wall = dt.datetime.now(dt.UTC)
+        idle = dt.timedelta(minutes=self.settings.staff_idle_minutes)
+        found = await self.accounts.by_session(key, wall)
+        if found is None:
             self._cache.pop(key, None)
             raise AuthFailed("令牌无效或已过期，请重新登录")
+        row, last_seen = found
+        seen_here = self._seen.get(key)
+        if seen_here is not None:
+            last_seen = max(last_seen, wall - dt.timedelta(seconds=now - seen_here))
+        if row.roles & STAFF_ROLES and wall - last_seen > idle:
+            await self.accounts.revoke_session(key, wall)
+            raise AuthFailed("会话空闲超时，请重新登录 (idle session expired)")
+        await self.accounts.touch_session(key, wall)
         principal = self._principal(row, key)
         if len(self._cache) > 100_000:
             self._cache.clear()
-        self._cache[key] = (now + self._cache_seconds, principal)
+            self._seen.clear()
+        self._cache[key] = (now + self.settings.cache_seconds, principal)
+        self._seen[key] = now
         return principal
 
-    async def logout(self, principal: Principal) -> None:
+    async def logout(self, principal: Principal, *, ip: str | None = None) -> None:
         if principal.token_hash is not None:
             await self.accounts.revoke_session(principal.token_hash, dt.datetime.now(dt.UTC))
             self._cache.pop(principal.token_hash, None)
+        await self._audit("auth.logout", principal.account_id, Outcome.OK, None, ip, {})
 
-    async def create_accounts(self, specs: Iterable[tuple[str, str, Iterable[str], str]]) -> list[str]:
-        """Create accounts from ``(login, display_name, roles, password)``; returns their ids."""
+    async def disable(self, account_id: str, *, by: Principal, ip: str | None = None) -> list[str]:
+        """Disable an account and revoke its sessions; returns the revoked token hashes."""
+        hashes = await self.accounts.disable(account_id, dt.datetime.now(dt.UTC))
+        for h in hashes:
+            self._cache.pop(h, None)
+        await self._audit("account.disable", account_id, Outcome.OK, None, ip, {"by": by.account_id})
+        return hashes
+
+    # ---- accounts -----------------------------------------------------------------------------
+
+    async def create_accounts(self, specs: Iterable[NewAccount], *, enforce_strength: bool = True) -> list[str]:
+        """Create accounts (all or none); returns their ids."""
         rows = []
-        for login, display_name, roles, password in specs:
-            role_set = frozenset(roles)
-            if not _LOGIN.match(login):
-                raise ValueError(f"login {login!r} must be 3-64 letters, digits or _.@+-")
+        for spec in specs:
+            role_set = frozenset(spec.roles)
+            if not _LOGIN.match(spec.login):
+                raise ValueError(f"login {spec.login!r} must be 3-64 letters, digits or _.@+-")
             unknown = role_set - set(ROLES)
             if not role_set or unknown:
                 raise ValueError(f"roles must be a non-empty subset of {', '.join(ROLES)}; got {sorted(role_set)}")
-            if len(password) < 8:
-                raise ValueError(f"password for {login!r} must have at least 8 characters")
-            password_hash = await trio.to_thread.run_sync(hash_password, password)
-            rows.append(AccountRow(uuid.uuid4().hex[:16], login, display_name, role_set, password_hash, False))
+            if not spec.display_name.strip() or len(spec.display_name) > 100:
+                raise ValueError("display_name must be 1-100 characters")
+            password_hash = None
+            if spec.password is not None:
+                if len(spec.password) < 8:
+                    raise ValueError(f"password for {spec.login!r} must have at least 8 characters")
+                problem = password_problem(spec.password, spec.login) if role_set & STAFF_ROLES else None
+                if enforce_strength and problem:
+                    raise ValueError(f"{spec.login}: {problem}")
+                password_hash = await trio.to_thread.run_sync(hash_password, spec.password)
+            phone_enc = phone_idx = None
+            if spec.phone is not None:
+                phone = normalise_phone(spec.phone)
+                phone_enc = self.keyring.seal(phone, field="accounts.phone")
+                phone_idx = self.keyring.blind_index(phone, field="accounts.phone")
+            totp_enc = None
+            if spec.totp_secret is not None:
+                totp_enc = self.keyring.seal(spec.totp_secret, field="accounts.totp_secret")
+            rows.append(
+                AccountRow(
+                    id=uuid.uuid4().hex[:16], login=spec.login, display_name=spec.display_name.strip(),
+                    roles=role_set, password_hash=password_hash, disabled=False, phone_enc=phone_enc,
+                    phone_idx=phone_idx, totp_secret_enc=totp_enc,
+                )
+            )
         await self.accounts.insert(rows)
         return [r.id for r in rows]
+
+    def phone_of(self, row: AccountRow) -> str | None:
+        return self.keyring.open_optional(row.phone_enc, field="accounts.phone")
+
+    async def _audit(
+        self, action: str, target: str, outcome: Outcome, row: AccountRow | None, ip: str | None, detail: dict[str, str]
+    ) -> None:
+        await self.audit.append(
+            AuditEntry(
+                action=action, target=f"account/{target}", outcome=outcome,
+                actor_id=row.id if row is not None else None,
+                actor_roles=sorted(row.roles) if row is not None else (), source_ip=ip, detail=detail,
+            )
+        )
 
     @staticmethod
     def _principal(row: AccountRow, token_hash: str | None) -> Principal:

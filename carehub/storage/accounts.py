@@ -1,4 +1,4 @@
-"""Accounts and sign-in sessions."""
+"""Accounts, sign-in sessions and SMS sign-in codes."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ class AccountRow:
     roles: frozenset[str]
     password_hash: str | None
     disabled: bool
+    phone_enc: str | None = None
+    phone_idx: str | None = None
+    totp_secret_enc: str | None = None
+    totp_last_step: int = 0
+    locked_until: dt.datetime | None = None
 
 
 class LoginTaken(Exception):
@@ -27,11 +32,17 @@ class LoginTaken(Exception):
 
 def _row(r: asyncpg.Record) -> AccountRow:
     return AccountRow(
-        r["id"], r["login"], r["display_name"], frozenset(r["roles"].split(",")), r["password_hash"], r["disabled"]
+        r["id"], r["login"], r["display_name"], frozenset(r["roles"].split(",")), r["password_hash"],
+        r["disabled"], r["phone_enc"], r["phone_idx"], r["totp_secret_enc"], r["totp_last_step"], r["locked_until"],
     )
 
 
-_COLUMNS = "a.id, a.login, a.display_name, a.roles, a.password_hash, a.disabled"
+_COLUMNS = (
+    "a.id, a.login, a.display_name, a.roles, a.password_hash, a.disabled, a.phone_enc, a.phone_idx,"
+    " a.totp_secret_enc, a.totp_last_step, a.locked_until"
+)
+#: last_seen_at is written at most this often per session
+_TOUCH_EVERY = dt.timedelta(seconds=60)
 
 
 class AccountStore:
@@ -46,22 +57,125 @@ class AccountStore:
         r = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM accounts a WHERE a.id = $1", account_id)
         return None if r is None else _row(r)
 
-    async def by_session(self, token_hash: str, now: dt.datetime) -> AccountRow | None:
+    async def by_phone(self, phone_idx: str) -> AccountRow | None:
+        r = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM accounts a WHERE a.phone_idx = $1", phone_idx)
+        return None if r is None else _row(r)
+
+    async def by_session(self, token_hash: str, now: dt.datetime) -> tuple[AccountRow, dt.datetime] | None:
         r = await self.db.fetchrow(
-            f"SELECT {_COLUMNS} FROM auth_sessions s JOIN accounts a ON a.id = s.account_id"
+            f"SELECT {_COLUMNS}, coalesce(s.last_seen_at, s.created_at) AS last_seen"
+            " FROM auth_sessions s JOIN accounts a ON a.id = s.account_id"
             " WHERE s.token_hash = $1 AND s.revoked_at IS NULL AND s.expires_at > $2 AND NOT a.disabled",
             token_hash, now,
         )
-        return None if r is None else _row(r)
+        return None if r is None else (_row(r), r["last_seen"])
 
-    async def create_session(self, token_hash: str, account_id: str, expires_at: dt.datetime) -> None:
+    async def create_session(
+        self, token_hash: str, account_id: str, expires_at: dt.datetime, source_ip: str | None = None
+    ) -> None:
         await self.db.execute(
-            "INSERT INTO auth_sessions (token_hash, account_id, created_at, expires_at) VALUES ($1, $2, now(), $3)",
-            token_hash, account_id, expires_at,
+            "INSERT INTO auth_sessions (token_hash, account_id, created_at, expires_at, last_seen_at, source_ip)"
+            " VALUES ($1, $2, now(), $3, now(), $4)",
+            token_hash, account_id, expires_at, source_ip,
+        )
+
+    async def touch_session(self, token_hash: str, now: dt.datetime) -> None:
+        await self.db.execute(
+            "UPDATE auth_sessions SET last_seen_at = $2 WHERE token_hash = $1 AND last_seen_at < $3",
+            token_hash, now, now - _TOUCH_EVERY,
         )
 
     async def revoke_session(self, token_hash: str, now: dt.datetime) -> None:
         await self.db.execute("UPDATE auth_sessions SET revoked_at = $2 WHERE token_hash = $1", token_hash, now)
+
+    async def disable(self, account_id: str, now: dt.datetime) -> list[str]:
+        """Disable the account and revoke every open session; returns the revoked token hashes."""
+
+        async def op(conn: asyncpg.Connection) -> list[str]:
+            async with conn.transaction():
+                await conn.execute("UPDATE accounts SET disabled = true WHERE id = $1", account_id)
+                rows = await conn.fetch(
+                    "UPDATE auth_sessions SET revoked_at = $2 WHERE account_id = $1 AND revoked_at IS NULL"
+                    " RETURNING token_hash",
+                    account_id, now,
+                )
+            return [r["token_hash"] for r in rows]
+
+        return await self.db.run(op)
+
+    async def record_failure(self, account_id: str, limit: int, lock_until: dt.datetime) -> dt.datetime | None:
+        """Count a failed sign-in; at ``limit`` failures lock the account. Returns the lock end if locked."""
+
+        async def op(conn: asyncpg.Connection) -> dt.datetime | None:
+            async with conn.transaction():
+                failures = await conn.fetchval(
+                    "UPDATE accounts SET failed_logins = failed_logins + 1 WHERE id = $1 RETURNING failed_logins",
+                    account_id,
+                )
+                if failures is not None and failures >= limit:
+                    await conn.execute(
+                        "UPDATE accounts SET failed_logins = 0, locked_until = $2 WHERE id = $1", account_id, lock_until
+                    )
+                    return lock_until
+            return None
+
+        return await self.db.run(op)
+
+    async def record_success(self, account_id: str) -> None:
+        await self.db.execute(
+            "UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1", account_id
+        )
+
+    async def use_totp_step(self, account_id: str, step: int) -> bool:
+        """Accept each TOTP time step once per account (RFC 6238 section 5.2)."""
+        status = await self.db.execute(
+            "UPDATE accounts SET totp_last_step = $2 WHERE id = $1 AND totp_last_step < $2", account_id, step
+        )
+        return status == "UPDATE 1"
+
+    async def store_sms_code(
+        self, code_id: str, phone_idx: str, code_mac: str, now: dt.datetime, expires: dt.datetime,
+        source_ip: str | None, biz_id: str,
+    ) -> None:
+        async def op(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                # a new code replaces the ones sent before it
+                await conn.execute(
+                    "UPDATE sms_codes SET used_at = $2 WHERE phone_idx = $1 AND used_at IS NULL", phone_idx, now
+                )
+                await conn.execute(
+                    "INSERT INTO sms_codes (id, phone_idx, code_mac, created_at, expires_at, source_ip, biz_id)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                    code_id, phone_idx, code_mac, now, expires, source_ip, biz_id,
+                )
+
+        await self.db.run(op)
+
+    async def use_sms_code(self, phone_idx: str, code_mac: str, now: dt.datetime, max_attempts: int) -> bool:
+        """Consume the phone's live code if ``code_mac`` matches; count a wrong try otherwise."""
+
+        async def op(conn: asyncpg.Connection) -> bool:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "SELECT id, code_mac, attempts FROM sms_codes WHERE phone_idx = $1 AND used_at IS NULL"
+                    " AND expires_at > $2 ORDER BY created_at DESC LIMIT 1 FOR UPDATE",
+                    phone_idx, now,
+                )
+                if row is None:
+                    return False
+                if row["code_mac"] != code_mac:
+                    spent = row["attempts"] + 1 >= max_attempts
+                    await conn.execute(
+                        "UPDATE sms_codes SET attempts = attempts + 1, used_at = $2 WHERE id = $1",
+                        row["id"], now if spent else None,
+                    )
+                    return False
+                status = await conn.execute(
+                    "UPDATE sms_codes SET used_at = $2 WHERE id = $1 AND used_at IS NULL", row["id"], now
+                )
+                return bool(status == "UPDATE 1")
+
+        return await self.db.run(op)
 
     async def insert(self, rows: Sequence[AccountRow]) -> None:
         """Create accounts and their delivery streams, all or none."""
@@ -70,13 +184,16 @@ class AccountStore:
             async with conn.transaction():
                 try:
                     await conn.executemany(
-                        "INSERT INTO accounts (id, login, display_name, roles, password_hash, disabled, created_at)"
-                        " VALUES ($1, $2, $3, $4, $5, $6, now())",
-                        [(r.id, r.login, r.display_name, ",".join(sorted(r.roles)), r.password_hash, r.disabled)
-                         for r in rows],
+                        "INSERT INTO accounts (id, login, display_name, roles, password_hash, disabled, created_at,"
+                        " phone_enc, phone_idx, totp_secret_enc) VALUES ($1, $2, $3, $4, $5, $6, now(), $7, $8, $9)",
+                        [
+                            (r.id, r.login, r.display_name, ",".join(sorted(r.roles)), r.password_hash, r.disabled,
+                             r.phone_enc, r.phone_idx, r.totp_secret_enc)
+                            for r in rows
+                        ],
                     )
                 except asyncpg.UniqueViolationError as err:
-                    raise LoginTaken(f"login already taken: {err.detail or err}") from None
+                    raise LoginTaken(f"login or phone already taken: {err.constraint_name}") from None
                 await conn.executemany(
                     "INSERT INTO delivery_streams (account_id, last_seq) VALUES ($1, 0)", [(r.id,) for r in rows]
                 )

@@ -14,23 +14,37 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 
 from carehub.app import App, hypercorn_config, open_app
-from carehub.bots.client import login
+from carehub.bots.client import login, totp_for
 from carehub.config import Config
-from carehub.demo import DEMO_PASSWORD
+from carehub.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
+
+from ..conftest import KEYRING
+
+STAFF_LOGINS = ("admin", "ops", "pharmacist1", *(f"doctor{i}" for i in range(1, 7)))
 
 
 @dataclasses.dataclass
 class Server:
     base: str
     app: App
+    _sessions: dict[str, tuple[str, dict[str, Any]]] = dataclasses.field(default_factory=dict)
+
+    async def totp(self, login_name: str) -> str:
+        """A fresh TOTP code of a demo staff account (each time step is accepted once)."""
+        return await totp_for(self.base, login_name, DEMO_TOTP_SECRET).code()
+
+    async def login(self, login_name: str) -> tuple[str, dict[str, Any]]:
+        """Sign a demo account in once per test (staff with password + TOTP)."""
+        if login_name not in self._sessions:
+            totp = await self.totp(login_name) if login_name in STAFF_LOGINS else None
+            self._sessions[login_name] = await login(self.base, login_name, DEMO_PASSWORD, totp=totp)
+        return self._sessions[login_name]
 
     async def token(self, login_name: str) -> str:
-        token, _ = await login(self.base, login_name, DEMO_PASSWORD)
-        return token
+        return (await self.login(login_name))[0]
 
     async def account_id(self, login_name: str) -> str:
-        _, account = await login(self.base, login_name, DEMO_PASSWORD)
-        return str(account["id"])
+        return str((await self.login(login_name))[1]["id"])
 
     def http(self, token: str | None = None) -> httpx.AsyncClient:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
@@ -40,7 +54,7 @@ class Server:
 @asynccontextmanager
 async def run_server(database_url: str, **overrides: Any) -> AsyncIterator[Server]:
     config = dataclasses.replace(Config(port=0, seed_demo=False, ws_heartbeat_seconds=60), **overrides)
-    async with open_app(config, database_url=database_url) as app, trio.open_nursery() as nursery:
+    async with open_app(config, database_url=database_url, keyring=KEYRING) as app, trio.open_nursery() as nursery:
         asgi: Any = app.asgi
         binds = await nursery.start(functools.partial(hypercorn_serve, asgi, hypercorn_config(config)))
         yield Server(binds[0], app)

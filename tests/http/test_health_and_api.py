@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -72,7 +73,7 @@ async def test_openapi_describes_every_rest_route(server: Server) -> None:
         doc = (await http.get("/openapi.json")).json()
     quart_app = server.app.asgi.app
     routes = {
-        (method.lower(), rule.rule.replace("<path:address>", "{address}"))
+        (method.lower(), re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule))
         for rule in quart_app.url_map.iter_rules()
         for method in rule.methods or ()
         if method not in ("HEAD", "OPTIONS")

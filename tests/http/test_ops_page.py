@@ -55,11 +55,14 @@ class Dashboard:
         future = self._pool.submit(fn, *args)
         return await trio.to_thread.run_sync(future.result, abandon_on_cancel=True)
 
-    async def sign_in(self, base: str, login_name: str) -> None:
+    async def sign_in(self, server: Server, login_name: str) -> None:
+        code = await server.totp(login_name)
+
         def steps() -> None:
-            self.page.goto(base + "/ops")
+            self.page.goto(server.base + "/ops")
             self.page.fill("#login-name", login_name)
             self.page.fill("#login-password", DEMO_PASSWORD)
+            self.page.fill("#login-totp", code)
             self.page.click("#login-submit")
 
         await self.run(steps)
@@ -137,7 +140,7 @@ async def test_the_dashboard_shows_live_figures_that_move_while_bots_chat(
 ) -> None:
     ui = dashboard
     with trio.fail_after(90):
-        await ui.sign_in(server.base, "ops")
+        await ui.sign_in(server, "ops")
         await ui.wait_for("document.getElementById('status').dataset.state === 'live'")
         await ui.wait_for("document.getElementById('messages-total').dataset.value !== undefined"
                           " && document.getElementById('messages-total').dataset.value !== ''")
@@ -205,7 +208,7 @@ async def test_a_patient_signing_in_is_told_the_dashboard_needs_the_ops_role(
 ) -> None:
     ui = dashboard
     with trio.fail_after(60):
-        await ui.sign_in(server.base, "patient1")
+        await ui.sign_in(server, "patient1")
         await ui.wait_for("!document.getElementById('page-error').hidden")
         message = await ui.text("#page-error")
         assert "没有运维权限" in message and "ops" in message
@@ -218,7 +221,7 @@ async def test_the_dashboard_comes_back_when_the_server_says_bye(server: Server,
     ui = dashboard
     services = server.app.services
     with trio.fail_after(60):
-        await ui.sign_in(server.base, "ops")
+        await ui.sign_in(server, "ops")
         await ui.wait_for("document.getElementById('status').dataset.state === 'live'")
         opened = services.stats.connections_opened
         # what a restarting server sends (carehub.app.drain), with a short, known delay
@@ -249,7 +252,7 @@ async def test_ops_can_release_a_quarantined_actor_from_the_dashboard(
                 refused = await http.post("/api/v1/call", json={"to": "counter/ward-7", "type": "Get"})
                 assert refused.json()["error"]["code"] == "actor_quarantined"
 
-            await ui.sign_in(srv.base, "ops")
+            await ui.sign_in(srv, "ops")
             await ui.wait_for("document.getElementById('quarantined-count').dataset.value === '1'")
             assert "counter/ward-7" in await ui.text("#quarantined-rows")
             assert "counter/ward-7" in await ui.text("#alarms")
