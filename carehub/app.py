@@ -71,6 +71,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                     token_ttl_seconds=config.token_ttl_seconds,
                     lockout_minutes=config.lockout_minutes,
                     staff_idle_minutes=config.staff_idle_minutes,
+                    sms_code_seconds=config.sms_code_seconds,
                 ),
             )
             if config.seed_demo:

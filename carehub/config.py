@@ -45,6 +45,7 @@ class Config:
     sms_access_key_id: str = ""
     sms_access_key_secret: str = ""
     sms_sign_name: str = "智慧医院"
+    sms_code_seconds: int = 300
     lockout_minutes: float = 15.0
     staff_idle_minutes: float = 30.0
     #: Extra actor kinds, ``module:Class`` separated by commas (deployment add-ons, tests).

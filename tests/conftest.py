@@ -5,9 +5,11 @@ TEMPLATE``), so each test starts from the same hospital in a few milliseconds.""
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -24,6 +26,7 @@ from carehub.storage.keyring import KeyRing
 from carehub.storage.migrate import _migrate, migrations
 
 from ._services import find_or_start_postgres
+from .servers import KEYRING, Server, run_server
 
 
 def _with_database(dsn: str, name: str) -> str:
@@ -50,10 +53,6 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield dsn
     finally:
         cleanup()
-
-
-#: One key ring for the whole run: the template database is seeded (encrypted) with it.
-KEYRING = KeyRing.generate()
 
 
 async def _seed(dsn: str) -> None:
@@ -112,3 +111,18 @@ def keyring() -> KeyRing:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+# ---- an in-process CareHub (tests/servers.py) for every test folder ----------------------------
+
+
+@pytest.fixture
+async def server(database_url: str) -> AsyncIterator[Server]:
+    with trio.fail_after(60):
+        async with run_server(database_url) as srv:
+            yield srv
+
+
+@pytest.fixture
+def server_factory(database_url: str) -> Callable[..., Any]:
+    return functools.partial(run_server, database_url)

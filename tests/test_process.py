@@ -17,7 +17,7 @@ import trio
 from carehub.bots.client import TotpSource, connect, login
 from carehub.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
 
-from .conftest import KEYRING
+from .servers import KEYRING
 
 ROOT = Path(__file__).resolve().parent.parent
 

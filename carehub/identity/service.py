@@ -269,9 +269,12 @@ class Identity:
         key = _token_hash(token)
         hit = self._cache.get(key)
         now = time.monotonic()
+        idle_seconds = self.settings.staff_idle_minutes * 60
         if hit is not None and hit[0] > now:
-            self._seen[key] = now
-            return hit[1]
+            if not (hit[1].is_staff and now - self._seen.get(key, now) > idle_seconds):
+                self._seen[key] = now
+                return hit[1]
+            self._cache.pop(key, None)  # check idleness against storage below
         wall = dt.datetime.now(dt.UTC)
         idle = dt.timedelta(minutes=self.settings.staff_idle_minutes)
         found = await self.accounts.by_session(key, wall)
