@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import functools
 import logging
 import os
 import sys
@@ -15,7 +17,7 @@ from carehub.config import Config
 
 def _serve(args: argparse.Namespace) -> int:
     from carehub.app import serve
-    from carehub.demo import DEMO_PASSWORD
+    from carehub.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
 
     config = Config.from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
@@ -32,13 +34,42 @@ def _serve(args: argparse.Namespace) -> int:
     try:
 
         async def main() -> None:
+            nonlocal config
             async with trio.open_nursery() as nursery:
-                base = await nursery.start(lambda task_status: serve(config, database_url=database_url,
-                                                                      task_status=task_status))
+                if not config.sms_url and config.seed_demo:
+                    # the demo hospital's outside world: a simulated SMS gateway on a free port
+                    from carehub.bots.sms_gateway import (
+                        DEFAULT_ACCESS_KEY_ID,
+                        DEFAULT_ACCESS_KEY_SECRET,
+                        serve_sms_gateway,
+                    )
+
+                    sms_url = await nursery.start(
+                        functools.partial(
+                            serve_sms_gateway, host=config.host, access_key_id=DEFAULT_ACCESS_KEY_ID,
+                            access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
+                        )
+                    )
+                    config = dataclasses.replace(
+                        config, sms_url=sms_url, sms_access_key_id=DEFAULT_ACCESS_KEY_ID,
+                        sms_access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
+                    )
+                    print(f"SMS gateway simulator: {sms_url}  (sign-in codes: {sms_url}/_sim/messages)", flush=True)
+
+                async def run_hub(task_status: trio.TaskStatus[str]) -> None:
+                    try:
+                        await serve(config, database_url=database_url, task_status=task_status)
+                    finally:
+                        nursery.cancel_scope.cancel()  # the simulators go when the hub goes
+
+                base = await nursery.start(run_hub)
                 print(f"CareHub listening on {base}  (ops dashboard: {base}/ops)", flush=True)
                 if config.seed_demo:
-                    print(f"demo accounts: admin, ops, doctor1..6, patient1..4 — password {DEMO_PASSWORD}",
-                          flush=True)
+                    print(
+                        f"demo accounts: admin, ops, doctor1..6, pharmacist1 (password {DEMO_PASSWORD} + TOTP secret"
+                        f" {DEMO_TOTP_SECRET}), patients 13800138001..4 (SMS code)",
+                        flush=True,
+                    )
 
         trio.run(main)
     except KeyboardInterrupt:
