@@ -22,6 +22,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from carehub.actors import all_behaviours
+from carehub.channels.faceid import FaceIdChannel, FaceIdConfig, open_faceid_channel
 from carehub.channels.push import PushChannel, Session
 from carehub.channels.sms import SmsChannel, SmsConfig, open_sms_channel
 from carehub.config import Config
@@ -33,12 +34,14 @@ from carehub.http.routing import Router
 from carehub.http.ws import CLOSE_SLOW, bye_frame
 from carehub.hub import HubSettings, open_hub
 from carehub.identity import Identity, IdentitySettings
+from carehub.identity.patients import Patients
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database
 from carehub.storage.hub_store import open_hub_store
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
 from carehub.storage.migrate import migrate
+from carehub.storage.patients import PatientStore
 
 log = logging.getLogger("carehub")
 
@@ -74,8 +77,10 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                     sms_code_seconds=config.sms_code_seconds,
                 ),
             )
+            face = await stack.enter_async_context(_open_faceid(config))
+            patients = Patients(PatientStore(db), ring, identity.audit, face)
             if config.seed_demo:
-                await seed_demo(db, identity)
+                await seed_demo(db, identity, patients)
             push = PushChannel()
             settings = HubSettings(
                 mailbox_size=config.mailbox_size,
@@ -86,7 +91,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             behaviours = all_behaviours(config.actor_plugins)
             async with open_hub_store(db) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
-                services = Services(config, db, store, hub, push, identity, version)
+                services = Services(config, db, store, hub, push, identity, version, patients)
                 quart_app, router = create_app(services)
                 async with trio.open_nursery() as nursery:
                     services.publish_ops_now = functools.partial(_publish_ops, services)
@@ -120,6 +125,19 @@ async def _open_sms(config: Config) -> AsyncIterator[SmsChannel | None]:
         return
     sms_config = SmsConfig(config.sms_url, config.sms_access_key_id, config.sms_access_key_secret, config.sms_sign_name)
     async with open_sms_channel(sms_config) as channel:
+        yield channel
+
+
+@asynccontextmanager
+async def _open_faceid(config: Config) -> AsyncIterator[FaceIdChannel | None]:
+    if not config.faceid_url:
+        yield None
+        return
+    face_config = FaceIdConfig(
+        config.faceid_url, config.faceid_secret_id, config.faceid_secret_key, config.faceid_rule_id,
+        config.faceid_redirect_url,
+    )
+    async with open_faceid_channel(face_config) as channel:
         yield channel
 
 

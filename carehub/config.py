@@ -45,6 +45,12 @@ class Config:
     sms_access_key_id: str = ""
     sms_access_key_secret: str = ""
     sms_sign_name: str = "智慧医院"
+    #: Face verification provider (Tencent FaceID or its simulator); empty: ID photo review only.
+    faceid_url: str = ""
+    faceid_secret_id: str = ""
+    faceid_secret_key: str = ""
+    faceid_rule_id: str = "1"
+    faceid_redirect_url: str = "http://127.0.0.1:8080/"
     sms_code_seconds: int = 300
     lockout_minutes: float = 15.0
     staff_idle_minutes: float = 30.0

@@ -10,6 +10,7 @@ import logging
 import asyncpg
 
 from carehub.identity import STAFF_ROLES, Identity, NewAccount
+from carehub.identity.patients import Patients
 from carehub.storage.db import Database
 
 log = logging.getLogger("carehub.demo")
@@ -38,11 +39,12 @@ DOCTORS = [
 #: years of practice of each demo doctor (doctor6 is below the 3 years online practice needs)
 YEARS = (22, 15, 25, 6, 12, 2)
 
+#: login, name, phone, resident ID number (synthetic, valid GB 11643 check digit)
 PATIENTS = [
-    ("patient1", "张三", "13800138001"),
-    ("patient2", "李四", "13800138002"),
-    ("patient3", "王五", "13800138003"),
-    ("patient4", "赵六", "13800138004"),
+    ("patient1", "张三", "13800138001", "110101198001010109"),
+    ("patient2", "李四", "13800138002", "110101198502020102"),
+    ("patient3", "王五", "13800138003", "110101199003030108"),
+    ("patient4", "赵六", "13800138004", "110101195504040103"),
 ]
 
 STAFF = [
@@ -53,13 +55,13 @@ STAFF = [
 ]
 
 
-async def seed_demo(db: Database, identity: Identity) -> bool:
+async def seed_demo(db: Database, identity: Identity, patients: Patients) -> bool:
     """Seed once; returns False when the hospital already has accounts."""
     if await identity.accounts.count() > 0:
         return False
     staff_totp = DEMO_TOTP_SECRET
     specs = [NewAccount(login, name, ["doctor"], DEMO_PASSWORD, totp_secret=staff_totp) for login, name, *_ in DOCTORS]
-    specs += [NewAccount(login, name, ["patient"], DEMO_PASSWORD, phone=phone) for login, name, phone in PATIENTS]
+    specs += [NewAccount(login, name, ["patient"], DEMO_PASSWORD, phone=phone) for login, name, phone, _ in PATIENTS]
     specs += [
         NewAccount(login, name, roles, DEMO_PASSWORD, totp_secret=staff_totp if set(roles) & STAFF_ROLES else None)
         for login, name, roles in STAFF
@@ -88,5 +90,8 @@ async def seed_demo(db: Database, identity: Identity) -> bool:
             )
 
     await db.run(op)
+    for login, name, _, id_number in PATIENTS:
+        # the demo patients were verified at the hospital's counter
+        await patients.add(by_login[login], name, id_number, "self", verified_by="counter")
     log.info("seeded the demo hospital: %d accounts, password %r", len(ids), DEMO_PASSWORD)
     return True

@@ -19,11 +19,13 @@ import trio_asyncio
 
 from carehub.demo import seed_demo
 from carehub.identity import Identity
+from carehub.identity.patients import Patients
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import Database, open_database
 from carehub.storage.keyring import KeyRing
 from carehub.storage.migrate import _migrate, migrations
+from carehub.storage.patients import PatientStore
 
 from ._services import find_or_start_postgres
 from .servers import KEYRING, Server, run_server
@@ -57,7 +59,9 @@ def pg_admin_dsn(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 async def _seed(dsn: str) -> None:
     async with trio_asyncio.open_loop(), open_database(dsn) as database:
-        await seed_demo(database, Identity(AccountStore(database), KEYRING, AuditLog(database, KEYRING)))
+        audit = AuditLog(database, KEYRING)
+        patients = Patients(PatientStore(database), KEYRING, audit, None)
+        await seed_demo(database, Identity(AccountStore(database), KEYRING, audit), patients)
 
 
 @pytest.fixture(scope="session")

@@ -81,6 +81,9 @@ class Conversation(Behaviour[ConversationState]):
     def may_call(self, caller: Caller, key: str, message: msgspec.Struct) -> bool:
         if caller.is_system:
             return True
+        if "patient" in caller.roles and "real_name_verified" not in caller.roles:
+            # internet-hospital rule: no online consultation before real-name verification
+            raise Refusal("请先完成实名认证 (real-name verification required)", code="verification_required")
         try:
             return caller.account_id in participants_of(key)
         except Refusal:

@@ -30,7 +30,9 @@ from carehub.identity import (
     SmsUnavailable,
     may_publish,
 )
+from carehub.identity.patients import PatientRefused
 from carehub.storage.accounts import LoginTaken
+from carehub.storage.keyring import IntegrityError
 from carehub.storage.migrate import latest_version, schema_version
 
 from .context import Services
@@ -76,6 +78,31 @@ class NewAccountBody(msgspec.Struct, forbid_unknown_fields=True):
     roles: list[str]
     password: str | None = None
     phone: str | None = None
+    #: patients the hospital already verified at its counter (imported from the HIS)
+    real_name: str | None = None
+    id_number: str | None = None
+
+
+class AddPatient(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    id_number: str
+    relation: str
+    guardian_consent: bool = False
+
+
+class PatientUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    relation: str
+
+
+class ConsentAnswer(msgspec.Struct, forbid_unknown_fields=True):
+    patient_id: str
+    requester: str
+    grant: bool
+
+
+class ReviewDecision(msgspec.Struct, forbid_unknown_fields=True):
+    approve: bool
+    reason: str | None = None
 
 
 class NewAccounts(msgspec.Struct, forbid_unknown_fields=True):
@@ -258,8 +285,12 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
             address, message = hub.parse(body.to, body.type, body.body)
         except (BadMessage, UnknownActorKind) as err:
             raise from_hub(err) from None
-        caller = Caller(ctx.principal.account_id, ctx.principal.roles)
-        if not hub.authorize(address, message, caller):
+        caller = Caller(ctx.principal.account_id, ctx.principal.caller_roles)
+        try:
+            allowed = hub.authorize(address, message, caller)
+        except HubError as err:
+            raise ApiError(403, err.code, err.message) from None
+        if not allowed:
             raise ApiError(403, "forbidden", f"you may not send {body.type} to {body.to}")
         try:
             return {"result": await hub.ask(address, message, caller=caller)}
@@ -291,12 +322,21 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
                 secret = pyotp.random_base32()
                 enrolment[a.login] = pyotp.TOTP(secret).provisioning_uri(name=a.login, issuer_name="CareHub")
             specs.append(NewAccount(a.login, a.display_name, a.roles, a.password, phone=a.phone, totp_secret=secret))
+        for a in body.accounts:
+            if (a.real_name is None) != (a.id_number is None) or (a.real_name and "patient" not in a.roles):
+                raise ApiError(422, "invalid", f"{a.login}: real_name and id_number go together, for patients")
         try:
             ids = await ctx.services.identity.create_accounts(specs)
         except ValueError as err:
             raise ApiError(422, "invalid", str(err)) from None
         except LoginTaken as err:
             raise ApiError(409, "login_taken", str(err)) from None
+        for account_id, a in zip(ids, body.accounts, strict=True):
+            if a.real_name is not None and a.id_number is not None:
+                with patient_errors():
+                    await ctx.services.patients.add(
+                        account_id, a.real_name, a.id_number, "self", verified_by="hospital_import", ip=client_ip()
+                    )
         # staff scan these once into their authenticator app; CareHub never shows them again
         return json_response({"ids": ids, "totp_enrolment": enrolment}, 201)
 
@@ -311,6 +351,113 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
         revoked = await ctx.services.identity.disable(account_id, by=ctx.principal, ip=client_ip())
         close_sessions(ctx.services, set(revoked), "账号已停用 (account disabled)")
         return {"disabled": account_id, "sessions_revoked": len(revoked)}
+
+    # ---- people on an account (ME-1, ME-2) ------------------------------------------------------
+
+    @r("GET", "/api/v1/me/patients", summary="My family members (就诊人), masked", permission="account.self",
+       tag="patients")
+    async def my_patients(ctx: RequestContext) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            return {"patients": await ctx.services.patients.list_for(ctx.principal.account_id)}
+
+    @r("POST", "/api/v1/me/patients", summary="Add myself or a family member (at most 5)",
+       permission="account.self", body=AddPatient, tag="patients")
+    async def add_patient(ctx: RequestContext, body: AddPatient) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            view = await ctx.services.patients.add(
+                ctx.principal.account_id, body.name, body.id_number, body.relation,
+                guardian_consent=body.guardian_consent, ip=client_ip(),
+            )
+        return json_response(view, 201)
+
+    @r("PATCH", "/api/v1/me/patients/<patient_id>", summary="Change how a family member is related to me",
+       permission="account.self", body=PatientUpdate, tag="patients")
+    async def update_patient(ctx: RequestContext, body: PatientUpdate, patient_id: str) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            await ctx.services.patients.set_relation(ctx.principal.account_id, patient_id, body.relation)
+        return {"updated": patient_id}
+
+    @r("DELETE", "/api/v1/me/patients/<patient_id>", summary="Remove a family member from my account",
+       permission="account.self", tag="patients")
+    async def remove_patient(ctx: RequestContext, patient_id: str) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            await ctx.services.patients.remove(ctx.principal.account_id, patient_id, ip=client_ip())
+        return {"removed": patient_id}
+
+    @r("POST", "/api/v1/me/patients/<patient_id>/default", summary="Make a family member my default",
+       permission="account.self", tag="patients")
+    async def default_patient(ctx: RequestContext, patient_id: str) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            await ctx.services.patients.set_default(ctx.principal.account_id, patient_id)
+        return {"default": patient_id}
+
+    @r("POST", "/api/v1/me/patients/<patient_id>/face", summary="Start a face check (real-name verification)",
+       permission="account.self", tag="patients")
+    async def start_face(ctx: RequestContext, patient_id: str) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            return await ctx.services.patients.start_face(ctx.principal.account_id, patient_id)
+
+    @r("POST", "/api/v1/me/patients/<patient_id>/face/result", summary="Read the face check's outcome",
+       permission="account.self", tag="patients")
+    async def face_result(ctx: RequestContext, patient_id: str) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            outcome = await ctx.services.patients.finish_face(ctx.principal.account_id, patient_id, ip=client_ip())
+        ctx.services.identity.forget(ctx.principal.account_id)
+        return outcome
+
+    @r("POST", "/api/v1/me/patients/<patient_id>/photo", summary="Upload an ID photo for manual review (JPEG/PNG)",
+       permission="account.self", tag="patients", content_type="image/jpeg")
+    async def upload_photo(ctx: RequestContext, patient_id: str) -> Any:
+        assert ctx.principal is not None
+        length = request.content_length or 0
+        if length > 2 * 1024 * 1024:
+            raise ApiError(413, "too_large", "照片不能超过 2 MB (photo larger than 2 MB)")
+        data = await request.get_data(cache=False, as_text=False)
+        assert isinstance(data, bytes)
+        with patient_errors():
+            result = await ctx.services.patients.upload_photo(
+                ctx.principal.account_id, patient_id, data, request.content_type or "", ip=client_ip()
+            )
+        return json_response(result, 202)
+
+    @r("GET", "/api/v1/me/consents", summary="Requests to link people I hold to other accounts",
+       permission="account.self", tag="patients")
+    async def my_consents(ctx: RequestContext) -> Any:
+        assert ctx.principal is not None
+        return {"requests": await ctx.services.patients.pending_consents(ctx.principal.account_id)}
+
+    @r("POST", "/api/v1/me/consents", summary="Agree (or not) that another account links me",
+       permission="account.self", body=ConsentAnswer, tag="patients")
+    async def answer_consent(ctx: RequestContext, body: ConsentAnswer) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            await ctx.services.patients.answer_consent(
+                ctx.principal.account_id, body.patient_id, body.requester, body.grant, ip=client_ip()
+            )
+        return {"granted": body.grant}
+
+    @r("GET", "/api/v1/admin/verifications", summary="ID photos waiting for manual review",
+       permission="admin.verify", tag="admin")
+    async def reviews(ctx: RequestContext) -> Any:
+        with patient_errors():
+            return {"reviews": await ctx.services.patients.reviews()}
+
+    @r("POST", "/api/v1/admin/verifications/<verification_id>/decide", summary="Approve or reject an ID photo",
+       permission="admin.verify", body=ReviewDecision, tag="admin")
+    async def decide_review(ctx: RequestContext, body: ReviewDecision, verification_id: str) -> Any:
+        assert ctx.principal is not None
+        with patient_errors():
+            await ctx.services.patients.decide(
+                verification_id, body.approve, body.reason, ctx.principal.account_id, ip=client_ip()
+            )
+        return {"decided": verification_id, "approved": body.approve}
 
     # ---- ops ------------------------------------------------------------------------------------
 
@@ -386,6 +533,18 @@ def sign_in_errors() -> Iterator[None]:
         raise ApiError(503, "sms_unavailable", str(err)) from None
     except ValueError as err:
         raise ApiError(422, "invalid", str(err)) from None
+
+
+@contextmanager
+def patient_errors() -> Iterator[None]:
+    try:
+        yield
+    except PatientRefused as err:
+        raise ApiError(err.status, err.code, err.message) from None
+    except IntegrityError as err:
+        log.error("ALARM integrity: %s", err)
+        message = "数据完整性校验失败，已通知运维 (a stored record failed its check)"
+        raise ApiError(500, "integrity_error", message) from None
 
 
 def close_sessions(services: Services, token_hashes: set[str], reason: str) -> None:

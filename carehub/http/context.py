@@ -10,6 +10,7 @@ from carehub.channels.push import PushChannel, Session
 from carehub.config import Config
 from carehub.hub import Hub
 from carehub.identity import Identity
+from carehub.identity.patients import Patients
 from carehub.storage.db import Database
 from carehub.storage.hub_store import PostgresHubStore
 
@@ -33,6 +34,7 @@ class Services:
     push: PushChannel
     identity: Identity
     schema_version: int
+    patients: Patients
     connections: dict[Session, Connection] = dataclasses.field(default_factory=dict)
     stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
     draining: bool = False

@@ -352,8 +352,13 @@ class Connection:
         except (BadMessage, UnknownActorKind) as err:
             self.session.offer(self._reply_error(ref, err.code, err.message))
             return
-        caller = Caller(self.principal.account_id, self.principal.roles)
-        if not self.s.hub.authorize(address, message, caller):
+        caller = Caller(self.principal.account_id, self.principal.caller_roles)
+        try:
+            allowed = self.s.hub.authorize(address, message, caller)
+        except HubError as err:
+            self.session.offer(self._reply_error(ref, err.code, err.message))
+            return
+        if not allowed:
             self.session.offer(self._reply_error(ref, "forbidden", f"you may not send {type_name} to {to}"))
             return
         self.calls += 1

@@ -165,7 +165,10 @@ class Behaviour(Generic[S]):
         return ""
 
     def may_call(self, caller: Caller, key: str, message: msgspec.Struct) -> bool:
-        """Whether an outside caller (WebSocket/HTTP) may send this message. Deny by default."""
+        """Whether an outside caller (WebSocket/HTTP) may send this message. Deny by default.
+
+        Raise :class:`Refusal` instead of returning False to tell the caller why (and what to do).
+        """
         return caller.is_system
 
 

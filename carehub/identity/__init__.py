@@ -9,6 +9,7 @@ from .permissions import PERMISSIONS, ROLES, Permission, may_publish, may_subscr
 from .ratelimit import RateLimited, RateLimiter
 from .service import (
     STAFF_ROLES,
+    VERIFIED,
     AccountLocked,
     AuthFailed,
     Identity,
@@ -24,6 +25,7 @@ __all__ = [
     "PERMISSIONS",
     "ROLES",
     "STAFF_ROLES",
+    "VERIFIED",
     "AccountLocked",
     "AuthFailed",
     "Identity",

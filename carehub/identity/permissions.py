@@ -14,6 +14,7 @@ Permission = Literal[
     "actor.call",
     "topic.publish",
     "admin.accounts",
+    "admin.verify",
     "ops.view",
     "ops.manage",
 ]
@@ -24,7 +25,9 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "patient": frozenset({"account.self", "directory.read", "actor.call"}),
     "doctor": frozenset({"account.self", "directory.read", "actor.call"}),
     "pharmacist": frozenset({"account.self", "directory.read", "actor.call"}),
-    "admin": frozenset({"account.self", "directory.read", "actor.call", "topic.publish", "admin.accounts"}),
+    "admin": frozenset(
+        {"account.self", "directory.read", "actor.call", "topic.publish", "admin.accounts", "admin.verify"}
+    ),
     "ops": frozenset({"account.self", "directory.read", "actor.call", "topic.publish", "ops.view", "ops.manage"}),
     "partner": frozenset({"directory.read", "topic.publish"}),
 }

@@ -41,6 +41,8 @@ _hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=
 _LOGIN = re.compile(r"^[A-Za-z0-9_.@+-]{3,64}$")
 _PHONE = re.compile(r"^1[3-9]\d{9}$")
 STAFF_ROLES = frozenset({"doctor", "pharmacist", "admin", "ops"})
+#: Pseudo-role that callers carry once their own person passed real-name verification.
+VERIFIED = "real_name_verified"
 
 
 class AuthFailed(Exception):
@@ -81,9 +83,16 @@ class Principal:
     roles: frozenset[str]
     permissions: frozenset[str]
     token_hash: str | None = None
+    #: real-name verified (required before consulting, booking or paying)
+    verified: bool = False
 
     def can(self, permission: str) -> bool:
         return permission in self.permissions
+
+    @property
+    def caller_roles(self) -> frozenset[str]:
+        """Roles as actors see them, with ``real_name_verified`` when the account is verified."""
+        return self.roles | {VERIFIED} if self.verified else self.roles
 
     @property
     def is_staff(self) -> bool:
@@ -367,7 +376,15 @@ class Identity:
 
     @staticmethod
     def _principal(row: AccountRow, token_hash: str | None) -> Principal:
-        return Principal(row.id, row.login, row.display_name, row.roles, role_permissions(row.roles), token_hash)
+        return Principal(
+            row.id, row.login, row.display_name, row.roles, role_permissions(row.roles), token_hash, row.verified
+        )
+
+    def forget(self, account_id: str) -> None:
+        """Drop cached sessions of an account (its verification or roles changed)."""
+        for key, (_, principal) in list(self._cache.items()):
+            if principal.account_id == account_id:
+                del self._cache[key]
 
 
 def _verify(password_hash: str, password: str) -> bool:

@@ -24,6 +24,8 @@ class AccountRow:
     totp_secret_enc: str | None = None
     totp_last_step: int = 0
     locked_until: dt.datetime | None = None
+    #: the account's own person ("self") passed real-name verification
+    verified: bool = False
 
 
 class LoginTaken(Exception):
@@ -34,12 +36,15 @@ def _row(r: asyncpg.Record) -> AccountRow:
     return AccountRow(
         r["id"], r["login"], r["display_name"], frozenset(r["roles"].split(",")), r["password_hash"],
         r["disabled"], r["phone_enc"], r["phone_idx"], r["totp_secret_enc"], r["totp_last_step"], r["locked_until"],
+        r["verified"],
     )
 
 
 _COLUMNS = (
     "a.id, a.login, a.display_name, a.roles, a.password_hash, a.disabled, a.phone_enc, a.phone_idx,"
-    " a.totp_secret_enc, a.totp_last_step, a.locked_until"
+    " a.totp_secret_enc, a.totp_last_step, a.locked_until,"
+    " EXISTS (SELECT 1 FROM account_patients ap JOIN patients p ON p.id = ap.patient_id"
+    " WHERE ap.account_id = a.id AND ap.relation = 'self' AND p.verified_at IS NOT NULL) AS verified"
 )
 #: last_seen_at is written at most this often per session
 _TOUCH_EVERY = dt.timedelta(seconds=60)
