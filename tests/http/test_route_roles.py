@@ -1,0 +1,85 @@
+"""Every REST route x every role: allowed or denied, against the table below (SCH-1, ADM-1).
+
+The table is the access policy written out; a new route fails the first test until it is added.
+"""
+
+from __future__ import annotations
+
+import re
+
+import trio
+
+from ..servers import Server
+
+EVERYONE = frozenset({"anonymous", "patient", "doctor", "pharmacist", "admin", "ops", "partner"})
+SIGNED_IN_PEOPLE = frozenset({"patient", "doctor", "pharmacist", "admin", "ops"})
+
+#: (method, path) -> roles that may use it
+POLICY: dict[tuple[str, str], frozenset[str]] = {
+    ("GET", "/healthz"): EVERYONE,
+    ("GET", "/readyz"): EVERYONE,
+    ("GET", "/metrics"): EVERYONE,
+    ("GET", "/openapi.json"): EVERYONE,
+    ("POST", "/api/v1/auth/login"): EVERYONE,
+    ("POST", "/api/v1/auth/sms-code"): EVERYONE,
+    ("POST", "/api/v1/auth/sms-login"): EVERYONE,
+    ("GET", "/ops"): EVERYONE,
+    ("GET", "/api/v1/departments"): EVERYONE,
+    ("GET", "/api/v1/doctors"): EVERYONE,
+    ("GET", "/api/v1/me"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/me/stream"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/me/patients"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/me/patients"): SIGNED_IN_PEOPLE,
+    ("PATCH", "/api/v1/me/patients/<patient_id>"): SIGNED_IN_PEOPLE,
+    ("DELETE", "/api/v1/me/patients/<patient_id>"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/me/patients/<patient_id>/default"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/me/patients/<patient_id>/face"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/me/patients/<patient_id>/face/result"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/me/patients/<patient_id>/photo"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/me/consents"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/me/consents"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/auth/logout"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/call"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/topics/publish"): frozenset({"admin", "ops", "partner"}),
+    ("POST", "/api/v1/admin/accounts"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/accounts/<account_id>/disable"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/verifications"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/verifications/<verification_id>/decide"): frozenset({"admin"}),
+    ("GET", "/api/v1/ops/snapshot"): frozenset({"ops"}),
+    ("GET", "/api/v1/ops/actors"): frozenset({"ops"}),
+    ("POST", "/api/v1/ops/actors/<path:address>/release"): frozenset({"ops"}),
+}
+
+LOGINS = {
+    "patient": "patient1", "doctor": "doctor1", "pharmacist": "pharmacist1", "admin": "admin", "ops": "ops",
+    "partner": "partner1",
+}
+
+
+def concrete(path: str) -> str:
+    return re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "counter/none" if m.group(1) == "address" else "none", path)
+
+
+async def test_the_policy_table_covers_every_route(server: Server) -> None:
+    declared = {(spec.method, spec.path) for spec in server.app.router.specs}
+    assert declared == set(POLICY)
+
+
+async def test_every_route_allows_exactly_the_roles_in_the_policy_table(server: Server) -> None:
+    tokens: dict[str, str | None] = {"anonymous": None}
+    for role, login in LOGINS.items():
+        tokens[role] = await server.token(login)
+    outcomes: list[tuple[str, str, str, int]] = []
+    # sign-out last, so the other routes see live sessions
+    routes = sorted(POLICY, key=lambda route: route[1] == "/api/v1/auth/logout")
+    with trio.fail_after(120):
+        for method, path in routes:
+            for role, token in tokens.items():
+                async with server.http(token) as http:
+                    response = await http.request(method, concrete(path), json={})
+                allowed = role in POLICY[(method, path)]
+                status = response.status_code
+                denied = status in (401, 403)
+                if allowed == denied or status >= 500:
+                    outcomes.append((method, path, role, status))
+    assert outcomes == [], "routes whose answer does not match the policy (method, path, role, status)"
