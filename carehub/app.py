@@ -34,6 +34,7 @@ from carehub.http.routing import Router
 from carehub.http.ws import CLOSE_SLOW, bye_frame
 from carehub.hub import HubSettings, open_hub
 from carehub.identity import Identity, IdentitySettings
+from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
@@ -91,7 +92,8 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             behaviours = all_behaviours(config.actor_plugins)
             async with open_hub_store(db) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
-                services = Services(config, db, store, hub, push, identity, version, patients)
+                partners = Partners(db, ring)
+                services = Services(config, db, store, hub, push, identity, version, patients, partners)
                 quart_app, router = create_app(services)
                 async with trio.open_nursery() as nursery:
                     services.publish_ops_now = functools.partial(_publish_ops, services)

@@ -105,6 +105,10 @@ class ReviewDecision(msgspec.Struct, forbid_unknown_fields=True):
     reason: str | None = None
 
 
+class NewPartnerKey(msgspec.Struct, forbid_unknown_fields=True):
+    operations: list[str]
+
+
 class NewAccounts(msgspec.Struct, forbid_unknown_fields=True):
     accounts: list[NewAccountBody]
 
@@ -351,6 +355,34 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
         revoked = await ctx.services.identity.disable(account_id, by=ctx.principal, ip=client_ip())
         close_sessions(ctx.services, set(revoked), "账号已停用 (account disabled)")
         return {"disabled": account_id, "sessions_revoked": len(revoked)}
+
+    @r("POST", "/api/v1/admin/partners/<account_id>/keys", summary="Issue a signing key to a partner (SCH-9)",
+       permission="admin.accounts", body=NewPartnerKey, tag="admin")
+    async def partner_key(ctx: RequestContext, body: NewPartnerKey, account_id: str) -> Any:
+        account = await ctx.services.identity.accounts.by_id(account_id)
+        if account is None or "partner" not in account.roles:
+            raise ApiError(404, "not_found", f"no partner account {account_id}")
+        try:
+            key_id, secret = await ctx.services.partners.create_key(account_id, body.operations)
+        except ValueError as err:
+            raise ApiError(422, "invalid", str(err)) from None
+        # the secret is shown once; CareHub keeps it sealed
+        return json_response({"key_id": key_id, "secret": secret, "operations": sorted(body.operations)}, 201)
+
+    # ---- third parties: HMAC-SM3 signed requests (docs/security.md) -----------------------------
+
+    @r("POST", "/api/v1/open/topics/publish", summary="Partner: publish to a broadcast topic (signed)",
+       permission=None, body=PublishBody, tag="open", partner_op="topics.publish")
+    async def open_publish(ctx: RequestContext, body: PublishBody) -> Any:
+        if not body.topic.startswith("broadcast/") or len(body.topic) > 200:
+            raise ApiError(403, "forbidden", "partners publish to broadcast/<name> topics")
+        return {"subscribers": ctx.services.hub.topics.publish(body.topic, body.type, body.body)}
+
+    @r("GET", "/api/v1/open/departments", summary="Partner: the hospital's departments (signed)",
+       permission=None, tag="open", partner_op="directory.read")
+    async def open_departments(ctx: RequestContext) -> Any:
+        rows = await ctx.services.db.fetch("SELECT id, name, campus, location FROM departments ORDER BY id")
+        return {"departments": [dict(row) for row in rows]}
 
     # ---- people on an account (ME-1, ME-2) ------------------------------------------------------
 

@@ -10,6 +10,7 @@ from carehub.channels.push import PushChannel, Session
 from carehub.config import Config
 from carehub.hub import Hub
 from carehub.identity import Identity
+from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.storage.db import Database
 from carehub.storage.hub_store import PostgresHubStore
@@ -35,6 +36,7 @@ class Services:
     identity: Identity
     schema_version: int
     patients: Patients
+    partners: Partners
     connections: dict[Session, Connection] = dataclasses.field(default_factory=dict)
     stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
     draining: bool = False

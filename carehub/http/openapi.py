@@ -46,7 +46,13 @@ def openapi_document(specs: Sequence[RouteSpec]) -> dict[str, Any]:
         "paths": paths,
         "components": {
             "schemas": components,
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "partnerSignature": {
+                    "type": "apiKey", "in": "header", "name": "X-CareHub-Signature",
+                    "description": "HMAC-SM3 request signature, see docs/security.md",
+                },
+            },
         },
     }
 
@@ -80,5 +86,9 @@ def _operation(paths: dict[str, dict[str, Any]], spec: RouteSpec) -> dict[str, A
         op["parameters"] = parameters
     if spec.permission is not None:
         op["security"] = [{"bearer": []}]
+    if spec.partner_op is not None:
+        op["x-partner-operation"] = spec.partner_op
+        op["security"] = [{"partnerSignature": []}]
+        responses["401"] = {"description": "Unsigned, stale, replayed or badly signed", **error}
     ops[method] = op
     return op

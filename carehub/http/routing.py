@@ -14,6 +14,7 @@ import orjson
 from quart import Quart, Response, request
 
 from carehub.identity import AuthFailed, Principal
+from carehub.identity.partners import SIGNATURE_HEADERS, PartnerCaller, PartnerRefused
 
 from .context import Services
 from .errors import ApiError
@@ -32,6 +33,8 @@ class RouteSpec:
     tag: str
     query: tuple[str, ...] = ()
     content_type: str = "application/json"
+    #: set for third-party routes: HMAC-SM3 signed requests using this operation, no bearer token
+    partner_op: str | None = None
 
     @property
     def openapi_path(self) -> str:
@@ -46,6 +49,7 @@ class RouteSpec:
 class RequestContext:
     services: Services
     principal: Principal | None
+    partner: PartnerCaller | None = None
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -71,10 +75,22 @@ async def authenticate(services: Services, *, required: bool) -> Principal | Non
         raise ApiError(401, "unauthenticated", str(err)) from None
 
 
+async def verify_partner(services: Services, operation: str) -> PartnerCaller:
+    raw = await request.get_data(cache=True)
+    assert isinstance(raw, bytes)
+    path = request.path + ("?" + request.query_string.decode() if request.query_string else "")
+    signed = {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS}
+    try:
+        return await services.partners.verify(request.method, path, signed, raw, operation)
+    except PartnerRefused as err:
+        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
+        raise ApiError(err.status, err.code, err.message, headers=headers) from None
+
+
 async def read_body(spec: RouteSpec) -> Any:
     if spec.body is None:
         return None
-    raw = await request.get_data(cache=False)
+    raw = await request.get_data(cache=True)
     if not raw:
         raise ApiError(400, "bad_request", "request body is empty; send a JSON object")
     try:
@@ -104,19 +120,25 @@ class Router:
         tag: str = "api",
         query: tuple[str, ...] = (),
         content_type: str = "application/json",
+        partner_op: str | None = None,
     ) -> Callable[[Handler], Handler]:
-        spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type)
+        spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type, partner_op)
         self.specs.append(spec)
 
         def decorate(fn: Handler) -> Handler:
             @functools.wraps(fn)
             async def view(**params: Any) -> Response:
                 try:
-                    principal = await authenticate(self.services, required=permission is not None)
+                    partner = None
+                    principal = None
+                    if spec.partner_op is not None:
+                        partner = await verify_partner(self.services, spec.partner_op)
+                    else:
+                        principal = await authenticate(self.services, required=permission is not None)
                     if permission is not None and (principal is None or not principal.can(permission)):
                         raise ApiError(403, "forbidden", f"需要权限 {permission} (your roles do not grant it)")
                     payload = await read_body(spec)
-                    ctx = RequestContext(self.services, principal)
+                    ctx = RequestContext(self.services, principal, partner)
                     args = (ctx, payload) if spec.body is not None else (ctx,)
                     result = await fn(*args, **params)
                 except ApiError as err:
