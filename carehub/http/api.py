@@ -369,6 +369,39 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
         # the secret is shown once; CareHub keeps it sealed
         return json_response({"key_id": key_id, "secret": secret, "operations": sorted(body.operations)}, 201)
 
+    @r("GET", "/api/v1/admin/audit", summary="Search the audit trail (ADM-7), newest first",
+       permission="admin.audit", tag="admin", query=AUDIT_QUERY)
+    async def audit_search(ctx: RequestContext) -> Any:
+        filters = audit_filters()
+        records = await ctx.services.identity.audit.search(
+            **filters, limit=_int_arg("limit", 100, 1, 1000), offset=_int_arg("offset", 0, 0, 10**9)
+        )
+        return {
+            "entries": [
+                {"id": e.id, "at": e.at.isoformat(), "actor": e.actor_id, "roles": list(e.actor_roles),
+                 "action": e.action, "target": e.target, "outcome": str(e.outcome), "ip": e.source_ip,
+                 "detail": e.detail}
+                for e in records
+            ]
+        }
+
+    @r("GET", "/api/v1/admin/audit.csv", summary="Export the audit trail as CSV (ADM-7)",
+       permission="admin.audit", tag="admin", query=AUDIT_QUERY, content_type="text/csv")
+    async def audit_csv(ctx: RequestContext) -> Any:
+        limit = _int_arg("limit", 10_000, 1, 100_000)
+        text = await ctx.services.identity.audit.export_csv(**audit_filters(), limit=limit)
+        return Response(
+            text, content_type="text/csv; charset=utf-8",
+            headers={"Content-Disposition": 'attachment; filename="carehub-audit.csv"'},
+        )
+
+    @r("GET", "/api/v1/admin/audit/verify", summary="Check the audit chain for edited or deleted entries",
+       permission="admin.audit", tag="admin")
+    async def audit_verify(ctx: RequestContext) -> Any:
+        report = await ctx.services.identity.audit.verify_chain()
+        return {"ok": report.ok, "checked": report.checked, "first_bad_id": report.first_bad_id,
+                "problem": report.problem, "message": report.message}
+
     # ---- third parties: HMAC-SM3 signed requests (docs/security.md) -----------------------------
 
     @r("POST", "/api/v1/open/topics/publish", summary="Partner: publish to a broadcast topic (signed)",
@@ -536,6 +569,34 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
         return {"doctors": [dict(row) for row in rows]}
 
     return app, router
+
+
+AUDIT_QUERY = ("actor", "action", "target", "since", "until", "outcome", "limit", "offset")
+
+
+def _time_arg(name: str) -> dt.datetime | None:
+    raw = request.args.get(name)
+    if not raw:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"query parameter {name!r} must be an ISO 8601 time") from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+def audit_filters() -> dict[str, Any]:
+    outcome = request.args.get("outcome") or None
+    if outcome is not None and outcome not in ("ok", "denied", "error"):
+        raise ApiError(400, "bad_request", "outcome must be ok, denied or error")
+    return {
+        "actor": request.args.get("actor") or None,
+        "action": request.args.get("action") or None,
+        "target_prefix": request.args.get("target") or None,
+        "since": _time_arg("since"),
+        "until": _time_arg("until"),
+        "outcome": outcome,
+    }
 
 
 def client_ip() -> str | None:

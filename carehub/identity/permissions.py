@@ -15,6 +15,7 @@ Permission = Literal[
     "topic.publish",
     "admin.accounts",
     "admin.verify",
+    "admin.audit",
     "ops.view",
     "ops.manage",
 ]
@@ -26,7 +27,8 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "doctor": frozenset({"account.self", "directory.read", "actor.call"}),
     "pharmacist": frozenset({"account.self", "directory.read", "actor.call"}),
     "admin": frozenset(
-        {"account.self", "directory.read", "actor.call", "topic.publish", "admin.accounts", "admin.verify"}
+        {"account.self", "directory.read", "actor.call", "topic.publish", "admin.accounts", "admin.verify",
+         "admin.audit"}
     ),
     "ops": frozenset({"account.self", "directory.read", "actor.call", "topic.publish", "ops.view", "ops.manage"}),
     "partner": frozenset({"directory.read", "topic.publish"}),

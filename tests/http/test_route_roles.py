@@ -49,6 +49,9 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/ops/actors"): frozenset({"ops"}),
     ("POST", "/api/v1/ops/actors/<path:address>/release"): frozenset({"ops"}),
     ("POST", "/api/v1/admin/partners/<account_id>/keys"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/audit"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/audit.csv"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/audit/verify"): frozenset({"admin"}),
     # signed by a partner key instead (tests/identity/test_partners.py): no bearer role gets in
     ("POST", "/api/v1/open/topics/publish"): frozenset(),
     ("GET", "/api/v1/open/departments"): frozenset(),

@@ -236,3 +236,19 @@ def test_a_database_dump_holds_no_plaintext_phone_number(database_url: str) -> N
     assert "sm4gcm:" in dump.stdout
 
 
+
+
+async def test_admins_search_and_export_the_audit_trail_and_a_tampered_entry_breaks_the_chain(server: Server) -> None:
+    await post(server, "/api/v1/auth/login", staff_login("123456", password="wrong-again"))
+    async with server.http(await server.token("admin")) as http:
+        found = (await http.get("/api/v1/admin/audit", params={"action": "auth.login_failed"})).json()["entries"]
+        csv = await http.get("/api/v1/admin/audit.csv", params={"action": "auth.login"})
+        intact = (await http.get("/api/v1/admin/audit/verify")).json()
+        await server.app.services.db.execute(
+            "UPDATE audit_log SET detail = '{\"reason\": \"nothing happened\"}' WHERE id = $1", found[0]["id"]
+        )
+        broken = (await http.get("/api/v1/admin/audit/verify")).json()
+    assert found and found[0]["outcome"] == "denied"
+    assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("id,")
+    assert intact["ok"] is True
+    assert broken["ok"] is False and broken["first_bad_id"] == found[0]["id"]
