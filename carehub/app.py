@@ -65,6 +65,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
         async with open_database(database_url, max_size=config.database_pool_size) as db:
             version = await migrate(db)
             ring = keyring or _load_keyring(config)
+            key_file = None if keyring is not None else key_file_path(config)
             sms = await stack.enter_async_context(_open_sms(config))
             identity = Identity(
                 AccountStore(db),
@@ -107,17 +108,47 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                     )
                     nursery.start_soon(_ops_publisher, services)
                     nursery.start_soon(_maintenance, services)
+                    if key_file is not None:
+                        nursery.start_soon(_watch_key_file, ring, key_file)
                     try:
                         yield App(services, Dispatcher(services, quart_app), router)
                     finally:
                         nursery.cancel_scope.cancel()
 
 
+def key_file_path(config: Config) -> Path | None:
+    """The key file in use: ``CAREHUB_KEY_FILE``, else the data folder's (None with ``CAREHUB_KEYS``)."""
+    if os.environ.get(KEY_FILE_ENV):
+        return Path(os.environ[KEY_FILE_ENV])
+    if os.environ.get(KEYS_ENV):
+        return None
+    return Path(config.data_dir) / "keys.json"
+
+
 def _load_keyring(config: Config) -> KeyRing:
-    if os.environ.get(KEYS_ENV) or os.environ.get(KEY_FILE_ENV):
+    path = key_file_path(config)
+    if path is None:
         return KeyRing.from_env()
-    Path(config.data_dir).mkdir(parents=True, exist_ok=True)
-    return ensure_key_file(Path(config.data_dir) / "keys.json")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return ensure_key_file(path)
+
+
+async def _watch_key_file(ring: KeyRing, path: Path, every: float = 2.0) -> None:
+    """Pick up a rotated key file without a restart (``carehub keys rotate`` waits for this)."""
+    def mtime() -> int:
+        return path.stat().st_mtime_ns if path.exists() else 0
+
+    seen = await trio.to_thread.run_sync(mtime)
+    while True:
+        await trio.sleep(every)
+        try:
+            changed = await trio.to_thread.run_sync(mtime)
+            if changed != seen:
+                ring.adopt(await trio.to_thread.run_sync(KeyRing.from_file, path))
+                seen = changed
+                log.info("reloaded the key ring from %s: current key %s", path, ring.current_key_id)
+        except Exception as err:  # a half-written or wrong file: keep the keys we have
+            log.error("ALARM could not reload the key file %s: %s", path, err)
 
 
 @asynccontextmanager

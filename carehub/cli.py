@@ -80,6 +80,51 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_keys(args: argparse.Namespace) -> int:
+    """Add a new data key, make it current, give running hubs time to reload, re-encrypt."""
+    from carehub.app import key_file_path
+    from carehub.storage.keyring import KeyRing, write_key_file
+
+    config = Config.from_env(data_dir=args.data_dir, database_url=args.database_url)
+    path = key_file_path(config)
+    if path is None or not path.exists():
+        print("no key file: set CAREHUB_KEY_FILE (keys given in CAREHUB_KEYS are rotated by whoever provisions them)")
+        return 2
+    ring = KeyRing.from_file(path)
+    new_id = ring.add_key(ring.next_key_id())
+    ring.rotate_to(new_id)
+    write_key_file(path, ring)
+    print(f"key {new_id} is now current in {path}; waiting {args.grace_seconds:.0f}s for running hubs to reload")
+    embedded = None
+    database_url = config.database_url
+    if database_url is None:
+        from carehub.storage.embedded import EmbeddedPostgres
+
+        embedded = EmbeddedPostgres(Path(config.data_dir) / "pg")
+        was_running = embedded.running
+        database_url = embedded.start()
+        if was_running:
+            embedded = None  # the running hub's database: leave it running
+
+    async def main() -> dict[str, int]:
+        import trio_asyncio
+
+        from carehub.storage.db import open_database
+        from carehub.storage.rotation import rotate_all
+
+        await trio.sleep(args.grace_seconds)
+        async with trio_asyncio.open_loop(), open_database(database_url) as db:
+            return await rotate_all(db, ring)
+
+    try:
+        changed = trio.run(main)
+    finally:
+        if embedded is not None:
+            embedded.stop()
+    print("re-encrypted: " + ", ".join(f"{table} {n}" for table, n in changed.items()))
+    return 0
+
+
 def _bots(args: argparse.Namespace) -> int:
     from carehub.bots.people import run_bots
 
@@ -109,6 +154,14 @@ def main(argv: list[str] | None = None) -> int:
     bots.add_argument("--duration", type=float, default=0.0, help="seconds to run (0: until Ctrl-C)")
     bots.add_argument("--interval", type=float, default=1.0, help="seconds between a bot's messages")
     bots.set_defaults(run=_bots)
+
+    keys = sub.add_parser("keys", help="field encryption keys")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    rotate = keys_sub.add_parser("rotate", help="new current key, then re-encrypt every sealed value (no downtime)")
+    rotate.add_argument("--data-dir", type=Path, default=None)
+    rotate.add_argument("--database-url", default=None)
+    rotate.add_argument("--grace-seconds", type=float, default=10.0, help="time for running hubs to reload keys")
+    rotate.set_defaults(run=_rotate_keys)
 
     args = parser.parse_args(argv)
     logging.basicConfig(

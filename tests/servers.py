@@ -53,9 +53,12 @@ class Server:
 
 
 @asynccontextmanager
-async def run_server(database_url: str, **overrides: Any) -> AsyncIterator[Server]:
+async def run_server(
+    database_url: str, *, keyring: KeyRing | None = KEYRING, **overrides: Any
+) -> AsyncIterator[Server]:
+    """CareHub on a free port; ``keyring=None`` makes it load keys as a deployment would."""
     config = dataclasses.replace(Config(port=0, seed_demo=False, ws_heartbeat_seconds=60), **overrides)
-    async with open_app(config, database_url=database_url, keyring=KEYRING) as app, trio.open_nursery() as nursery:
+    async with open_app(config, database_url=database_url, keyring=keyring) as app, trio.open_nursery() as nursery:
         asgi: Any = app.asgi
         binds = await nursery.start(functools.partial(hypercorn_serve, asgi, hypercorn_config(config)))
         yield Server(binds[0], app)

@@ -215,6 +215,21 @@ class KeyRing:
     def key_ids(self) -> list[str]:
         return sorted(self._keys)
 
+    def adopt(self, other: KeyRing) -> None:
+        """Take over ``other``'s keys in place (a running process re-reading its key file).
+
+        The index and integrity keys must be the same: changing those is not a rotation.
+        """
+        if other._index_key != self._index_key or other._integrity_key != self._integrity_key:
+            raise KeyRingError("the new key file has a different index or integrity key; refusing to reload")
+        self._keys = dict(other._keys)
+        self._current = other._current
+
+    def next_key_id(self) -> str:
+        """``k<n+1>`` after the highest ``k<n>`` in the ring."""
+        numbers = [int(k[1:]) for k in self._keys if k[:1] == "k" and k[1:].isdigit()]
+        return f"k{max(numbers, default=0) + 1}"
+
     def add_key(self, key_id: str, key: bytes | None = None) -> str:
         """Add a data key (random if ``key`` is None) without making it current; returns its id."""
         key = secrets.token_bytes(16) if key is None else key

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -65,10 +65,12 @@ async def rotate_table(
     tag_column: str | None = None,
     tag_columns: Sequence[str] | None = None,
     batch: int = 500,
+    fields: Mapping[str, str] | None = None,
 ) -> int:
     """Re-encrypt every value in ``columns`` of ``table`` that is sealed under a non-current key.
 
-    ``columns`` hold values sealed with ``field=<column name>``. If ``tag_column`` is given it holds
+    ``columns`` hold values sealed with ``field=<column name>`` (or ``fields[column]`` when given).
+    If ``tag_column`` is given it holds
     ``keyring.integrity_tag(table, row id, {column: stored value})`` over ``tag_columns`` (default:
     ``columns``; every one a text column), checked before and recomputed after. Returns the number
     of rows changed; raises :class:`RotationIncomplete` if some rows had to be left.
@@ -124,7 +126,8 @@ async def rotate_table(
             for c in columns:
                 value = row[c]
                 if KeyRing.is_sealed(value) and not value.startswith(current_prefix):
-                    new[c] = keyring.seal(keyring.open(value, field=c), field=c)
+                    field = (fields or {}).get(c, c)
+                    new[c] = keyring.seal(keyring.open(value, field=field), field=field)
         except DecryptionFailed as err:
             return str(err)
         values = [new[c] for c in columns]
@@ -173,3 +176,23 @@ async def rotate_table(
         raise RotationIncomplete(table, total, failed)
     log.info("key rotation of %s: %d rows now under key %s", table, total, keyring.current_key_id)
     return total
+
+
+#: Every sealed column CareHub writes: table, id column, columns (with their seal field names),
+#: and the integrity tag with the columns it covers.
+SEALED_TABLES: tuple[dict[str, Any], ...] = (
+    {"table": "accounts", "id_column": "id", "columns": ["phone_enc", "totp_secret_enc"],
+     "fields": {"phone_enc": "accounts.phone", "totp_secret_enc": "accounts.totp_secret"}},
+    {"table": "patients", "id_column": "id", "columns": ["name_enc", "id_number_enc"],
+     "fields": {"name_enc": "patients.name", "id_number_enc": "patients.id_number"},
+     "tag_column": "row_tag", "tag_columns": ["name_enc", "id_number_enc", "id_number_idx", "sex", "verified_by"]},
+    {"table": "verifications", "id_column": "id", "columns": ["photo_enc"],
+     "fields": {"photo_enc": "verifications.photo"}},
+    {"table": "partner_keys", "id_column": "key_id", "columns": ["secret_enc"],
+     "fields": {"secret_enc": "partner_keys.secret"}},
+)
+
+
+async def rotate_all(db: Database, keyring: KeyRing) -> dict[str, int]:
+    """Re-encrypt every sealed column of every table under the current key; rows changed by table."""
+    return {spec["table"]: await rotate_table(db, keyring, **spec) for spec in SEALED_TABLES}
