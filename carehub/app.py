@@ -36,6 +36,7 @@ from carehub.hub import HubSettings, open_hub
 from carehub.identity import Identity, IdentitySettings
 from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
+from carehub.identity.roles import RoleTable
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database
@@ -79,6 +80,8 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                     sms_code_seconds=config.sms_code_seconds,
                 ),
             )
+            identity.roles = RoleTable(db)
+            await identity.roles.load()
             face = await stack.enter_async_context(_open_faceid(config))
             patients = Patients(PatientStore(db), ring, identity.audit, face)
             if config.seed_demo:

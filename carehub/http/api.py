@@ -31,7 +31,10 @@ from carehub.identity import (
     may_publish,
 )
 from carehub.identity.patients import PatientRefused
+from carehub.identity.permissions import ALL_PERMISSIONS
+from carehub.identity.roles import RoleRefused
 from carehub.storage.accounts import LoginTaken
+from carehub.storage.audit import AuditEntry
 from carehub.storage.keyring import IntegrityError
 from carehub.storage.migrate import latest_version, schema_version
 
@@ -103,6 +106,16 @@ class ConsentAnswer(msgspec.Struct, forbid_unknown_fields=True):
 class ReviewDecision(msgspec.Struct, forbid_unknown_fields=True):
     approve: bool
     reason: str | None = None
+
+
+class RoleBody(msgspec.Struct, forbid_unknown_fields=True):
+    permissions: list[str]
+    menus: list[str] = msgspec.field(default_factory=list)
+    description: str = ""
+
+
+class AccountRoles(msgspec.Struct, forbid_unknown_fields=True):
+    roles: list[str]
 
 
 class NewPartnerKey(msgspec.Struct, forbid_unknown_fields=True):
@@ -263,6 +276,11 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
             "stream": {"first_seq": first, "last_seq": last},
         }
 
+    @r("GET", "/api/v1/me/menus", summary="The menus my roles see", permission="account.self", tag="auth")
+    async def my_menus(ctx: RequestContext) -> Any:
+        assert ctx.principal is not None and ctx.services.identity.roles is not None
+        return {"menus": ctx.services.identity.roles.menus_for(ctx.principal.roles)}
+
     @r("GET", "/api/v1/me/stream", summary="Read my delivery stream after a sequence number",
        permission="account.self", tag="auth", query=("after", "limit"))
     async def my_stream(ctx: RequestContext) -> Any:
@@ -305,7 +323,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
        permission="topic.publish", body=PublishBody, tag="hub")
     async def publish(ctx: RequestContext, body: PublishBody) -> Any:
         assert ctx.principal is not None
-        if not may_publish(ctx.principal.roles, body.topic):
+        if not may_publish(ctx.principal.permissions, body.topic):
             raise ApiError(403, "forbidden", f"you may not publish to {body.topic!r}; use broadcast/<name>")
         return {"subscribers": ctx.services.hub.topics.publish(body.topic, body.type, body.body)}
 
@@ -401,6 +419,57 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
         report = await ctx.services.identity.audit.verify_chain()
         return {"ok": report.ok, "checked": report.checked, "first_bad_id": report.first_bad_id,
                 "problem": report.problem, "message": report.message}
+
+    @r("GET", "/api/v1/admin/roles", summary="Roles with their permissions and menus", permission="admin.roles",
+       tag="admin")
+    async def list_roles(ctx: RequestContext) -> Any:
+        table = ctx.services.identity.roles
+        assert table is not None
+        return {
+            "roles": [
+                {"name": r.name, "description": r.description, "builtin": r.builtin,
+                 "permissions": sorted(r.permissions), "menus": list(r.menus)}
+                for r in table.roles.values()
+            ],
+            "all_permissions": sorted(ALL_PERMISSIONS),
+        }
+
+    @r("PUT", "/api/v1/admin/roles/<name>", summary="Create a role or change its permissions and menus",
+       permission="admin.roles", body=RoleBody, tag="admin")
+    async def put_role(ctx: RequestContext, body: RoleBody, name: str) -> Any:
+        assert ctx.principal is not None and ctx.services.identity.roles is not None
+        try:
+            role = await ctx.services.identity.roles.put(name, body.description or name, body.permissions, body.menus)
+        except RoleRefused as err:
+            raise ApiError(err.status, "invalid" if err.status == 422 else "refused", err.message) from None
+        ctx.services.identity.forget_all()
+        await ctx.services.identity.audit.append(
+            AuditEntry(action="role.change", target=f"role/{name}", actor_id=ctx.principal.account_id,
+                       actor_roles=sorted(ctx.principal.roles), source_ip=client_ip(),
+                       detail={"permissions": ",".join(sorted(role.permissions)), "menus": ",".join(role.menus)})
+        )
+        return {"name": role.name, "permissions": sorted(role.permissions), "menus": list(role.menus)}
+
+    @r("PUT", "/api/v1/admin/accounts/<account_id>/roles", summary="Set an account's roles",
+       permission="admin.roles", body=AccountRoles, tag="admin")
+    async def set_account_roles(ctx: RequestContext, body: AccountRoles, account_id: str) -> Any:
+        assert ctx.principal is not None
+        identity = ctx.services.identity
+        roles = frozenset(body.roles)
+        unknown = roles - identity.known_roles()
+        if not roles or unknown:
+            raise ApiError(422, "invalid", f"unknown roles {sorted(unknown)}" if unknown else "give at least one role")
+        if account_id == ctx.principal.account_id and "admin" not in roles:
+            raise ApiError(409, "refused", "不能移除自己的管理员角色 (you cannot drop your own admin role)")
+        if not await identity.accounts.set_roles(account_id, roles):
+            raise ApiError(404, "not_found", f"no account {account_id}")
+        identity.forget(account_id)
+        await identity.audit.append(
+            AuditEntry(action="role.grant", target=f"account/{account_id}", actor_id=ctx.principal.account_id,
+                       actor_roles=sorted(ctx.principal.roles), source_ip=client_ip(),
+                       detail={"roles": ",".join(sorted(roles))})
+        )
+        return {"id": account_id, "roles": sorted(roles)}
 
     # ---- third parties: HMAC-SM3 signed requests (docs/security.md) -----------------------------
 

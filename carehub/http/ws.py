@@ -391,7 +391,7 @@ class Connection:
             topics.unsubscribe(topic, self.session)
             self.session.offer(Outbound({"op": "unsubscribed", "topic": topic}))
             return
-        if not may_subscribe(self.principal.roles, self.principal.account_id, topic):
+        if not may_subscribe(self.principal.permissions, self.principal.account_id, topic):
             self.session.offer(_error("forbidden", f"you may not subscribe to {topic!r}", topic))
             return
         if len(self.session.topics) >= MAX_TOPICS and topic not in self.session.topics:
@@ -408,7 +408,7 @@ class Connection:
         if not isinstance(topic, str) or not isinstance(type_name, str):
             raise FrameError("bad_frame", "publish needs 'topic' and 'type' strings")
         assert self.principal is not None
-        if not may_publish(self.principal.roles, topic):
+        if not may_publish(self.principal.permissions, topic):
             self.session.offer(_error("forbidden", f"you may not publish to {topic!r}", topic))
             return
         coalesce = frame.get("coalesce")

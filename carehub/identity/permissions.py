@@ -1,7 +1,8 @@
 """Roles own permission sets; every route and WebSocket operation names the permission it needs.
 
-Kept as data so the identity issue can move it into admin-managed tables without touching the
-routes (they only ever ask ``principal.can(permission)``).
+:data:`PERMISSIONS` and :data:`MENUS` are the built-in defaults, copied into the ``roles`` tables
+at first start; from then on admins manage roles, their permissions and menus
+(:class:`carehub.identity.roles.RoleTable`). Routes only ever ask ``principal.can(permission)``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,11 @@ Permission = Literal[
     "admin.audit",
     "ops.view",
     "ops.manage",
+    "admin.roles",
 ]
+
+#: every permission a role may be given
+ALL_PERMISSIONS = frozenset(Permission.__args__)  # type: ignore[attr-defined]
 
 ROLES = ("patient", "doctor", "pharmacist", "admin", "ops", "partner")
 
@@ -28,26 +33,38 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pharmacist": frozenset({"account.self", "directory.read", "actor.call"}),
     "admin": frozenset(
         {"account.self", "directory.read", "actor.call", "topic.publish", "admin.accounts", "admin.verify",
-         "admin.audit"}
+         "admin.audit", "admin.roles"}
     ),
     "ops": frozenset({"account.self", "directory.read", "actor.call", "topic.publish", "ops.view", "ops.manage"}),
     "partner": frozenset({"directory.read", "topic.publish"}),
 }
 
 
-def role_permissions(roles: frozenset[str]) -> frozenset[str]:
+#: menus each built-in role sees in the web clients
+MENUS: dict[str, tuple[str, ...]] = {
+    "patient": ("home", "booking", "consultation", "payments", "family", "messages"),
+    "doctor": ("workbench", "consultations", "patients", "schedule", "messages"),
+    "pharmacist": ("review", "dispensing", "messages"),
+    "admin": ("accounts", "roles", "verifications", "audit", "directory", "statistics"),
+    "ops": ("dashboard", "actors", "alarms"),
+    "partner": (),
+}
+
+
+def role_permissions(roles: frozenset[str], table: dict[str, frozenset[str]] | None = None) -> frozenset[str]:
+    source = PERMISSIONS if table is None else table
     perms: set[str] = set()
     for role in roles:
-        perms |= PERMISSIONS.get(role, frozenset())
+        perms |= source.get(role, frozenset())
     return frozenset(perms)
 
 
-def may_subscribe(roles: frozenset[str], account_id: str, topic: str) -> bool:
+def may_subscribe(permissions: frozenset[str], account_id: str, topic: str) -> bool:
     """Topics: ``ops`` (ops dashboard), ``broadcast/<name>`` (hall screens, announcements)."""
     if topic == "ops":
-        return "ops.view" in role_permissions(roles)
+        return "ops.view" in permissions
     return topic.startswith("broadcast/") and len(topic) <= 200
 
 
-def may_publish(roles: frozenset[str], topic: str) -> bool:
-    return topic.startswith("broadcast/") and "topic.publish" in role_permissions(roles)
+def may_publish(permissions: frozenset[str], topic: str) -> bool:
+    return topic.startswith("broadcast/") and "topic.publish" in permissions

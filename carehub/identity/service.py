@@ -35,6 +35,7 @@ from carehub.storage.keyring import KeyRing
 from .masking import mask_phone
 from .permissions import ROLES, role_permissions
 from .ratelimit import RateLimited, RateLimiter
+from .roles import RoleTable
 
 # OWASP's argon2id minimum: fast enough for bulk sign-ins, still memory-hard
 _hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -156,6 +157,8 @@ class Identity:
         self.sms = sms
         self.settings = settings or IdentitySettings()
         self.limits = RateLimiter()
+        #: admin-managed roles; None: the built-in defaults
+        self.roles: RoleTable | None = None
         self._cache: dict[str, tuple[float, Principal]] = {}
         self._seen: dict[str, float] = {}
 
@@ -329,9 +332,12 @@ class Identity:
             role_set = frozenset(spec.roles)
             if not _LOGIN.match(spec.login):
                 raise ValueError(f"login {spec.login!r} must be 3-64 letters, digits or _.@+-")
-            unknown = role_set - set(ROLES)
+            known = self.known_roles()
+            unknown = role_set - known
             if not role_set or unknown:
-                raise ValueError(f"roles must be a non-empty subset of {', '.join(ROLES)}; got {sorted(role_set)}")
+                raise ValueError(
+                    f"roles must be a non-empty subset of {', '.join(sorted(known))}; got {sorted(role_set)}"
+                )
             if not spec.display_name.strip() or len(spec.display_name) > 100:
                 raise ValueError("display_name must be 1-100 characters")
             password_hash = None
@@ -374,11 +380,19 @@ class Identity:
             )
         )
 
-    @staticmethod
-    def _principal(row: AccountRow, token_hash: str | None) -> Principal:
+    def _principal(self, row: AccountRow, token_hash: str | None) -> Principal:
+        table = self.roles.permissions if self.roles is not None else None
         return Principal(
-            row.id, row.login, row.display_name, row.roles, role_permissions(row.roles), token_hash, row.verified
+            row.id, row.login, row.display_name, row.roles, role_permissions(row.roles, table), token_hash,
+            row.verified,
         )
+
+    def forget_all(self) -> None:
+        """Drop every cached session (a role's permissions changed)."""
+        self._cache.clear()
+
+    def known_roles(self) -> set[str]:
+        return set(self.roles.roles) if self.roles is not None else set(ROLES)
 
     def forget(self, account_id: str) -> None:
         """Drop cached sessions of an account (its verification or roles changed)."""

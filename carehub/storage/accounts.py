@@ -205,5 +205,11 @@ class AccountStore:
 
         await self.db.run(op)
 
+    async def set_roles(self, account_id: str, roles: frozenset[str]) -> bool:
+        status = await self.db.execute(
+            "UPDATE accounts SET roles = $2 WHERE id = $1", account_id, ",".join(sorted(roles))
+        )
+        return status == "UPDATE 1"
+
     async def count(self) -> int:
         return int(await self.db.fetchval("SELECT count(*) FROM accounts") or 0)

@@ -50,6 +50,10 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/ops/actors/<path:address>/release"): frozenset({"ops"}),
     ("POST", "/api/v1/admin/partners/<account_id>/keys"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/audit"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/roles"): frozenset({"admin"}),
+    ("PUT", "/api/v1/admin/roles/<name>"): frozenset({"admin"}),
+    ("PUT", "/api/v1/admin/accounts/<account_id>/roles"): frozenset({"admin"}),
+    ("GET", "/api/v1/me/menus"): SIGNED_IN_PEOPLE,
     ("GET", "/api/v1/admin/audit.csv"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/audit/verify"): frozenset({"admin"}),
     # signed by a partner key instead (tests/identity/test_partners.py): no bearer role gets in
