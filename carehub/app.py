@@ -94,7 +94,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 crash_window_seconds=config.crash_window_seconds,
             )
             behaviours = all_behaviours(config.actor_plugins)
-            async with open_hub_store(db) as store, open_hub(store, behaviours, settings) as hub:
+            async with open_hub_store(db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
                 partners = Partners(db, ring)
                 services = Services(config, db, store, hub, push, identity, version, patients, partners)

@@ -68,7 +68,8 @@ class Conversation(Behaviour[ConversationState]):
                     reply={"n": n, "at": at},
                     events=(Event("MessagePosted", {"n": n, "from": sender, "length": len(text)}),),
                     deliveries=tuple(
-                        Deliver(p, "chat.message", body, msg_id=f"{ctx.key}:{n}") for p in state.participants
+                        Deliver(p, "chat.message", body, msg_id=f"{ctx.key}:{n}", sensitive=True)
+                        for p in state.participants
                     ),
                 )
             case GetConversation():

@@ -79,6 +79,8 @@ class Deliver:
     body: Mapping[str, Any]
     #: Stable id a client uses to recognise a repeat; derived by the shell when omitted.
     msg_id: str | None = None
+    #: Medical or personal text (chat, intake): encrypted at rest by the store.
+    sensitive: bool = False
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -424,7 +424,7 @@ class Hub:
         for remind in decision.reminders:
             scheduled.append(self._row(act.address, remind.message, remind.at, remind.key))
         deliveries = [
-            DeliveryRow(d.account_id, d.msg_id or uuid.uuid4().hex, d.type, _json_encode(d.body))
+            DeliveryRow(d.account_id, d.msg_id or uuid.uuid4().hex, d.type, _json_encode(d.body), d.sensitive)
             for d in decision.deliveries
         ]
         commit = Commit(

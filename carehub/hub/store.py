@@ -32,6 +32,10 @@ class DeliveryRow:
     msg_id: str
     type: str
     body: bytes  # JSON
+    #: medical or personal text: the store keeps it encrypted at rest
+    sensitive: bool = False
+    #: what the store writes instead of ``body`` (set by the store when it seals)
+    stored: str | None = None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -25,6 +26,10 @@ from carehub.hub import (
 )
 
 from .db import Database
+from .keyring import KeyRing
+
+#: seal field of sensitive delivery bodies (chat text): kept readable for the retention period
+DELIVERY_FIELD = "deliveries.body"
 
 
 def _scheduled(r: asyncpg.Record) -> ScheduledRow:
@@ -115,7 +120,7 @@ async def _write(conn: asyncpg.Connection, commits: Sequence[Commit]) -> list[Co
                 if seq is None:
                     raise _Reject(i, UnknownRecipient(f"no account {d.account_id!r} to deliver to"))
                 next_seq[d.account_id] = seq + 1
-                inserts_d.append((d.account_id, seq, d.msg_id, d.type, d.body.decode(), at))
+                inserts_d.append((d.account_id, seq, d.msg_id, d.type, d.stored or d.body.decode(), at))
                 delivered[i].append(StreamItem(d.account_id, seq, d.msg_id, d.type, d.body, at))
         await conn.executemany(
             "INSERT INTO deliveries (account_id, seq, msg_id, type, body, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -185,8 +190,11 @@ class PostgresHubStore:
     Run :meth:`run` in a nursery (``open_hub_store`` does); without it commits go one by one.
     """
 
-    def __init__(self, db: Database, *, max_batch: int = 128, writers: int = 3) -> None:
+    def __init__(
+        self, db: Database, *, keyring: KeyRing | None = None, max_batch: int = 128, writers: int = 3
+    ) -> None:
         self.db = db
+        self.keyring = keyring
         self.max_batch = max_batch
         self.writers = writers
         self._send, self._recv = trio.open_memory_channel[_Pending](100_000)
@@ -232,7 +240,23 @@ class PostgresHubStore:
     async def load_state(self, address: str) -> StoredState:
         return await self.db.run(_load, address)
 
+    def _seal(self, commit: Commit) -> Commit:
+        if self.keyring is None or not any(d.sensitive for d in commit.deliveries):
+            return commit
+        ring = self.keyring
+        rows = [
+            dataclasses.replace(d, stored=ring.seal(d.body.decode(), field=DELIVERY_FIELD)) if d.sensitive else d
+            for d in commit.deliveries
+        ]
+        return dataclasses.replace(commit, deliveries=rows)
+
+    def _open(self, item: StreamItem) -> StreamItem:
+        if self.keyring is not None and item.body.startswith(b"sm4gcm:"):
+            return dataclasses.replace(item, body=self.keyring.open(item.body.decode(), field=DELIVERY_FIELD).encode())
+        return item
+
     async def commit(self, commit: Commit) -> CommitResult:
+        commit = self._seal(commit)
         if not self._running:
             result = (await self.db.run(_commit_many, [commit]))[0]
         else:
@@ -270,7 +294,7 @@ class PostgresHubStore:
             " WHERE account_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
             account_id, after_seq, limit,
         )
-        return [_item(r) for r in rows]
+        return [self._open(_item(r)) for r in rows]
 
     async def stream_bounds(self, account_id: str) -> tuple[int, int]:
         """(first seq still kept, last seq) of an account's stream; (0, 0) when empty."""
@@ -318,8 +342,8 @@ class PostgresHubStore:
 
 
 @asynccontextmanager
-async def open_hub_store(db: Database) -> AsyncIterator[PostgresHubStore]:
-    store = PostgresHubStore(db)
+async def open_hub_store(db: Database, keyring: KeyRing | None = None) -> AsyncIterator[PostgresHubStore]:
+    store = PostgresHubStore(db, keyring=keyring)
     async with trio.open_nursery() as nursery:
         await nursery.start(store.run)
         try:

@@ -285,3 +285,16 @@ async def test_a_restart_tells_each_client_a_different_time_to_come_back(server:
     assert len(waits) == 8
     assert all(500 <= w <= 15000 for w in waits)
     assert len(set(waits)) > 1, "jittered, so a restart does not cause a reconnect storm"
+
+
+async def test_chat_text_is_encrypted_at_rest_and_still_reads_back_on_resume(server: Server) -> None:
+    token = await server.token("patient1")
+    address = chat(await server.account_id("patient1"), await server.account_id("doctor1"))
+    with trio.fail_after(20):
+        async with connect(server.base, token) as client:
+            await client.call(address, "PostMessage", {"text": "我对青霉素过敏"})
+        stored = await server.app.services.db.fetch("SELECT body FROM deliveries WHERE type = 'chat.message'")
+        async with connect(server.base, token, device="other", resume_after=0) as again:
+            frame = await again.next_delivery()
+    assert stored and all(r["body"].startswith("sm4gcm:") and "青霉素" not in r["body"] for r in stored)
+    assert frame["body"]["text"] == "我对青霉素过敏"
