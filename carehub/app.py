@@ -34,6 +34,7 @@ from carehub.http.routing import Router
 from carehub.http.ws import CLOSE_SLOW, bye_frame
 from carehub.hub import HubSettings, open_hub
 from carehub.identity import Identity, IdentitySettings
+from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.roles import RoleTable
@@ -97,7 +98,8 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             async with open_hub_store(db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
                 partners = Partners(db, ring)
-                services = Services(config, db, store, hub, push, identity, version, patients, partners)
+                care = CareAccess(db, identity.audit)
+                services = Services(config, db, store, hub, push, identity, version, patients, partners, care)
                 quart_app, router = create_app(services)
                 async with trio.open_nursery() as nursery:
                     services.publish_ops_now = functools.partial(_publish_ops, services)

@@ -10,6 +10,7 @@ from carehub.channels.push import PushChannel, Session
 from carehub.config import Config
 from carehub.hub import Hub
 from carehub.identity import Identity
+from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.storage.db import Database
@@ -37,6 +38,7 @@ class Services:
     schema_version: int
     patients: Patients
     partners: Partners
+    care: CareAccess
     connections: dict[Session, Connection] = dataclasses.field(default_factory=dict)
     stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
     draining: bool = False

@@ -101,6 +101,22 @@ class Patients:
             "consent": link.consent_status,
         }
 
+    async def profile_for_care(self, patient_id: str) -> dict[str, Any]:
+        """What a treating doctor sees: full name, sex, age; the ID number stays masked."""
+        p = await self.store.patient(patient_id)
+        if p is None:
+            raise PatientNotFound()
+        self._checked(p)
+        number = self.keyring.open(p.id_number_enc, field="patients.id_number")
+        return {
+            "id": p.id,
+            "name": self.keyring.open(p.name_enc, field="patients.name"),
+            "sex": p.sex,
+            "age": parse_id_number(number).age_on(dt.date.today()),
+            "id_number": mask_id_number(number),
+            "verified": p.verified_at is not None,
+        }
+
     async def list_for(self, account_id: str) -> list[dict[str, Any]]:
         return [self.view(link) for link in await self.store.links_of(account_id)]
 

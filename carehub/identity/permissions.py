@@ -20,6 +20,7 @@ Permission = Literal[
     "ops.view",
     "ops.manage",
     "admin.roles",
+    "patient.read",  # a patient's medical data, within a care relationship
 ]
 
 #: every permission a role may be given
@@ -29,7 +30,7 @@ ROLES = ("patient", "doctor", "pharmacist", "admin", "ops", "partner")
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "patient": frozenset({"account.self", "directory.read", "actor.call"}),
-    "doctor": frozenset({"account.self", "directory.read", "actor.call"}),
+    "doctor": frozenset({"account.self", "directory.read", "actor.call", "patient.read"}),
     "pharmacist": frozenset({"account.self", "directory.read", "actor.call"}),
     "admin": frozenset(
         {"account.self", "directory.read", "actor.call", "topic.publish", "admin.accounts", "admin.verify",

@@ -54,6 +54,8 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("PUT", "/api/v1/admin/roles/<name>"): frozenset({"admin"}),
     ("PUT", "/api/v1/admin/accounts/<account_id>/roles"): frozenset({"admin"}),
     ("GET", "/api/v1/me/menus"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/doctor/patients/<patient_id>"): frozenset({"doctor"}),
+    ("POST", "/api/v1/doctor/patients/<patient_id>/break-glass"): frozenset({"doctor"}),
     ("GET", "/api/v1/admin/audit.csv"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/audit/verify"): frozenset({"admin"}),
     # signed by a partner key instead (tests/identity/test_partners.py): no bearer role gets in
