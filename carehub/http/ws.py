@@ -408,8 +408,12 @@ class Connection:
         if not isinstance(topic, str) or not isinstance(type_name, str):
             raise FrameError("bad_frame", "publish needs 'topic' and 'type' strings")
         assert self.principal is not None
+        ref = frame.get("id")
         if not may_publish(self.principal.permissions, topic):
-            self.session.offer(_error("forbidden", f"you may not publish to {topic!r}", topic))
+            if ref is not None:
+                self.session.offer(self._reply_error(ref, "forbidden", f"you may not publish to {topic!r}"))
+            else:
+                self.session.offer(_error("forbidden", f"you may not publish to {topic!r}", topic))
             return
         coalesce = frame.get("coalesce")
         count = self.s.hub.topics.publish(
@@ -417,7 +421,6 @@ class Connection:
             coalesce=coalesce if isinstance(coalesce, str) else None,
             priority=Priority.CRITICAL if frame.get("critical") is True else Priority.LOW,
         )
-        ref = frame.get("id")
         if ref is not None:
             self.session.offer(Outbound({"op": "reply", "id": ref, "ok": True, "result": {"subscribers": count}}))
 

@@ -9,6 +9,8 @@ import re
 
 import trio
 
+from carehub.bots.client import CallFailed, HubClient, connect
+
 from ..servers import Server
 
 EVERYONE = frozenset({"anonymous", "patient", "doctor", "pharmacist", "admin", "ops", "partner"})
@@ -96,3 +98,59 @@ async def test_every_route_allows_exactly_the_roles_in_the_policy_table(server: 
                 if allowed == denied or status >= 500:
                     outcomes.append((method, path, role, status))
     assert outcomes == [], "routes whose answer does not match the policy (method, path, role, status)"
+
+
+#: WebSocket operations -> roles that may use them
+WS_POLICY: dict[str, frozenset[str]] = {
+    "subscribe ops": frozenset({"ops"}),
+    "subscribe broadcast/hall": SIGNED_IN_PEOPLE | {"partner"},
+    "publish broadcast/hall": frozenset({"admin", "ops", "partner"}),
+    "call own conversation": SIGNED_IN_PEOPLE,
+}
+
+
+async def test_every_websocket_operation_allows_exactly_the_roles_in_its_table(server: Server) -> None:
+    doctor = await server.account_id("doctor2")
+    mismatches = []
+    with trio.fail_after(60):
+        for role, login in LOGINS.items():
+            token = await server.token(login)
+            me = await server.account_id(login)
+            async with connect(server.base, token) as client:
+                await client.subscribe("ops")
+                ops = await first_answer(client, "ops")
+                await client.subscribe("broadcast/hall")
+                hall = await first_answer(client, "broadcast/hall")
+                try:
+                    await client.publish("broadcast/hall", "notice", {"text": "x"})
+                    published = True
+                except CallFailed:
+                    published = False
+                try:
+                    other = doctor if me != doctor else await server.account_id("patient1")
+                    await client.call("conversation/" + "~".join(sorted([me, other])), "PostMessage", {"text": "hi"})
+                    called = True
+                except CallFailed as err:
+                    called = err.code not in ("forbidden", "verification_required")
+            for op, allowed in (("subscribe ops", ops), ("subscribe broadcast/hall", hall),
+                                ("publish broadcast/hall", published), ("call own conversation", called)):
+                if allowed != (role in WS_POLICY[op]):
+                    mismatches.append((op, role, allowed))
+    assert mismatches == []
+
+
+async def first_answer(client: HubClient, topic: str) -> bool:
+    """True when the subscription was confirmed, False when refused."""
+    with trio.fail_after(5):
+        while True:
+            if not client.errors.statistics().current_buffer_used == 0:
+                error = client.errors.receive_nowait()
+                if error.get("ref") == topic:
+                    return False
+            try:
+                event = client.events.receive_nowait()
+            except trio.WouldBlock:
+                await trio.sleep(0.01)
+                continue
+            if event.get("op") == "subscribed" and event.get("topic") == topic:
+                return True
