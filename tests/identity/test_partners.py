@@ -96,3 +96,17 @@ async def test_partner_keys_are_stored_sealed(server: Server) -> None:
     _, secret = await issue_key(server, ["topics.publish"])
     stored: Any = await server.app.services.db.fetchval("SELECT secret_enc FROM partner_keys")
     assert secret not in stored and stored.startswith("sm4gcm:")
+
+
+async def test_a_partner_sending_too_fast_gets_429_with_retry_after(server: Server) -> None:
+    key_id, secret = await issue_key(server, ["directory.read"])
+    path = "/api/v1/open/departments"
+    statuses = []
+    async with server.http() as http:
+        for _ in range(60):
+            response = await http.get(path, headers=signed_headers(key_id, secret, "GET", path, b""))
+            statuses.append(response.status_code)
+            if response.status_code == 429:
+                assert response.headers["Retry-After"] == "1"
+                break
+    assert statuses[-1] == 429 and statuses.count(200) >= 1
