@@ -8,7 +8,6 @@ import asyncio
 import functools
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -123,10 +122,10 @@ def repo_root() -> Path:
 
 @pytest.fixture
 async def server(database_url: str) -> AsyncIterator[Server]:
-    async with AsyncExitStack() as stack:
-        with trio.fail_after(60):  # bounds the start only; each test bounds its own I/O
-            srv = await stack.enter_async_context(run_server(database_url))
-        yield srv
+    # a cancel scope cannot end inside the server's nursery, so this bounds the whole test
+    with trio.fail_after(120):
+        async with run_server(database_url) as srv:
+            yield srv
 
 
 @pytest.fixture
