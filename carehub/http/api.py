@@ -35,7 +35,7 @@ from carehub.identity.permissions import ALL_PERMISSIONS
 from carehub.identity.roles import RoleRefused
 from carehub.storage.accounts import LoginTaken
 from carehub.storage.audit import AuditEntry
-from carehub.storage.keyring import IntegrityError
+from carehub.storage.keyring import DecryptionFailed, IntegrityError, KeyRingError
 from carehub.storage.migrate import latest_version, schema_version
 
 from .context import Services
@@ -727,8 +727,17 @@ def sign_in_errors() -> Iterator[None]:
         raise ApiError(429, "rate_limited", err.message, headers={"Retry-After": str(err.retry_after)}) from None
     except SmsUnavailable as err:
         raise ApiError(503, "sms_unavailable", str(err)) from None
+    except (DecryptionFailed, KeyRingError) as err:
+        raise key_ring_error(err) from None
     except ValueError as err:
         raise ApiError(422, "invalid", str(err)) from None
+
+
+def key_ring_error(err: Exception) -> ApiError:
+    """Stored values that do not open: the key file is not the one they were written with."""
+    log.error("ALARM key ring: %s (is CAREHUB_KEY_FILE the key file this database was written with?)", err)
+    message = "加密密钥与数据库不匹配，已通知运维 (the encryption keys do not fit the data)"
+    return ApiError(503, "key_ring_mismatch", message)
 
 
 @contextmanager
@@ -737,6 +746,8 @@ def patient_errors() -> Iterator[None]:
         yield
     except PatientRefused as err:
         raise ApiError(err.status, err.code, err.message) from None
+    except (DecryptionFailed, KeyRingError) as err:
+        raise key_ring_error(err) from None
     except IntegrityError as err:
         log.error("ALARM integrity: %s", err)
         message = "数据完整性校验失败，已通知运维 (a stored record failed its check)"

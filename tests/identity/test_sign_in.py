@@ -252,3 +252,13 @@ async def test_admins_search_and_export_the_audit_trail_and_a_tampered_entry_bre
     assert csv.status_code == 200 and csv.text.splitlines()[0].startswith("id,")
     assert intact["ok"] is True
     assert broken["ok"] is False and broken["first_bad_id"] == found[0]["id"]
+
+
+async def test_a_hub_started_with_the_wrong_key_file_says_so_instead_of_failing(database_url: str) -> None:
+    from carehub.storage.keyring import KeyRing
+
+    with trio.fail_after(30):
+        async with run_server(database_url, keyring=KeyRing.generate()) as srv:
+            response = await post(srv, "/api/v1/auth/login", staff_login(await srv.totp("doctor1")))
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "key_ring_mismatch"
