@@ -77,6 +77,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from ._asgi import BodyTooLarge, read_body, serve_lifespan
+
 log = logging.getLogger("carehub.bots.faceid_sim")
 
 API_VERSION = "2018-03-01"
@@ -506,29 +508,20 @@ class FaceIdSimApp:
 
     async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                message = await receive()
-                if message["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif message["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
+        try:
+            body = await read_body(receive, MAX_BODY)
+        except BodyTooLarge:
+            reply = _json(413, {"error": f"body larger than {MAX_BODY} bytes"})
+        else:
+            if body is None:
                 return
-            body += message.get("body", b"")
-            if len(body) > MAX_BODY:
-                reply = _json(413, {"error": f"body larger than {MAX_BODY} bytes"})
-                break
-            if not message.get("more_body", False):
-                headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-                target = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
-                reply = self.sim.handle(scope["method"], target, headers, bytes(body), scope["scheme"])
-                break
+            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+            target = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
+            reply = self.sim.handle(scope["method"], target, headers, body, scope["scheme"])
         response_headers = [
             (b"content-type", reply.content_type.encode()),
             (b"content-length", b"%d" % len(reply.body)),

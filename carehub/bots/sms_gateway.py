@@ -71,6 +71,8 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
+from ._asgi import BodyTooLarge, read_body, serve_lifespan
+
 log = logging.getLogger("carehub.bots.sms_gateway")
 
 API_VERSION = "2017-05-25"
@@ -699,37 +701,28 @@ class GatewayServer:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
-            while True:
-                event = await receive()
-                if event["type"] == "lifespan.startup":
-                    await send({"type": "lifespan.startup.complete"})
-                elif event["type"] == "lifespan.shutdown":
-                    await send({"type": "lifespan.shutdown.complete"})
-                    return
+            await serve_lifespan(receive, send)
+            return
         if scope["type"] != "http":
             return
-        body = bytearray()
-        while True:
-            event = await receive()
-            if event["type"] == "http.disconnect":
-                return
-            body += event.get("body", b"")
-            if len(body) > MAX_BODY_BYTES:
-                await self._answer(send, 413, {"Code": "RequestTooLarge", "Message": "request body too large"})
-                return
-            if not event.get("more_body", False):
-                break
+        try:
+            body = await read_body(receive, MAX_BODY_BYTES)
+        except BodyTooLarge:
+            await self._answer(send, 413, {"Code": "RequestTooLarge", "Message": "request body too large"})
+            return
+        if body is None:
+            return
         method, path = scope["method"], scope["path"]
         query = scope.get("query_string", b"").decode("latin-1")
         if path.startswith("/_sim/"):
-            status, answer = self.gateway.handle_admin(method, path, query, bytes(body))
+            status, answer = self.gateway.handle_admin(method, path, query, body)
             await self._answer(send, status, answer)
             return
         headers: dict[str, str] = {}
         for raw_name, raw_value in scope["headers"]:
             name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
-        reply = self.gateway.handle_api(method, path, query, headers, bytes(body))
+        reply = self.gateway.handle_api(method, path, query, headers, body)
         for message in reply.accepted:
             self.nursery.start_soon(self._deliver_later, message, self.gateway.generation)
         if reply.hang:
