@@ -39,6 +39,7 @@ from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.roles import RoleTable
+from carehub.identity.signatures import Signatures
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database
@@ -86,8 +87,9 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             await identity.roles.load()
             face = await stack.enter_async_context(_open_faceid(config))
             patients = Patients(PatientStore(db), ring, identity.audit, face)
+            signatures = Signatures(db, ring)
             if config.seed_demo:
-                await seed_demo(db, identity, patients)
+                await seed_demo(db, identity, patients, signatures)
             push = PushChannel()
             settings = HubSettings(
                 mailbox_size=config.mailbox_size,
@@ -100,7 +102,9 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 hub.sink = push
                 partners = Partners(db, ring)
                 care = CareAccess(db, identity.audit)
-                services = Services(config, db, store, hub, push, identity, version, patients, partners, care)
+                services = Services(
+                    config, db, store, hub, push, identity, version, patients, partners, care, signatures
+                )
                 quart_app, router = create_app(services)
                 async with trio.open_nursery() as nursery:
                     services.publish_ops_now = functools.partial(_publish_ops, services)

@@ -11,6 +11,7 @@ import asyncpg
 
 from carehub.identity import STAFF_ROLES, Identity, NewAccount
 from carehub.identity.patients import Patients
+from carehub.identity.signatures import Signatures
 from carehub.storage.db import Database
 
 log = logging.getLogger("carehub.demo")
@@ -55,7 +56,9 @@ STAFF = [
 ]
 
 
-async def seed_demo(db: Database, identity: Identity, patients: Patients) -> bool:
+async def seed_demo(
+    db: Database, identity: Identity, patients: Patients, signatures: Signatures | None = None
+) -> bool:
     """Seed once; returns False when the hospital already has accounts."""
     if await identity.accounts.count() > 0:
         return False
@@ -90,6 +93,9 @@ async def seed_demo(db: Database, identity: Identity, patients: Patients) -> boo
             )
 
     await db.run(op)
+    if signatures is not None:
+        for login in [d[0] for d in DOCTORS] + ["pharmacist1"]:
+            await signatures.issue_key(by_login[login])
     for login, name, _, id_number in PATIENTS:
         # the demo patients were verified at the hospital's counter
         await patients.add(by_login[login], name, id_number, "self", verified_by="counter")

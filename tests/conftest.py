@@ -20,6 +20,7 @@ import trio_asyncio
 from carehub.demo import seed_demo
 from carehub.identity import Identity
 from carehub.identity.patients import Patients
+from carehub.identity.signatures import Signatures
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import Database, open_database
@@ -61,7 +62,8 @@ async def _seed(dsn: str) -> None:
     async with trio_asyncio.open_loop(), open_database(dsn) as database:
         audit = AuditLog(database, KEYRING)
         patients = Patients(PatientStore(database), KEYRING, audit, None)
-        await seed_demo(database, Identity(AccountStore(database), KEYRING, audit), patients)
+        signatures = Signatures(database, KEYRING)
+        await seed_demo(database, Identity(AccountStore(database), KEYRING, audit), patients, signatures)
 
 
 @pytest.fixture(scope="session")

@@ -33,6 +33,7 @@ from carehub.identity import (
 from carehub.identity.patients import PatientRefused
 from carehub.identity.permissions import ALL_PERMISSIONS
 from carehub.identity.roles import RoleRefused
+from carehub.identity.signatures import SIGNER_ROLES
 from carehub.storage.accounts import LoginTaken
 from carehub.storage.audit import AuditEntry
 from carehub.storage.keyring import DecryptionFailed, IntegrityError, KeyRingError
@@ -358,6 +359,8 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
         except LoginTaken as err:
             raise ApiError(409, "login_taken", str(err)) from None
         for account_id, a in zip(ids, body.accounts, strict=True):
+            if set(a.roles) & SIGNER_ROLES:
+                await ctx.services.signatures.issue_key(account_id)
             if a.real_name is not None and a.id_number is not None:
                 with patient_errors():
                     await ctx.services.patients.add(

@@ -13,6 +13,7 @@ from carehub.identity import Identity
 from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
+from carehub.identity.signatures import Signatures
 from carehub.storage.db import Database
 from carehub.storage.hub_store import PostgresHubStore
 
@@ -39,6 +40,7 @@ class Services:
     patients: Patients
     partners: Partners
     care: CareAccess
+    signatures: Signatures
     connections: dict[Session, Connection] = dataclasses.field(default_factory=dict)
     stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
     draining: bool = False

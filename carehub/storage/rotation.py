@@ -190,6 +190,8 @@ SEALED_TABLES: tuple[dict[str, Any], ...] = (
      "fields": {"photo_enc": "verifications.photo"}},
     {"table": "partner_keys", "id_column": "key_id", "columns": ["secret_enc"],
      "fields": {"secret_enc": "partner_keys.secret"}},
+    {"table": "signing_keys", "id_column": "key_id", "columns": ["private_enc"],
+     "fields": {"private_enc": "signing_keys.private"}},
 )
 
 
