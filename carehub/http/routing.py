@@ -20,6 +20,8 @@ from .context import Services
 from .errors import ApiError
 
 Handler = Callable[..., Awaitable[Any]]
+#: ``Router.route``: what each ``rest`` module's ``register`` gets to declare its routes
+RouteDecorator = Callable[..., Callable[[Handler], Handler]]
 
 
 @dataclasses.dataclass(frozen=True)
