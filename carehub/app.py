@@ -197,12 +197,16 @@ async def _ops_publisher(services: Services) -> None:
 
 
 async def _maintenance(services: Services) -> None:
-    """Stream retention and the 'reminders due' gauge."""
+    """Stream retention, old partner nonces and the 'reminders due' gauge."""
     last_purge = 0.0
+    last_nonce_purge = 0.0
     while True:
         try:
             now = dt.datetime.now(dt.UTC)
             services.extra["reminders_due"] = await services.store.reminders_due(now)
+            if trio.current_time() - last_nonce_purge > 60:
+                last_nonce_purge = trio.current_time()
+                await services.partners.purge_nonces()
             if trio.current_time() - last_purge > 3600 or last_purge == 0.0:
                 last_purge = trio.current_time()
                 cutoff = now - dt.timedelta(days=services.config.stream_retention_days)

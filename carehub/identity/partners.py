@@ -119,18 +119,20 @@ class Partners:
             raise PartnerRefused(401, "replayed", "请求重复 (this nonce was already used)")
         return PartnerCaller(key_id, row["account_id"], operations)
 
+    async def purge_nonces(self) -> int:
+        """Forget nonces older than twice the window: their timestamps are refused anyway."""
+        cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2 * WINDOW_SECONDS)
+        status = await self.db.execute("DELETE FROM partner_nonces WHERE seen_at < $1", cutoff)
+        return int(status.split()[-1])
+
 
 async def _remember_nonce(conn: asyncpg.Connection, key_id: str, nonce: str) -> bool:
-    now = dt.datetime.now(dt.UTC)
     try:
         async with conn.transaction():
             await conn.execute(
-                "INSERT INTO partner_nonces (key_id, nonce, seen_at) VALUES ($1, $2, $3)", key_id, nonce, now
+                "INSERT INTO partner_nonces (key_id, nonce, seen_at) VALUES ($1, $2, $3)",
+                key_id, nonce, dt.datetime.now(dt.UTC),
             )
     except asyncpg.UniqueViolationError:
         return False
-    # nonces older than the window can never be replayed (their timestamp is refused)
-    await conn.execute(
-        "DELETE FROM partner_nonces WHERE seen_at < $1", now - dt.timedelta(seconds=2 * WINDOW_SECONDS)
-    )
     return True
