@@ -8,11 +8,13 @@ from typing import Any
 from carehub.hub import Behaviour
 
 from .conversation import Conversation
+from .slot_pool import SlotPool
+from .waiting_queue import WaitingQueue
 
 
 def all_behaviours(plugins: str = "") -> list[Behaviour[Any]]:
     """The built-in kinds plus any ``module:Class`` plugins (comma-separated)."""
-    behaviours: list[Behaviour[Any]] = [Conversation()]
+    behaviours: list[Behaviour[Any]] = [Conversation(), SlotPool(), WaitingQueue()]
     for spec in filter(None, (part.strip() for part in plugins.split(","))):
         module_name, _, class_name = spec.partition(":")
         try:
@@ -23,4 +25,4 @@ def all_behaviours(plugins: str = "") -> list[Behaviour[Any]]:
     return behaviours
 
 
-__all__ = ["Conversation", "all_behaviours"]
+__all__ = ["Conversation", "SlotPool", "WaitingQueue", "all_behaviours"]

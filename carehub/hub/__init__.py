@@ -17,8 +17,10 @@ from .behaviour import (
     Context,
     Decision,
     Deliver,
+    Effect,
     Event,
     Publish,
+    Record,
     Remind,
     Tell,
     make_address,
@@ -47,10 +49,13 @@ from .topics import Outbound, Priority, Subscriber, Topics
 
 @asynccontextmanager
 async def open_hub(
-    store: HubStore, behaviours: Iterable[Behaviour[Any]], settings: HubSettings | None = None
+    store: HubStore,
+    behaviours: Iterable[Behaviour[Any]],
+    settings: HubSettings | None = None,
+    effects: Iterable[Effect] = (),
 ) -> AsyncIterator[Hub]:
     """Run a hub for the duration of the ``async with`` block."""
-    hub = Hub(store, behaviours, settings)
+    hub = Hub(store, behaviours, settings, effects=effects)
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         try:
@@ -77,6 +82,7 @@ __all__ = [
     "Deliver",
     "DeliveryRow",
     "DeliverySink",
+    "Effect",
     "Event",
     "Hub",
     "HubError",
@@ -88,6 +94,7 @@ __all__ = [
     "Outbound",
     "Priority",
     "Publish",
+    "Record",
     "Refusal",
     "Remind",
     "ScheduledRow",

@@ -115,6 +115,20 @@ class Publish:
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
+class Record:
+    """A row of a query table (bookings, sessions...) kept in step with the actor's state.
+
+    Written in the same transaction as the state: an update by ``key`` (column -> value), or an
+    insert when no row has that key. Values are plain Python values (str, int, bool, datetime,
+    date, None). The table must be one the store knows; one actor owns each row.
+    """
+
+    table: str
+    key: Mapping[str, Any]
+    values: Mapping[str, Any]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
 class Decision(Generic[S]):
     state: S
     reply: Any = None
@@ -124,6 +138,7 @@ class Decision(Generic[S]):
     reminders: tuple[Remind, ...] = ()
     cancel_reminders: tuple[str, ...] = ()
     publishes: tuple[Publish, ...] = ()
+    records: tuple[Record, ...] = ()
     #: False for read-only answers: nothing to commit, state unchanged.
     changed: bool = True
 
@@ -141,6 +156,7 @@ class Decision(Generic[S]):
             or self.tells
             or self.reminders
             or self.cancel_reminders
+            or self.records
         )
 
 
@@ -155,6 +171,10 @@ class Behaviour(Generic[S]):
     kind: ClassVar[str]
     state_type: ClassVar[type[Any]]
     messages: ClassVar[Mapping[str, type[msgspec.Struct]]]
+    #: Up to this many waiting messages are handled one after another and committed together
+    #: (replies still only after the commit). For hot actors such as a slot pool under a
+    #: release burst: one transaction answers many patients.
+    batch_limit: ClassVar[int] = 1
 
     def initial(self, key: str) -> S:
         raise NotImplementedError
@@ -172,6 +192,30 @@ class Behaviour(Generic[S]):
         Raise :class:`Refusal` instead of returning False to tell the caller why (and what to do).
         """
         return caller.is_system
+
+
+class Effect:
+    """An I/O step an actor asks for with a durable :class:`Tell` (a refund, an SMS, a HIS push).
+
+    Actors stay pure: they decide *that* something must happen, and the tell to ``<kind>/<key>``
+    is committed with their state. The hub then calls :meth:`perform` until it returns; a
+    failure is retried with growing waits (the stored row is kept, so a restart only delays it).
+    ``perform`` must therefore be idempotent, which the providers' own idempotency keys (an
+    ``out_refund_no``, a FHIR identifier) make easy. The outcome, if an actor needs it, comes back
+    as an ordinary message (a tell or ask from ``perform``).
+    """
+
+    kind: ClassVar[str]
+    messages: ClassVar[Mapping[str, type[msgspec.Struct]]]
+    #: after this many failures ops get an alarm; retries go on (hourly), nothing is dropped
+    alarm_after: ClassVar[int] = 10
+
+    async def perform(self, message: msgspec.Struct, ctx: Context) -> None:
+        raise NotImplementedError
+
+    def retry_after(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failure."""
+        return float(min(2 ** min(attempts, 12), 3600))
 
 
 def message_name(message: msgspec.Struct) -> str:

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
-from .behaviour import SYSTEM, Address, Behaviour, Caller, Context, Decision, message_name, split_address
+from .behaviour import SYSTEM, Address, Behaviour, Caller, Context, Decision, Effect, message_name, split_address
 from .errors import (
     ActorCrashed,
     ActorQuarantined,
@@ -187,10 +187,14 @@ class Hub:
         settings: HubSettings | None = None,
         *,
         clock: Callable[[], dt.datetime] = utcnow,
+        effects: Iterable[Effect] = (),
     ) -> None:
         self.store = store
         self.settings = settings or HubSettings()
         self.behaviours: dict[str, Behaviour[Any]] = {b.kind: b for b in behaviours}
+        self.effects: dict[str, Effect] = {}
+        for effect in effects:
+            self.add_effect(effect)
         self.topics = Topics()
         self.sink: DeliverySink = _NoSink()
         self.clock = clock
@@ -207,6 +211,8 @@ class Hub:
         self.errors_total: collections.Counter[str] = collections.Counter()
         self.crashes_total = 0
         self.pushback_total = 0
+        self.effects_done = 0
+        self.effects_failed = 0
         self.reminders_fired = 0
         self.reminders_late = 0
         self.rate = _Rate()
@@ -224,16 +230,29 @@ class Hub:
             finally:
                 self._stopping = True
 
+    def add_effect(self, effect: Effect) -> None:
+        """Register an I/O step kind (before or while running); actors reach it by durable tells."""
+        if effect.kind in self.behaviours:
+            raise ValueError(f"{effect.kind!r} is already an actor kind")
+        self.effects[effect.kind] = effect
+
     # ---- sending ---------------------------------------------------------------------------
 
     def parse(self, address: str, type_name: str, body: Any) -> tuple[Address, msgspec.Struct]:
         """Turn wire data into a typed message for ``address``; raises BadMessage/UnknownActorKind."""
-        behaviour, _ = self._behaviour_of(address)
-        kind = behaviour.kind
-        cls = behaviour.messages.get(type_name)
+        messages: Any
+        try:
+            behaviour, _ = self._behaviour_of(address)
+            kind, messages = behaviour.kind, behaviour.messages
+        except UnknownActorKind:
+            effect = self.effects.get(address.partition("/")[0])
+            if effect is None:
+                raise
+            kind, messages = effect.kind, effect.messages
+        cls = messages.get(type_name)
         if cls is None:
             raise BadMessage(
-                f"{kind} actors accept {', '.join(sorted(behaviour.messages))}; got {type_name!r}"
+                f"{kind} actors accept {', '.join(sorted(messages))}; got {type_name!r}"
             )
         try:
             message = msgspec.convert(body if body is not None else {}, cls, strict=True)
@@ -337,7 +356,16 @@ class Hub:
                     continue
                 if act.enqueued:
                     act.enqueued.popleft()
-                await self._handle(act, letter)
+                if act.behaviour.batch_limit > 1 and letter.consumed is None:
+                    batch, rest = self._more_letters(act, letter)
+                    if len(batch) > 1:
+                        await self._handle_batch(act, batch)
+                    else:
+                        await self._handle(act, letter)
+                    if rest is not None and act.address not in self.quarantined:
+                        await self._handle(act, rest)
+                else:
+                    await self._handle(act, letter)
                 if act.address in self.quarantined:
                     return
         except trio.Cancelled:
@@ -415,6 +443,82 @@ class Hub:
         if letter.reply is not None:
             letter.reply.succeed(decision.reply)
 
+    def _more_letters(self, act: _Activation, first: _Letter) -> tuple[list[_Letter], _Letter | None]:
+        """``first`` and the plain messages already waiting behind it (up to the batch limit).
+
+        A stored message (reminder, outbox tell) ends the batch: it is returned to be handled on
+        its own, because its commit must consume its row.
+        """
+        batch = [first]
+        while len(batch) < act.behaviour.batch_limit:
+            try:
+                letter = act.recv.receive_nowait()
+            except (trio.WouldBlock, trio.EndOfChannel, trio.ClosedResourceError):
+                break
+            if act.enqueued:
+                act.enqueued.popleft()
+            if letter.consumed is not None:
+                return batch, letter
+            batch.append(letter)
+        return batch, None
+
+    async def _handle_batch(self, act: _Activation, letters: list[_Letter]) -> None:
+        """Handle several waiting messages in turn, commit once, then answer them all."""
+        now = self.clock()
+        act.last_active = time.monotonic()
+        state = act.state
+        outcomes: list[tuple[_Letter, Decision[Any] | HubError]] = []
+        crashed: Exception | None = None
+        for letter in letters:
+            if crashed is not None:  # after a crash the rest are handled one by one, from stored state
+                outcomes.append((letter, ActorCrashed(f"{act.address} restarted; send again")))
+                continue
+            self.messages_total += 1
+            self.rate.add()
+            act.handled += 1
+            ctx = Context(act.address, act.key, now, letter.caller, letter.late_by)
+            try:
+                decision = act.behaviour.handle(state, letter.message, ctx)
+                if not isinstance(decision, Decision):
+                    raise TypeError(f"handler returned {type(decision).__name__}, not a Decision")
+            except Refusal as err:
+                self.errors_total[err.code] += 1
+                outcomes.append((letter, err))
+                continue
+            except Exception as err:
+                self.errors_total["actor_crashed"] += 1
+                log.exception("actor %s crashed on %s", act.address, message_name(letter.message))
+                crashed = err
+                outcomes.append((letter, ActorCrashed(
+                    f"{act.address} failed on {message_name(letter.message)} ({type(err).__name__}: {err}); "
+                    "it restarted from its stored state")))
+                continue
+            state = decision.state
+            outcomes.append((letter, decision))
+        decisions = [d for _, d in outcomes if isinstance(d, Decision)]
+        merged = _merge(decisions, state)
+        if merged is not None and merged.writes:
+            try:
+                delivered = await self._commit(act, merged, letters[0], now)
+            except HubError as err:
+                self.errors_total[err.code] += 1
+                if isinstance(err, VersionConflict):
+                    await self._reload_quietly(act)
+                for letter, _ in outcomes:
+                    if letter.reply is not None:
+                        letter.reply.fail(err)
+                return
+            self._after_commit(act, merged, delivered)
+        for letter, outcome in outcomes:
+            if letter.reply is None:
+                continue
+            if isinstance(outcome, Decision):
+                letter.reply.succeed(outcome.reply)
+            else:
+                letter.reply.fail(outcome)
+        if crashed is not None:
+            await self._crashed(act, crashed)
+
     async def _commit(
         self, act: _Activation, decision: Decision[Any], letter: _Letter, now: dt.datetime
     ) -> Sequence[StreamItem]:
@@ -438,6 +542,7 @@ class Hub:
             cancel_keys=decision.cancel_reminders,
             consumed=letter.consumed,
             now=now,
+            records=decision.records,
         )
         try:
             result = await self.store.commit(commit)
@@ -522,6 +627,10 @@ class Hub:
                     self.alarm("error", f"stored message {row.id} for {row.target} is unreadable: {err}")
                     await self._postpone(row, dt.timedelta(hours=1))
                     return
+                effect = self.effects.get(row.target.partition("/")[0])
+                if effect is not None:
+                    await self._perform(effect, row, address, message, now, late_by)
+                    return
                 reply = _Reply()
                 letter = _Letter(message, SYSTEM, reply, consumed=row.id, late_by=late_by)
                 try:
@@ -537,6 +646,30 @@ class Hub:
                     await self._postpone(row, dt.timedelta(seconds=self.settings.retry_backoff_seconds))
         finally:
             self._in_flight.discard(row.id)
+
+    async def _perform(
+        self, effect: Effect, row: ScheduledRow, address: Address, message: msgspec.Struct,
+        now: dt.datetime, late_by: dt.timedelta,
+    ) -> None:
+        ctx = Context(address, address.partition("/")[2], now, SYSTEM, late_by)
+        try:
+            await effect.perform(message, ctx)
+        except trio.Cancelled:
+            raise
+        except Exception as err:
+            self.effects_failed += 1
+            self.errors_total["effect_failed"] += 1
+            attempts = row.attempts + 1
+            log.warning("%s %s failed (attempt %d): %s", address, message_name(message), attempts, err)
+            if attempts == effect.alarm_after:
+                self.alarm("error", f"{address} {message_name(message)} failed {attempts} times, last: {err}")
+            await self._postpone(row, dt.timedelta(seconds=effect.retry_after(attempts)))
+            return
+        self.effects_done += 1
+        try:
+            await self.store.complete_scheduled(row.id)
+        except Exception as err:  # performed again later: effects are idempotent
+            log.warning("could not mark %s done: %s", row.id, err)
 
     async def _postpone(self, row: ScheduledRow, delay: dt.timedelta) -> None:
         try:
@@ -590,6 +723,8 @@ class Hub:
             "errors_by_code": dict(self.errors_total),
             "crashes_total": self.crashes_total,
             "pushback_total": self.pushback_total,
+            "effects_done": self.effects_done,
+            "effects_failed": self.effects_failed,
             "reminders_fired": self.reminders_fired,
             "reminders_late": self.reminders_late,
             "reminders_in_flight": len(self._in_flight),
@@ -628,3 +763,32 @@ class Hub:
 
     def is_active(self, address: str) -> bool:
         return address in self._activations
+
+
+def _merge(decisions: Sequence[Decision[Any]], state: Any) -> Decision[Any] | None:
+    """One decision doing what ``decisions`` did in turn (a later reminder key cancel wins)."""
+    if not decisions:
+        return None
+    if len(decisions) == 1:
+        return decisions[0]
+    reminders: list[Any] = []
+    cancels: list[str] = []
+    for d in decisions:
+        for key in d.cancel_reminders:
+            reminders = [r for r in reminders if r.key != key]
+            cancels.append(key)
+        for r in d.reminders:
+            if r.key is not None:
+                reminders = [x for x in reminders if x.key != r.key]
+            reminders.append(r)
+    return Decision(
+        state=state,
+        changed=any(d.changed for d in decisions),
+        events=tuple(e for d in decisions for e in d.events),
+        deliveries=tuple(x for d in decisions for x in d.deliveries),
+        tells=tuple(t for d in decisions for t in d.tells),
+        reminders=tuple(reminders),
+        cancel_reminders=tuple(dict.fromkeys(cancels)),
+        publishes=tuple(p for d in decisions for p in d.publishes),
+        records=tuple(r for d in decisions for r in d.records),
+    )

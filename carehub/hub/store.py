@@ -7,6 +7,8 @@ import datetime as dt
 from collections.abc import Sequence
 from typing import Protocol
 
+from .behaviour import Record
+
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class StoredState:
@@ -24,6 +26,8 @@ class ScheduledRow:
     body: bytes  # JSON
     due_at: dt.datetime
     key: str | None = None
+    #: failed attempts so far (effects)
+    attempts: int = 0
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -65,6 +69,8 @@ class Commit:
     #: The scheduled row this message came from; deleted in the same transaction.
     consumed: str | None = None
     now: dt.datetime | None = None
+    #: query-table rows written with the state
+    records: Sequence[Record] = ()
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +89,10 @@ class HubStore(Protocol):
     async def due_scheduled(self, before: dt.datetime, limit: int) -> list[ScheduledRow]: ...
 
     async def next_due(self) -> dt.datetime | None: ...
+
+    async def complete_scheduled(self, row_id: str) -> None:
+        """Delete a stored message whose effect was performed."""
+        ...
 
     async def postpone_scheduled(self, row_id: str, due_at: dt.datetime) -> None: ...
 

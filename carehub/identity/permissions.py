@@ -21,6 +21,11 @@ Permission = Literal[
     "ops.manage",
     "admin.roles",
     "patient.read",  # a patient's medical data, within a care relationship
+    "admin.directory",  # departments, doctors, hospital content, price list, triage rules
+    "admin.schedule",  # slot rules, rosters and their approval, session changes
+    "admin.bookings",  # booking records, no-show rules and the blacklist
+    "clinic.queue",  # a doctor's own sessions: call, skip, recall, mark seen; roster requests
+    "booking.partner",  # third-party booking channels (provincial platform, kiosks)
 ]
 
 #: every permission a role may be given
@@ -30,14 +35,14 @@ ROLES = ("patient", "doctor", "pharmacist", "admin", "ops", "partner")
 
 PERMISSIONS: dict[str, frozenset[str]] = {
     "patient": frozenset({"account.self", "directory.read", "actor.call"}),
-    "doctor": frozenset({"account.self", "directory.read", "actor.call", "patient.read"}),
+    "doctor": frozenset({"account.self", "directory.read", "actor.call", "patient.read", "clinic.queue"}),
     "pharmacist": frozenset({"account.self", "directory.read", "actor.call"}),
     "admin": frozenset(
         {"account.self", "directory.read", "actor.call", "topic.publish", "admin.accounts", "admin.verify",
-         "admin.audit", "admin.roles"}
+         "admin.audit", "admin.roles", "admin.directory", "admin.schedule", "admin.bookings"}
     ),
     "ops": frozenset({"account.self", "directory.read", "actor.call", "topic.publish", "ops.view", "ops.manage"}),
-    "partner": frozenset({"directory.read", "topic.publish"}),
+    "partner": frozenset({"directory.read", "topic.publish", "booking.partner"}),
 }
 
 

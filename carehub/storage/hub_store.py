@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,9 +14,11 @@ import trio
 
 from carehub.hub import (
     AlreadyHandled,
+    BadMessage,
     Commit,
     CommitResult,
     HubError,
+    Record,
     ScheduledRow,
     StorageUnavailable,
     StoredState,
@@ -33,7 +36,9 @@ DELIVERY_FIELD = "deliveries.body"
 
 
 def _scheduled(r: asyncpg.Record) -> ScheduledRow:
-    return ScheduledRow(r["id"], r["target"], r["type"], r["body"].encode(), r["due_at"], r["reminder_key"])
+    return ScheduledRow(
+        r["id"], r["target"], r["type"], r["body"].encode(), r["due_at"], r["reminder_key"], r["attempts"]
+    )
 
 
 def _item(r: asyncpg.Record) -> StreamItem:
@@ -144,7 +149,41 @@ async def _write(conn: asyncpg.Connection, commits: Sequence[Commit]) -> list[Co
             " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             scheduled,
         )
+    await _write_records(conn, [r for c in commits for r in c.records])
     return [CommitResult(versions[i], delivered[i]) for i in range(len(commits))]
+
+
+#: query tables actors may keep in step with their state (see :class:`carehub.hub.Record`)
+RECORD_TABLES = frozenset({"bookings", "clinic_sessions", "queue_calls", "no_shows", "payment_orders"})
+_IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+async def _write_records(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
+    """Update each row by key, insert the ones that were not there (portable: no ON CONFLICT)."""
+    groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Record]] = {}
+    for rec in records:
+        if rec.table not in RECORD_TABLES or not all(_IDENT.fullmatch(c) for c in (*rec.key, *rec.values)):
+            raise ValueError(f"actors may not write table {rec.table!r} with columns {[*rec.key, *rec.values]}")
+        groups.setdefault((rec.table, tuple(rec.key), tuple(rec.values)), []).append(rec)
+    for (table, keys, cols), recs in groups.items():
+        rows = [(*r.key.values(), *r.values.values()) for r in recs]
+        n = len(keys)
+        where = " AND ".join(f"{k} = ${i + 1}" for i, k in enumerate(keys))
+        if cols:
+            sets = ", ".join(f"{c} = ${n + i + 1}" for i, c in enumerate(cols))
+            found = {
+                tuple(r[k] for k in keys)
+                for r in await conn.fetchmany(
+                    f"UPDATE {table} SET {sets} WHERE {where} RETURNING {', '.join(keys)}", rows
+                )
+            }
+        else:
+            found = set()
+        missing = [row for row in rows if tuple(row[:n]) not in found]
+        if missing:
+            columns = ", ".join((*keys, *cols))
+            marks = ", ".join(f"${i + 1}" for i in range(n + len(cols)))
+            await conn.executemany(f"INSERT INTO {table} ({columns}) VALUES ({marks})", missing)
 
 
 async def _commit_many(conn: asyncpg.Connection, commits: Sequence[Commit]) -> list[CommitResult | HubError]:
@@ -162,6 +201,11 @@ async def _commit_many(conn: asyncpg.Connection, commits: Sequence[Commit]) -> l
     except asyncpg.UniqueViolationError:
         if len(commits) == 1:
             return [VersionConflict(f"{commits[0].address} was created by another writer")]
+        return [(await _commit_many(conn, [c]))[0] for c in commits]
+    except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError, asyncpg.SyntaxOrAccessError) as err:
+        # one commit's query-table rows do not fit their table: fail that commit alone
+        if len(commits) == 1:
+            return [StorageUnavailable(f"could not save {commits[0].address}: {err}; nothing was changed")]
         return [(await _commit_many(conn, [c]))[0] for c in commits]
 
 
@@ -240,6 +284,12 @@ class PostgresHubStore:
     async def load_state(self, address: str) -> StoredState:
         return await self.db.run(_load, address)
 
+    @staticmethod
+    def _check_records(commit: Commit) -> None:
+        for rec in commit.records:
+            if rec.table not in RECORD_TABLES or not all(_IDENT.fullmatch(c) for c in (*rec.key, *rec.values)):
+                raise BadMessage(f"{commit.address} may not write table {rec.table!r} ({[*rec.key, *rec.values]})")
+
     def _seal(self, commit: Commit) -> Commit:
         if self.keyring is None or not any(d.sensitive for d in commit.deliveries):
             return commit
@@ -256,6 +306,7 @@ class PostgresHubStore:
         return item
 
     async def commit(self, commit: Commit) -> CommitResult:
+        self._check_records(commit)
         commit = self._seal(commit)
         if not self._running:
             result = (await self.db.run(_commit_many, [commit]))[0]
@@ -273,7 +324,7 @@ class PostgresHubStore:
 
     async def due_scheduled(self, before: dt.datetime, limit: int) -> list[ScheduledRow]:
         rows = await self.db.fetch(
-            "SELECT id, target, type, body, due_at, reminder_key FROM scheduled_messages"
+            "SELECT id, target, type, body, due_at, reminder_key, attempts FROM scheduled_messages"
             " WHERE due_at <= $1 ORDER BY due_at LIMIT $2",
             before, limit,
         )
@@ -282,6 +333,9 @@ class PostgresHubStore:
     async def next_due(self) -> dt.datetime | None:
         value: dt.datetime | None = await self.db.fetchval("SELECT min(due_at) FROM scheduled_messages")
         return value
+
+    async def complete_scheduled(self, row_id: str) -> None:
+        await self.db.execute("DELETE FROM scheduled_messages WHERE id = $1", row_id)
 
     async def postpone_scheduled(self, row_id: str, due_at: dt.datetime) -> None:
         await self.db.execute(
