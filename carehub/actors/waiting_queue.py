@@ -210,8 +210,8 @@ class WaitingQueue(Behaviour[QueueState]):
     def view(self, state: QueueState) -> dict[str, Any]:
         def row(w: Waiting) -> dict[str, Any]:
             return {"booking_id": w.booking_id, "label": w.label, "slot_no": w.slot_no,
-                    "slot_at": w.slot_at.isoformat(), "checked_in_at": w.checked_in_at.isoformat(), "revisit": w.revisit, "priority": w.priority,
-                    "skips": w.skips}
+                    "slot_at": w.slot_at.isoformat(), "checked_in_at": w.checked_in_at.isoformat(),
+                    "revisit": w.revisit, "priority": w.priority, "skips": w.skips}
         return {
             "session_id": state.session_id, "room": state.room, "doctor_name": state.doctor_name,
             "calling": None if state.calling is None else row(state.calling),
