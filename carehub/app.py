@@ -24,10 +24,12 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from carehub.actors import all_behaviours
 from carehub.channels.faceid import FaceIdChannel, FaceIdConfig, open_faceid_channel
+from carehub.channels.his import HisClient, HisConfig
+from carehub.channels.payment import WeChatPay, WeChatPayConfig, open_wechat_pay
 from carehub.channels.push import PushChannel, Session
 from carehub.channels.sms import SmsChannel, SmsConfig, open_sms_channel
 from carehub.config import Config
-from carehub.demo import seed_demo
+from carehub.demo import seed_demo, seed_demo_schedule
 from carehub.http.api import create_app, ops_figures
 from carehub.http.asgi import Dispatcher
 from carehub.http.context import Services
@@ -40,6 +42,8 @@ from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.roles import RoleTable
 from carehub.identity.signatures import Signatures
+from carehub.outpatient import Bookings, Outpatient, Schedule
+from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database
@@ -98,13 +102,22 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 crash_window_seconds=config.crash_window_seconds,
             )
             behaviours = all_behaviours(config.actor_plugins)
+            pay = await stack.enter_async_context(_open_pay(config))
+            his = await stack.enter_async_context(_open_his(config))
             async with open_hub_store(db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
                 partners = Partners(db, ring)
                 care = CareAccess(db, identity.audit)
+                bookings = Bookings(db, hub, patients, ring, identity.audit)
+                outpatient = Outpatient(Schedule(db, hub, identity.audit), bookings, pay, his)
+                for effect in (RefundEffect(hub, pay), SmsEffect(db, ring, sms), HisEffect(hub, db, his),
+                               BlacklistEffect(bookings)):
+                    hub.add_effect(effect)
                 services = Services(
-                    config, db, store, hub, push, identity, version, patients, partners, care, signatures
+                    config, db, store, hub, push, identity, version, patients, partners, care, signatures, outpatient
                 )
+                if config.seed_demo:
+                    await seed_demo_schedule(db, outpatient.schedule)
                 quart_app, router = create_app(services)
                 async with trio.open_nursery() as nursery:
                     services.publish_ops_now = functools.partial(_publish_ops, services)
@@ -169,6 +182,31 @@ async def _open_sms(config: Config) -> AsyncIterator[SmsChannel | None]:
     sms_config = SmsConfig(config.sms_url, config.sms_access_key_id, config.sms_access_key_secret, config.sms_sign_name)
     async with open_sms_channel(sms_config) as channel:
         yield channel
+
+
+@asynccontextmanager
+async def _open_pay(config: Config) -> AsyncIterator[WeChatPay | None]:
+    if not config.pay_url:
+        yield None
+        return
+    pay_config = WeChatPayConfig(
+        base_url=config.pay_url, mchid=config.pay_mchid, appid=config.pay_appid,
+        merchant_private_key_pem=config.pay_merchant_key_pem, merchant_serial=config.pay_merchant_serial,
+        platform_public_key_pem=config.pay_platform_public_key_pem, platform_key_id=config.pay_platform_key_id,
+        apiv3_key=config.pay_apiv3_key,
+        notify_url=config.pay_notify_url or f"http://{config.host}:{config.port}/api/v1/payments/wechat/notify",
+    )
+    async with open_wechat_pay(pay_config) as pay:
+        yield pay
+
+
+@asynccontextmanager
+async def _open_his(config: Config) -> AsyncIterator[HisClient | None]:
+    if not config.his_url:
+        yield None
+        return
+    async with HisClient(HisConfig(config.his_url, config.his_token)) as his:
+        yield his
 
 
 @asynccontextmanager

@@ -51,6 +51,20 @@ class Config:
     faceid_secret_key: str = ""
     faceid_rule_id: str = "1"
     faceid_redirect_url: str = "http://127.0.0.1:8080/"
+    #: WeChat Pay API v3 (and its med-ins mixed orders): the gateway, the merchant and its keys
+    pay_url: str = ""
+    pay_mchid: str = ""
+    pay_appid: str = ""
+    pay_merchant_serial: str = ""
+    pay_merchant_key_pem: str = ""
+    pay_platform_key_id: str = ""
+    pay_platform_public_key_pem: str = ""
+    pay_apiv3_key: str = ""
+    #: where the gateway posts payment and refund notifications (must reach this hub)
+    pay_notify_url: str = ""
+    #: the HIS's FHIR R4 base URL and bearer token (bookings are pushed as Appointments)
+    his_url: str = ""
+    his_token: str = ""
     sms_code_seconds: int = 300
     lockout_minutes: float = 15.0
     staff_idle_minutes: float = 30.0

@@ -5,14 +5,18 @@ Every demo account signs in with the password :data:`DEMO_PASSWORD`.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 
 import asyncpg
 
+from carehub.actors.slot_pool import BEIJING
 from carehub.identity import STAFF_ROLES, Identity, NewAccount
 from carehub.identity.patients import Patients
 from carehub.identity.signatures import Signatures
+from carehub.outpatient.schedule import RosterRequest, RosterSession, Schedule
 from carehub.storage.db import Database
+from carehub.storage.directory import seed_directory_demo
 
 log = logging.getLogger("carehub.demo")
 
@@ -91,6 +95,7 @@ async def seed_demo(
                 ]
                 + [(by_login["pharmacist1"], "YS1101000001", "主管药师", 9, "pharmacist")],
             )
+            await seed_directory_demo(conn)
 
     await db.run(op)
     if signatures is not None:
@@ -101,3 +106,25 @@ async def seed_demo(
         await patients.add(by_login[login], name, id_number, "self", verified_by="counter")
     log.info("seeded the demo hospital: %d accounts, password %r", len(ids), DEMO_PASSWORD)
     return True
+
+
+async def seed_demo_schedule(db: Database, schedule: Schedule, *, days: int = 7) -> int:
+    """Open a week of morning and afternoon sessions for every demo doctor (once: only when no
+    roster exists yet), through the real submit-and-approve flow. Returns rosters approved."""
+    if await db.fetchval("SELECT count(*) FROM rosters") > 0:
+        return 0
+    admin = await db.fetchval("SELECT id FROM accounts WHERE login = 'admin'")
+    rows = await db.fetch(
+        "SELECT a.id, d.department_id, p.name FROM doctors d JOIN accounts a ON a.id = d.account_id"
+        " JOIN departments p ON p.id = d.department_id ORDER BY a.login"
+    )
+    today = dt.datetime.now(BEIJING).date()
+    approved = 0
+    for n, row in enumerate(rows, start=1):
+        room = f"{row['name']}{n}诊室"
+        sessions = [RosterSession(today + dt.timedelta(days=d), period, room) for d in range(days)
+                    for period in ("am", "pm")]
+        roster = await schedule.submit(RosterRequest("regular", sessions), admin, doctor_id=row["id"])
+        await schedule.approve(roster["id"], admin)
+        approved += 1
+    return approved

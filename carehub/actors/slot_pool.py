@@ -65,7 +65,7 @@ class SessionPlan(msgspec.Struct, forbid_unknown_fields=True):
     opens_at: dt.datetime
     #: bookings each channel may take; a channel absent here may take none
     quotas: dict[str, int]
-    hold_minutes: int = 15
+    hold_seconds: int = 900
     #: "doctor_day": one active booking per patient with this doctor per day; "session": per session
     one_per: str = "doctor_day"
     status: str = "open"
@@ -425,7 +425,7 @@ class SlotPool(Behaviour[PoolState]):
             "channel": b.channel,
             "status": b.status,
             "fee_fen": b.fee_fen,
-            "hold_until": (b.created_at + dt.timedelta(minutes=plan.hold_minutes)).isoformat()
+            "hold_until": (b.created_at + dt.timedelta(seconds=plan.hold_seconds)).isoformat()
             if b.status == "held" else None,
             "note": b.note,
             "order": None if order is None else {
@@ -509,10 +509,10 @@ class SlotPool(Behaviour[PoolState]):
         )
         reminders: tuple[Remind, ...] = ()
         if status == "held":
-            reminders = (Remind(ctx.now + dt.timedelta(minutes=plan.hold_minutes), ReleaseHold(booking.id),
+            reminders = (Remind(ctx.now + dt.timedelta(seconds=plan.hold_seconds), ReleaseHold(booking.id),
                                 key=f"hold:{booking.id}"),)
             text = (f"已为您锁定{state.doctor_name}医生 {_local(booking.slot_at)} 的号源, "
-                    f"请在{plan.hold_minutes}分钟内支付挂号费{_fen(plan.fee_fen)}")
+                    f"请在{max(1, plan.hold_seconds // 60)}分钟内支付挂号费{_fen(plan.fee_fen)}")
         else:
             text = f"预约成功: {state.doctor_name}医生 {_local(booking.slot_at)}, {plan.room}"
         return Decision(

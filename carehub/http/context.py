@@ -14,6 +14,7 @@ from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.signatures import Signatures
+from carehub.outpatient import Outpatient
 from carehub.storage.db import Database
 from carehub.storage.hub_store import PostgresHubStore
 
@@ -41,6 +42,7 @@ class Services:
     partners: Partners
     care: CareAccess
     signatures: Signatures
+    outpatient: Outpatient
     connections: dict[Session, Connection] = dataclasses.field(default_factory=dict)
     stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
     draining: bool = False

@@ -117,6 +117,28 @@ class Patients:
             "verified": p.verified_at is not None,
         }
 
+    async def for_booking(self, account_id: str, patient_id: str) -> str:
+        """Check ``account_id`` may book and pay for ``patient_id`` (linked, consented, real-name
+        verified: OUT-2, SEC-1); returns the masked name shown on queue screens."""
+        link = await self._own_link(account_id, patient_id)
+        if link.consent_status != "granted":
+            raise PatientRefused("该就诊人尚未同意关联 (waiting for the person's consent)", code="consent_pending")
+        if link.patient.verified_at is None:
+            raise PatientRefused("该就诊人尚未完成实名认证, 不能预约或支付 (real-name verification required)",
+                                 code="verification_required", status=403)
+        return mask_name(self.keyring.open(link.patient.name_enc, field="patients.name"))
+
+    async def insurance_identity(self, patient_id: str, *, actor_id: str | None = None) -> tuple[str, str]:
+        """Full name and ID number for a medical-insurance payment (the gateway encrypts them
+        again with its own key); every use is audited."""
+        p = await self.store.patient(patient_id)
+        if p is None:
+            raise PatientNotFound()
+        self._checked(p)
+        await self._audit("patient.identity_used", actor_id or "system", patient_id, None, {"purpose": "insurance"})
+        return (self.keyring.open(p.name_enc, field="patients.name"),
+                self.keyring.open(p.id_number_enc, field="patients.id_number"))
+
     async def list_for(self, account_id: str) -> list[dict[str, Any]]:
         return [self.view(link) for link in await self.store.links_of(account_id)]
 

@@ -66,9 +66,13 @@ def role_permissions(roles: frozenset[str], table: dict[str, frozenset[str]] | N
 
 
 def may_subscribe(permissions: frozenset[str], account_id: str, topic: str) -> bool:
-    """Topics: ``ops`` (ops dashboard), ``broadcast/<name>`` (hall screens, announcements)."""
+    """Topics: ``ops`` (ops dashboard), ``broadcast/<name>`` (hall screens, announcements),
+    ``queue/<session>`` (live positions of a waiting line)."""
     if topic == "ops":
         return "ops.view" in permissions
+    if topic.startswith("queue/"):
+        # a session's waiting line: positions by opaque booking id, no names (OUT-11)
+        return "account.self" in permissions and len(topic) <= 200
     return topic.startswith("broadcast/") and len(topic) <= 200
 
 

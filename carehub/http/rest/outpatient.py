@@ -1,0 +1,569 @@
+"""Outpatient: sessions and booking, payment and its callbacks, check-in, queue, schedule, blacklist.
+
+Patients book for a family member through ``/api/v1/me/bookings``; partner channels (provincial
+platform, kiosks) through the signed ``/api/v1/open/bookings`` with the same rules and their own
+quota; doctors run their queue through ``/api/v1/doctor/queue``; admins run slot rules,
+rosters, booking records and the blacklist under ``/api/v1/admin``. The payment gateway calls
+``/api/v1/payments/wechat/notify`` (signed and encrypted, verified before anything changes).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+from quart import request
+
+from carehub.actors.slot_pool import (
+    BEIJING,
+    PaymentConfirmed,
+    RefundSettled,
+    StartPayment,
+    parse_pool_key,
+)
+from carehub.actors.waiting_queue import CallNext, GetPosition, GetQueue, MarkSeen, Recall, SetPriority, Skip
+from carehub.channels.payment import (
+    MixedOrderRequest,
+    NotificationRejected,
+    PaymentError,
+    PaymentTimeout,
+    notification_refusal,
+)
+from carehub.hub import HubError, Refusal
+from carehub.outpatient import BookingRefused, ScheduleError
+from carehub.outpatient.schedule import RosterRequest, SlotRule
+
+from ..errors import ApiError, from_hub
+from ..routing import RequestContext, RouteDecorator, json_response
+from .shared import _int_arg, patient_errors
+
+log = logging.getLogger("carehub.http.outpatient")
+
+REFUSAL_STATUS = {
+    "not_found": 404, "invalid": 422, "blacklisted": 403, "verification_required": 403, "forbidden": 403,
+    "bad_code": 422, "outside_window": 409, "wrong_day": 409,
+}
+
+
+@contextlib.contextmanager
+def outpatient_errors() -> Iterator[None]:
+    with patient_errors():
+        try:
+            yield
+        except Refusal as err:
+            raise ApiError(REFUSAL_STATUS.get(err.code, 409), err.code, err.message) from None
+        except HubError as err:
+            raise from_hub(err) from None
+        except (BookingRefused, ScheduleError) as err:
+            raise ApiError(err.status, err.code, err.message) from None
+
+
+class BookBody(msgspec.Struct, forbid_unknown_fields=True):
+    patient_id: str
+    doctor_id: str
+    day: dt.date
+    period: str
+    slot_no: int | None = None
+    #: the client's own id for this request: a retry finds the same booking
+    client_ref: str | None = msgspec.field(default=None)
+    revisit: bool = False
+
+
+class PartnerBookBody(msgspec.Struct, forbid_unknown_fields=True):
+    """A partner channel books for a patient it has verified itself (name and ID checked there)."""
+
+    patient_id: str
+    patient_label: str
+    doctor_id: str
+    day: dt.date
+    period: str
+    client_ref: str
+    channel: str = "partner"
+    slot_no: int | None = None
+
+
+class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = "患者取消"
+
+
+class PayBody(msgspec.Struct, forbid_unknown_fields=True):
+    method: str = "self"  # self | insurance | mixed
+    openid: str = "demo-openid"
+    insurance_fen: int = 0
+    #: the patient's medical-insurance authorization (医保电子凭证), for insurance and mixed
+    pay_auth_no: str | None = None
+
+
+class CheckInBody(msgspec.Struct, forbid_unknown_fields=True):
+    code: str
+
+
+class RecallBody(msgspec.Struct, forbid_unknown_fields=True):
+    booking_id: str
+
+
+class PriorityBody(msgspec.Struct, forbid_unknown_fields=True):
+    booking_id: str
+    priority: bool = True
+
+
+class DecisionBody(msgspec.Struct, forbid_unknown_fields=True):
+    approve: bool
+    reason: str = ""
+
+
+class LiftBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
+
+
+class NoShowRuleBody(msgspec.Struct, forbid_unknown_fields=True):
+    max_no_shows: int
+    window_days: int
+    ban_days: int
+    enabled: bool = True
+
+
+def _day_arg(name: str) -> dt.date | None:
+    raw = request.args.get(name)
+    if raw is None:
+        return None
+    try:
+        return dt.date.fromisoformat(raw)
+    except ValueError:
+        raise ApiError(400, "bad_request", f"query parameter {name!r} must be a date YYYY-MM-DD") from None
+
+
+def _today() -> dt.date:
+    return dt.datetime.now(BEIJING).date()
+
+
+def register(r: RouteDecorator) -> None:
+    # ---- finding a doctor and a slot (OUT-2, OUT-3) ------------------------------------------
+
+    @r("GET", "/api/v1/sessions", summary="Clinic sessions with free slots (today and the next days)",
+       permission=None, tag="booking", query=("department", "doctor", "name", "specialty", "from", "days"))
+    async def sessions(ctx: RequestContext) -> Any:
+        day_from = _day_arg("from") or _today()
+        days = _int_arg("days", 7, 1, 31)
+        return {"sessions": await ctx.services.outpatient.bookings.sessions(
+            department_id=request.args.get("department"), doctor_id=request.args.get("doctor"),
+            name=request.args.get("name"), specialty=request.args.get("specialty"), day_from=day_from, days=days)}
+
+    @r("GET", "/api/v1/doctors/<doctor_id>/days/<day>", summary="A doctor's day: sessions and free slots",
+       permission=None, tag="booking")
+    async def doctor_day(ctx: RequestContext, doctor_id: str, day: str) -> Any:
+        try:
+            parse_pool_key(f"{doctor_id}:{day}")
+            date = dt.date.fromisoformat(day)
+        except (Refusal, ValueError):
+            raise ApiError(400, "bad_request", "day must be YYYY-MM-DD") from None
+        account = ctx.principal.account_id if ctx.principal else None
+        with outpatient_errors():
+            return await ctx.services.outpatient.bookings.pool(doctor_id, date, account)
+
+    @r("GET", "/api/v1/doctors/<doctor_id>/card", summary="A shareable doctor card (link to the doctor's page)",
+       permission=None, tag="booking")
+    async def doctor_card(ctx: RequestContext, doctor_id: str) -> Any:
+        row = await ctx.services.db.fetchrow(
+            "SELECT a.id, a.display_name, d.title, d.specialty, d.department_id, p.name AS department"
+            " FROM doctors d JOIN accounts a ON a.id = d.account_id JOIN departments p ON p.id = d.department_id"
+            " WHERE a.id = $1 AND NOT a.disabled", doctor_id,
+        )
+        if row is None:
+            raise ApiError(404, "not_found", "没有这位医生 (no such doctor)")
+        upcoming = await ctx.services.outpatient.bookings.sessions(
+            department_id=None, doctor_id=doctor_id, name=None, specialty=None, day_from=_today(), days=7)
+        return {
+            "doctor_id": row["id"], "name": row["display_name"], "title": row["title"], "specialty": row["specialty"],
+            "department": row["department"], "link": f"/doctors/{row['id']}",
+            "title_text": f"{row['department']} {row['display_name']} {row['title']}",
+            "free_this_week": sum(s["free"] for s in upcoming),
+        }
+
+    # ---- a patient's bookings ----------------------------------------------------------------
+
+    @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
+       permission="account.self", body=BookBody, tag="booking")
+    async def book(ctx: RequestContext, body: BookBody) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            reply = await ctx.services.outpatient.bookings.book(
+                account_id=ctx.principal.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
+                day=body.day, period=body.period, channel="app", slot_no=body.slot_no, client_ref=body.client_ref,
+                revisit=body.revisit,
+            )
+        return json_response(reply, 201)
+
+    @r("GET", "/api/v1/me/bookings", summary="My bookings (all family members)", permission="account.self",
+       tag="booking", query=("from",))
+    async def my_bookings(ctx: RequestContext) -> Any:
+        assert ctx.principal is not None
+        return {"bookings": await ctx.services.outpatient.bookings.mine(ctx.principal.account_id,
+                                                                        since=_day_arg("from"))}
+
+    @r("GET", "/api/v1/me/bookings/<booking_id>", summary="One of my bookings, with its payment and QR code",
+       permission="account.self", tag="booking")
+    async def my_booking(ctx: RequestContext, booking_id: str) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            booking = await ctx.services.outpatient.bookings.get(booking_id, ctx.principal.account_id)
+        if booking["status"] in ("booked", "checked_in"):
+            booking["visit_code"] = ctx.services.outpatient.bookings.visit_code(booking)
+        return booking
+
+    @r("POST", "/api/v1/me/bookings/<booking_id>/cancel", summary="Cancel my booking (refunded if paid)",
+       permission="account.self", body=CancelBody, tag="booking")
+    async def cancel(ctx: RequestContext, body: CancelBody, booking_id: str) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            return await ctx.services.outpatient.bookings.cancel(booking_id, ctx.principal.account_id,
+                                                                 body.reason[:100] or "患者取消")
+
+    @r("POST", "/api/v1/me/bookings/<booking_id>/pay", summary="Pay a held booking: self, insurance or mixed",
+       permission="account.self", body=PayBody, tag="booking")
+    async def pay(ctx: RequestContext, body: PayBody, booking_id: str) -> Any:
+        assert ctx.principal is not None
+        out = ctx.services.outpatient
+        with outpatient_errors():
+            address, row = await out.bookings.locate(booking_id)
+            if row["account_id"] != ctx.principal.account_id:
+                raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
+            await ctx.services.patients.for_booking(ctx.principal.account_id, row["patient_id"])
+            booking = await ctx.services.hub.ask(address, StartPayment(
+                booking_id, ctx.principal.account_id, body.method, body.insurance_fen))
+        order = booking["order"]
+        if out.pay is None:
+            raise ApiError(503, "payment_unavailable", "支付通道未配置 (no payment gateway configured)")
+        description = f"挂号费-{booking['doctor_name']}"[:60]
+        try:
+            prepay = None
+            if order["cash_fen"] > 0:
+                prepay = await out.pay.create_order(order["out_trade_no"], description, order["cash_fen"], body.openid)
+            mixed = None
+            if order["insurance_fen"] > 0:
+                if not body.pay_auth_no:
+                    raise ApiError(422, "invalid", "医保支付需要医保电子凭证授权 (pay_auth_no)")
+                name, id_number = await ctx.services.patients.insurance_identity(row["patient_id"])
+                gov = order["insurance_fen"]
+                mixed = await out.pay.create_mixed_order(MixedOrderRequest(
+                    out_trade_no=order["out_trade_no"],
+                    mix_pay_type="INSURANCE_ONLY" if order["cash_fen"] == 0 else "CASH_AND_INSURANCE",
+                    order_type="REG_PAY", openid=body.openid, payer_name=name, payer_id_number=id_number,
+                    serial_no=order["out_trade_no"], pay_order_id=f"PO{order['out_trade_no']}",
+                    pay_auth_no=body.pay_auth_no, city_id="440100", med_inst_name="CareHub 示范医院",
+                    med_inst_no="H44010000001", total_fee=order["total_fen"], med_ins_gov_fee=gov,
+                    med_ins_self_fee=0, med_ins_other_fee=0, med_ins_cash_fee=order["cash_fen"],
+                    wechat_pay_cash_fee=order["cash_fen"], prepay_id=prepay.prepay_id if prepay else None,
+                    med_ins_order_create_time=dt.datetime.now(dt.UTC),
+                ))
+        except PaymentTimeout:
+            raise ApiError(504, "payment_timeout", "支付通道响应超时, 请稍后在预约记录中查看支付状态") from None
+        except PaymentError as err:
+            raise ApiError(502 if err.retryable else 409, "payment_refused", f"支付下单失败: {err}") from None
+        return {
+            "booking_id": booking_id, "order": order,
+            "pay_params": None if prepay is None else {
+                "appId": prepay.app_id, **prepay.request_payment()},
+            "mix_trade_no": None if mixed is None else mixed.mix_trade_no,
+        }
+
+    @r("POST", "/api/v1/me/bookings/<booking_id>/check-in", summary="Check in with the visit QR code (OUT-8)",
+       permission="account.self", body=CheckInBody, tag="booking")
+    async def my_check_in(ctx: RequestContext, body: CheckInBody, booking_id: str) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            reply = await ctx.services.outpatient.bookings.check_in(
+                body.code, account_id=ctx.principal.account_id, by=ctx.principal.account_id)
+        if reply["booking_id"] != booking_id:
+            raise ApiError(422, "bad_code", "二维码与预约不符 (the code is for another booking)")
+        return reply
+
+    @r("GET", "/api/v1/me/bookings/<booking_id>/queue", summary="My live place in the waiting line",
+       permission="account.self", tag="booking")
+    async def my_position(ctx: RequestContext, booking_id: str) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            _, row = await ctx.services.outpatient.bookings.locate(booking_id)
+            if row["account_id"] != ctx.principal.account_id:
+                raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
+            reply = await ctx.services.hub.ask(f"queue/{row['session_id']}",
+                                               GetPosition(booking_id, ctx.principal.account_id))
+        return {**reply, "topic": f"queue/{row['session_id']}"}
+
+    @r("GET", "/api/v1/me/visits/today", summary="Visit assistant: today's pathway for each booking (OUT-12)",
+       permission="account.self", tag="booking")
+    async def visit_today(ctx: RequestContext) -> Any:
+        assert ctx.principal is not None
+        rows = await ctx.services.outpatient.bookings.mine(ctx.principal.account_id, since=_today())
+        steps = ("booked", "paid", "checked_in", "called", "seen")
+        visits = []
+        for b in rows:
+            if b["day"] != _today().isoformat() or b["status"] in ("cancelled", "released"):
+                continue
+            current = {"held": "booked", "booked": "paid", "checked_in": "checked_in", "seen": "seen",
+                       "no_show": "missed"}.get(b["status"], b["status"])
+            if b["status"] == "checked_in":
+                with contextlib.suppress(HubError):
+                    pos = await ctx.services.hub.ask(f"queue/{b['session_id']}",
+                                                     GetPosition(b["booking_id"], ctx.principal.account_id))
+                    if pos["status"] == "called":
+                        current = "called"
+            hints = {"booked": "请支付挂号费", "paid": "到院后扫码签到", "checked_in": "候诊中, 请留意叫号",
+                     "called": f"请到{b['room']}就诊", "seen": "请查看并缴纳检查、药品费用"}
+            visits.append({**b, "steps": list(steps), "current": current, "next": hints.get(current)})
+        return {"visits": visits}
+
+    # ---- partner channels (OUT-2 standard booking API) ---------------------------------------
+
+    @r("POST", "/api/v1/open/bookings", summary="Partner: book a slot (signed, partner quota)",
+       permission=None, body=PartnerBookBody, tag="open", partner_op="bookings.write")
+    async def partner_book(ctx: RequestContext, body: PartnerBookBody) -> Any:
+        assert ctx.partner is not None
+        if body.channel not in ("partner", "kiosk"):
+            raise ApiError(422, "invalid", "channel is partner or kiosk")
+        with outpatient_errors():
+            reply = await ctx.services.outpatient.bookings.book(
+                account_id=ctx.partner.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
+                day=body.day, period=body.period, channel=body.channel, slot_no=body.slot_no,
+                client_ref=body.client_ref, label=body.patient_label[:20],
+            )
+        return json_response(reply, 201)
+
+    @r("POST", "/api/v1/open/bookings/<booking_id>/cancel", summary="Partner: cancel a booking it made (signed)",
+       permission=None, body=CancelBody, tag="open", partner_op="bookings.write")
+    async def partner_cancel(ctx: RequestContext, body: CancelBody, booking_id: str) -> Any:
+        assert ctx.partner is not None
+        with outpatient_errors():
+            return await ctx.services.outpatient.bookings.cancel(booking_id, ctx.partner.account_id, body.reason)
+
+    # ---- payment gateway callbacks (OUT-6) ---------------------------------------------------
+
+    @r("POST", "/api/v1/payments/wechat/notify", summary="WeChat Pay notifications (signed, encrypted)",
+       permission=None, tag="payments")
+    async def wechat_notify(ctx: RequestContext) -> Any:
+        out = ctx.services.outpatient
+        raw = await request.get_data(cache=True)
+        assert isinstance(raw, bytes)
+        if out.pay is None:
+            return json_response({"code": "FAIL", "message": "payment not configured"}, 503)
+        try:
+            note = out.pay.parse_notification(dict(request.headers), raw)
+        except NotificationRejected as err:
+            log.warning("payment notification rejected: %s", err)
+            return _fail(401, str(err))
+        resource = note.resource
+        try:
+            if note.event_type == "TRANSACTION.SUCCESS" or (
+                note.event_type == "MEDICAL_INSURANCE.SUCCESS" and resource.get("mix_pay_status") == "MIX_PAY_SUCCESS"
+            ):
+                out_trade_no = str(resource["out_trade_no"])
+                address = await _pool_of_order(ctx, out_trade_no)
+                if address is None:
+                    return _fail(404, "unknown order")
+                if note.event_type == "TRANSACTION.SUCCESS":
+                    paid = int((resource.get("amount") or {}).get("payer_total")
+                               or (resource.get("amount") or {}).get("total") or 0)
+                    tx = str(resource.get("transaction_id") or "")
+                else:
+                    paid = int(resource.get("total_fee", 0))
+                    tx = str(resource.get("mix_trade_no") or "")
+                order = await ctx.services.db.fetchrow(
+                    "SELECT method, total_fen FROM payment_orders WHERE out_trade_no = $1", out_trade_no)
+                if order is not None and order["method"] != "self" and note.event_type == "TRANSACTION.SUCCESS":
+                    return json_response(None, 204)  # cash part of a mixed order: the mixed notice settles it
+                await ctx.services.hub.ask(address, PaymentConfirmed(out_trade_no, tx, paid))
+            elif note.event_type == "REFUND.SUCCESS":
+                out_trade_no = str(resource["out_trade_no"])
+                address = await _pool_of_order(ctx, out_trade_no)
+                if address is None:
+                    return _fail(404, "unknown order")
+                refunded = int((resource.get("amount") or {}).get("refund") or 0)
+                await ctx.services.hub.ask(address, RefundSettled(out_trade_no, str(resource["out_refund_no"]),
+                                                                  refunded))
+        except Refusal as err:
+            log.warning("payment notification for %s refused: %s", resource.get("out_trade_no"), err.message)
+            return json_response(None, 204)  # nothing to retry: the order does not accept it
+        except HubError as err:
+            return _fail(503, err.message)  # the gateway retries later
+        return json_response(None, 204)
+
+    # ---- visit day: kiosk check-in, hall screens ---------------------------------------------
+
+    @r("GET", "/api/v1/display/<department_id>/calls", summary="Hall screen feed: the latest calls of a department",
+       permission=None, tag="queue", query=("limit",))
+    async def display_calls(ctx: RequestContext, department_id: str) -> Any:
+        limit = _int_arg("limit", 10, 1, 50)
+        rows = await ctx.services.db.fetch(
+            "SELECT patient_label, room, kind, called_at FROM queue_calls WHERE department_id = $1"
+            " AND called_at >= $2 ORDER BY called_at DESC LIMIT $3",
+            department_id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=12), limit,
+        )
+        return {"department_id": department_id, "topic": f"broadcast/display/{department_id}", "calls": [
+            {"label": r["patient_label"], "room": r["room"], "kind": r["kind"], "at": r["called_at"].isoformat(),
+             "text": f"请 {r['patient_label']} 到 {r['room']} 就诊"} for r in rows]}
+
+    # ---- doctors: their queue and their schedule requests (OUT-11, SCH-5, DOC-27) -----------
+
+    def _queue_address(ctx: RequestContext, period: str) -> str:
+        assert ctx.principal is not None
+        day = _day_arg("day") or _today()
+        return f"queue/{ctx.principal.account_id}:{day.isoformat()}:{period}"
+
+    async def _queue_op(ctx: RequestContext, period: str, message: msgspec.Struct) -> Any:
+        assert ctx.principal is not None
+        from carehub.hub import Caller
+
+        caller = Caller(ctx.principal.account_id, frozenset(ctx.principal.roles))
+        address = _queue_address(ctx, period)
+        with outpatient_errors():
+            if not ctx.services.hub.authorize(address, message, caller):  # type: ignore[arg-type]
+                raise ApiError(403, "forbidden", "只能操作自己的候诊队列")
+            return await ctx.services.hub.ask(address, message, caller=caller)
+
+    @r("GET", "/api/v1/doctor/queue/<period>", summary="Doctor: my waiting line for a session today",
+       permission="clinic.queue", tag="queue", query=("day",))
+    async def queue_view(ctx: RequestContext, period: str) -> Any:
+        return await _queue_op(ctx, period, GetQueue())
+
+    @r("POST", "/api/v1/doctor/queue/<period>/next", summary="Doctor: call the next patient",
+       permission="clinic.queue", tag="queue", query=("day",))
+    async def queue_next(ctx: RequestContext, period: str) -> Any:
+        return await _queue_op(ctx, period, CallNext())
+
+    @r("POST", "/api/v1/doctor/queue/<period>/skip", summary="Doctor: the called patient is absent (moves back)",
+       permission="clinic.queue", tag="queue", query=("day",))
+    async def queue_skip(ctx: RequestContext, period: str) -> Any:
+        return await _queue_op(ctx, period, Skip())
+
+    @r("POST", "/api/v1/doctor/queue/<period>/recall", summary="Doctor: call a skipped or missed patient again",
+       permission="clinic.queue", body=RecallBody, tag="queue", query=("day",))
+    async def queue_recall(ctx: RequestContext, body: RecallBody, period: str) -> Any:
+        return await _queue_op(ctx, period, Recall(body.booking_id))
+
+    @r("POST", "/api/v1/doctor/queue/<period>/seen", summary="Doctor: the called patient has been seen",
+       permission="clinic.queue", tag="queue", query=("day",))
+    async def queue_seen(ctx: RequestContext, period: str) -> Any:
+        return await _queue_op(ctx, period, MarkSeen())
+
+    @r("POST", "/api/v1/doctor/queue/<period>/priority", summary="Doctor: give a waiting patient priority",
+       permission="clinic.queue", body=PriorityBody, tag="queue", query=("day",))
+    async def queue_priority(ctx: RequestContext, body: PriorityBody, period: str) -> Any:
+        return await _queue_op(ctx, period, SetPriority(body.booking_id, body.priority))
+
+    @r("POST", "/api/v1/doctor/rosters", summary="Doctor: submit my roster, extra session, leave or change",
+       permission="clinic.queue", body=RosterRequest, tag="schedule")
+    async def doctor_roster(ctx: RequestContext, body: RosterRequest) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            view = await ctx.services.outpatient.schedule.submit(body, ctx.principal.account_id,
+                                                                 doctor_id=ctx.principal.account_id)
+        return json_response(view, 201)
+
+    @r("GET", "/api/v1/doctor/rosters", summary="Doctor: my roster requests and their decisions",
+       permission="clinic.queue", tag="schedule")
+    async def doctor_rosters(ctx: RequestContext) -> Any:
+        assert ctx.principal is not None
+        return {"rosters": await ctx.services.outpatient.schedule.rosters(doctor_id=ctx.principal.account_id)}
+
+    # ---- administration (SCH-2..6, SCH-10, SCH-12) -------------------------------------------
+
+    @r("GET", "/api/v1/admin/doctors/<doctor_id>/slot-rule", summary="A doctor's slot rule",
+       permission="admin.schedule", tag="schedule")
+    async def get_rule(ctx: RequestContext, doctor_id: str) -> Any:
+        return msgspec.to_builtins(await ctx.services.outpatient.schedule.rule(doctor_id))
+
+    @r("PUT", "/api/v1/admin/doctors/<doctor_id>/slot-rule", summary="Set a doctor's slot rule",
+       permission="admin.schedule", body=SlotRule, tag="schedule")
+    async def put_rule(ctx: RequestContext, body: SlotRule, doctor_id: str) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            rule = await ctx.services.outpatient.schedule.set_rule(doctor_id, body, ctx.principal.account_id)
+        return msgspec.to_builtins(rule)
+
+    @r("POST", "/api/v1/admin/rosters", summary="Submit a roster or change for a doctor",
+       permission="admin.schedule", body=RosterRequest, tag="schedule")
+    async def admin_roster(ctx: RequestContext, body: RosterRequest) -> Any:
+        assert ctx.principal is not None
+        if not body.doctor_id:
+            raise ApiError(422, "invalid", "doctor_id is required")
+        with outpatient_errors():
+            view = await ctx.services.outpatient.schedule.submit(body, ctx.principal.account_id,
+                                                                 doctor_id=body.doctor_id)
+        return json_response(view, 201)
+
+    @r("GET", "/api/v1/admin/rosters", summary="Roster requests, newest first", permission="admin.schedule",
+       tag="schedule", query=("status", "doctor"))
+    async def admin_rosters(ctx: RequestContext) -> Any:
+        return {"rosters": await ctx.services.outpatient.schedule.rosters(
+            status=request.args.get("status"), doctor_id=request.args.get("doctor"))}
+
+    @r("POST", "/api/v1/admin/rosters/<roster_id>/decide", summary="Approve (opens/changes sessions) or reject",
+       permission="admin.schedule", body=DecisionBody, tag="schedule")
+    async def decide(ctx: RequestContext, body: DecisionBody, roster_id: str) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            if body.approve:
+                return await ctx.services.outpatient.schedule.approve(roster_id, ctx.principal.account_id)
+            return await ctx.services.outpatient.schedule.reject(roster_id, ctx.principal.account_id, body.reason)
+
+    @r("GET", "/api/v1/admin/bookings", summary="Booking records by time, channel, patient, doctor, department",
+       permission="admin.bookings", tag="booking",
+       query=("from", "to", "channel", "patient", "doctor", "department", "status", "limit"))
+    async def admin_bookings(ctx: RequestContext) -> Any:
+        return {"bookings": await ctx.services.outpatient.bookings.search(
+            day_from=_day_arg("from"), day_to=_day_arg("to"), channel=request.args.get("channel"),
+            patient_id=request.args.get("patient"), doctor_id=request.args.get("doctor"),
+            department_id=request.args.get("department"), status=request.args.get("status"),
+            limit=_int_arg("limit", 100, 1, 1000))}
+
+    @r("GET", "/api/v1/admin/blacklist", summary="No-show blacklist (active entries)", permission="admin.bookings",
+       tag="booking", query=("all",))
+    async def blacklist(ctx: RequestContext) -> Any:
+        return {"entries": await ctx.services.outpatient.bookings.blacklist(
+            active_only=request.args.get("all") not in ("1", "true"))}
+
+    @r("POST", "/api/v1/admin/blacklist/<entry_id>/lift", summary="Lift a blacklist entry, with a reason (audited)",
+       permission="admin.bookings", body=LiftBody, tag="booking")
+    async def lift(ctx: RequestContext, body: LiftBody, entry_id: str) -> Any:
+        assert ctx.principal is not None
+        with outpatient_errors():
+            await ctx.services.outpatient.bookings.lift(entry_id, ctx.principal.account_id, body.reason)
+        return {"lifted": entry_id}
+
+    @r("PUT", "/api/v1/admin/no-show-rule", summary="Set the no-show rule (e.g. 3 in 90 days -> 30 days)",
+       permission="admin.bookings", body=NoShowRuleBody, tag="booking")
+    async def no_show_rule(ctx: RequestContext, body: NoShowRuleBody) -> Any:
+        assert ctx.principal is not None
+        if not (1 <= body.max_no_shows <= 20 and 1 <= body.window_days <= 365 and 1 <= body.ban_days <= 365):
+            raise ApiError(422, "invalid", "爽约次数 1-20, 统计天数 1-365, 限制天数 1-365")
+        await ctx.services.db.execute(
+            "UPDATE no_show_rule SET max_no_shows = $1, window_days = $2, ban_days = $3, enabled = $4,"
+            " updated_at = $5, updated_by = $6 WHERE id = 1",
+            body.max_no_shows, body.window_days, body.ban_days, body.enabled, dt.datetime.now(dt.UTC),
+            ctx.principal.account_id,
+        )
+        return msgspec.to_builtins(body)
+
+
+async def _pool_of_order(ctx: RequestContext, out_trade_no: str) -> str | None:
+    row = await ctx.services.db.fetchrow(
+        "SELECT b.doctor_id, b.day FROM payment_orders o JOIN bookings b ON b.id = o.booking_id"
+        " WHERE o.out_trade_no = $1", out_trade_no,
+    )
+    if row is None:
+        return None
+    return f"slotpool/{row['doctor_id']}:{row['day'].isoformat()}"
+
+
+def _fail(status: int, message: str) -> Any:
+    return json_response(None, status) if not message else _raw_fail(status, message)
+
+
+def _raw_fail(status: int, message: str) -> Any:
+    from quart import Response
+
+    return Response(notification_refusal(message), status=status, content_type="application/json")

@@ -1,0 +1,264 @@
+"""Booking for patients and partner channels, the blacklist, visit QR codes (OUT-2, OUT-3, OUT-8, SCH-7, SCH-10).
+
+The slot pool actor decides; this module checks what needs storage first (the patient belongs
+to the account and is real-name verified, the blacklist) and then asks the pool. The booking id
+is chosen here, so a client retrying after a lost answer (``client_ref``) finds its booking.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import uuid
+from typing import Any
+
+from carehub.actors.slot_pool import (
+    BEIJING,
+    Book,
+    CancelBooking,
+    CheckIn,
+    GetBooking,
+    GetPool,
+    pool_key,
+)
+from carehub.hub import Hub, Refusal
+from carehub.identity.patients import Patients
+from carehub.storage.audit import AuditEntry, AuditLog
+from carehub.storage.db import Database
+from carehub.storage.keyring import KeyRing
+
+QR_DOMAIN = "visit-qr"
+
+
+class BookingRefused(Exception):
+    def __init__(self, message: str, *, status: int = 409, code: str = "refused") -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code
+
+
+def booking_id_for(account_id: str, client_ref: str | None) -> str:
+    """A client's own reference gives the same booking id on every retry."""
+    if client_ref:
+        return hashlib.sha256(f"{account_id}\x00{client_ref}".encode()).hexdigest()[:24]
+    return uuid.uuid4().hex[:24]
+
+
+class Bookings:
+    def __init__(self, db: Database, hub: Hub, patients: Patients, keyring: KeyRing, audit: AuditLog) -> None:
+        self.db = db
+        self.hub = hub
+        self.patients = patients
+        self.keyring = keyring
+        self.audit = audit
+
+    # ---- search ----------------------------------------------------------------------------
+
+    async def sessions(
+        self, *, department_id: str | None, doctor_id: str | None, name: str | None, specialty: str | None,
+        day_from: dt.date, days: int,
+    ) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT s.*, a.display_name AS doctor_name, d.title, d.specialty FROM clinic_sessions s"
+            " JOIN accounts a ON a.id = s.doctor_id JOIN doctors d ON d.account_id = s.doctor_id"
+            " WHERE s.day >= $1 AND s.day < $2 AND ($3::varchar IS NULL OR s.department_id = $3)"
+            " AND ($4::varchar IS NULL OR s.doctor_id = $4) AND ($5::varchar IS NULL OR a.display_name LIKE $5)"
+            " AND ($6::varchar IS NULL OR d.specialty LIKE $6) AND s.status = 'open'"
+            " ORDER BY s.day, s.starts_at, s.doctor_id LIMIT 500",
+            day_from, day_from + dt.timedelta(days=days), department_id, doctor_id,
+            f"%{name}%" if name else None, f"%{specialty}%" if specialty else None,
+        )
+        out = []
+        for r in rows:
+            out.append({
+                "session_id": r["id"], "doctor_id": r["doctor_id"], "doctor_name": r["doctor_name"],
+                "title": r["title"], "specialty": r["specialty"], "department_id": r["department_id"],
+                "day": r["day"].isoformat(), "period": r["period"], "room": r["room"],
+                "starts_at": r["starts_at"].isoformat(), "capacity": r["capacity"],
+                "free": r["capacity"] - r["booked"], "fee_fen": r["fee_fen"], "opens_at": r["opens_at"].isoformat(),
+            })
+        return out
+
+    async def pool(self, doctor_id: str, day: dt.date, account_id: str | None) -> dict[str, Any]:
+        reply: dict[str, Any] = await self.hub.ask(f"slotpool/{pool_key(doctor_id, day)}", GetPool(account_id))
+        return reply
+
+    # ---- booking ---------------------------------------------------------------------------
+
+    async def blacklisted(self, patient_id: str, now: dt.datetime) -> dict[str, Any] | None:
+        row = await self.db.fetchrow(
+            "SELECT id, until, reason FROM blacklist WHERE patient_id = $1 AND until > $2 AND removed_at IS NULL"
+            " ORDER BY until DESC LIMIT 1", patient_id, now,
+        )
+        return None if row is None else dict(row)
+
+    async def book(
+        self, *, account_id: str, patient_id: str, doctor_id: str, day: dt.date, period: str, channel: str,
+        slot_no: int | None = None, client_ref: str | None = None, revisit: bool = False, label: str | None = None,
+    ) -> dict[str, Any]:
+        now = dt.datetime.now(dt.UTC)
+        if label is None:
+            label = await self.patients.for_booking(account_id, patient_id)
+        ban = await self.blacklisted(patient_id, now)
+        if ban is not None:
+            until = ban["until"].astimezone(BEIJING).strftime("%Y-%m-%d")
+            raise BookingRefused(f"因{ban['reason']}, 该就诊人 {until} 前不能预约 (blacklisted until {until})",
+                                 status=403, code="blacklisted")
+        message = Book(booking_id_for(account_id, client_ref), period, patient_id, account_id, label, channel,
+                       slot_no, revisit)
+        reply: dict[str, Any] = await self.hub.ask(f"slotpool/{pool_key(doctor_id, day)}", message)
+        return reply
+
+    async def locate(self, booking_id: str) -> tuple[str, dict[str, Any]]:
+        """The pool address and the projection row of a booking."""
+        row = await self.db.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
+        if row is None:
+            raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
+        return f"slotpool/{pool_key(row['doctor_id'], row['day'])}", dict(row)
+
+    async def get(self, booking_id: str, account_id: str | None) -> dict[str, Any]:
+        address, row = await self.locate(booking_id)
+        if account_id is not None and row["account_id"] != account_id:
+            raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
+        reply: dict[str, Any] = await self.hub.ask(address, GetBooking(booking_id))
+        return reply
+
+    async def cancel(self, booking_id: str, account_id: str | None, reason: str) -> dict[str, Any]:
+        address, row = await self.locate(booking_id)
+        if account_id is not None and row["account_id"] != account_id:
+            raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
+        reply: dict[str, Any] = await self.hub.ask(address, CancelBooking(booking_id, account_id, reason))
+        return reply
+
+    async def mine(self, account_id: str, *, since: dt.date | None = None) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT b.*, a.display_name AS doctor_name, s.room FROM bookings b JOIN accounts a ON a.id = b.doctor_id"
+            " JOIN clinic_sessions s ON s.id = b.session_id"
+            " WHERE b.account_id = $1 AND ($2::date IS NULL OR b.day >= $2) ORDER BY b.slot_at DESC LIMIT 200",
+            account_id, since,
+        )
+        return [_row_view(r) for r in rows]
+
+    async def search(
+        self, *, day_from: dt.date | None, day_to: dt.date | None, channel: str | None, patient_id: str | None,
+        doctor_id: str | None, department_id: str | None, status: str | None, limit: int,
+    ) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT b.*, a.display_name AS doctor_name, s.room FROM bookings b JOIN accounts a ON a.id = b.doctor_id"
+            " JOIN clinic_sessions s ON s.id = b.session_id"
+            " WHERE ($1::date IS NULL OR b.day >= $1) AND ($2::date IS NULL OR b.day <= $2)"
+            " AND ($3::varchar IS NULL OR b.channel = $3) AND ($4::varchar IS NULL OR b.patient_id = $4)"
+            " AND ($5::varchar IS NULL OR b.doctor_id = $5) AND ($6::varchar IS NULL OR b.department_id = $6)"
+            " AND ($7::varchar IS NULL OR b.status = $7) ORDER BY b.created_at DESC LIMIT $8",
+            day_from, day_to, channel, patient_id, doctor_id, department_id, status, limit,
+        )
+        return [_row_view(r) for r in rows]
+
+    # ---- visit day -------------------------------------------------------------------------
+
+    def visit_code(self, booking: dict[str, Any]) -> str:
+        """The signed visit QR payload: booking id and day, sealed with HMAC-SM3 (OUT-8)."""
+        body = f"{booking['booking_id']}.{booking['day']}"
+        tag = self.keyring.mac(QR_DOMAIN, body.encode())[:32]
+        return "CH1." + base64.urlsafe_b64encode(f"{body}.{tag}".encode()).decode().rstrip("=")
+
+    def read_visit_code(self, code: str) -> str:
+        try:
+            if not code.startswith("CH1."):
+                raise ValueError
+            raw = code[4:]
+            booking_id, day, tag = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode().split(".")
+        except (ValueError, UnicodeDecodeError):
+            raise BookingRefused("无法识别的就诊二维码 (unreadable visit code)", status=422, code="bad_code") from None
+        expected = self.keyring.mac(QR_DOMAIN, f"{booking_id}.{day}".encode())[:32]
+        if not _same(tag, expected):
+            raise BookingRefused("就诊二维码无效 (visit code signature does not match)", status=422, code="bad_code")
+        return booking_id
+
+    async def check_in(self, code: str, *, account_id: str | None, by: str) -> dict[str, Any]:
+        booking_id = self.read_visit_code(code)
+        address, row = await self.locate(booking_id)
+        if account_id is not None and row["account_id"] != account_id:
+            raise BookingRefused("这不是您的就诊二维码 (not your visit code)", status=403, code="forbidden")
+        reply: dict[str, Any] = await self.hub.ask(address, CheckIn(booking_id, account_id))
+        await self.audit.append(AuditEntry(action="visit.check_in", target=f"booking/{booking_id}", actor_id=by))
+        return reply
+
+    # ---- blacklist -------------------------------------------------------------------------
+
+    async def apply_no_show_rule(self, patient_id: str, now: dt.datetime | None = None) -> dict[str, Any] | None:
+        """After a no-show: if the patient now has too many in the window, blacklist them (SCH-10)."""
+        now = now or dt.datetime.now(dt.UTC)
+        rule = await self.db.fetchrow("SELECT * FROM no_show_rule WHERE id = 1")
+        if rule is None or not rule["enabled"]:
+            return None
+        since = now.astimezone(BEIJING).date() - dt.timedelta(days=rule["window_days"])
+        count = await self.db.fetchval(
+            "SELECT count(*) FROM no_shows WHERE patient_id = $1 AND day > $2", patient_id, since
+        )
+        if count < rule["max_no_shows"]:
+            return None
+        active = await self.blacklisted(patient_id, now)
+        if active is not None:
+            return None
+        # no-shows counted by an earlier entry (lifted by an admin or expired) are not counted again
+        last = await self.db.fetchval("SELECT max(since) FROM blacklist WHERE patient_id = $1", patient_id)
+        if last is not None:
+            count = await self.db.fetchval(
+                "SELECT count(*) FROM no_shows WHERE patient_id = $1 AND day > $2 AND recorded_at > $3",
+                patient_id, since, last,
+            )
+            if count < rule["max_no_shows"]:
+                return None
+        entry_id = uuid.uuid4().hex[:16]
+        until = now + dt.timedelta(days=rule["ban_days"])
+        reason = f"{rule['window_days']}天内爽约{count}次"
+        await self.db.execute(
+            "INSERT INTO blacklist (id, patient_id, since, until, reason, created_by)"
+            " VALUES ($1, $2, $3, $4, $5, 'system')",
+            entry_id, patient_id, now, until, reason,
+        )
+        await self.audit.append(AuditEntry(action="blacklist.add", target=f"patient/{patient_id}", actor_id=None,
+                                           detail={"entry": entry_id, "until": until.isoformat(), "reason": reason}))
+        return {"id": entry_id, "until": until, "reason": reason}
+
+    async def lift(self, entry_id: str, actor_id: str, reason: str) -> None:
+        if not reason.strip():
+            raise BookingRefused("解除黑名单需要填写原因", status=422, code="invalid")
+        done = await self.db.execute(
+            "UPDATE blacklist SET removed_at = $2, removed_by = $3, removal_reason = $4"
+            " WHERE id = $1 AND removed_at IS NULL",
+            entry_id, dt.datetime.now(dt.UTC), actor_id, reason[:200],
+        )
+        if done.endswith(" 0"):
+            raise BookingRefused("没有这条有效的黑名单记录 (no such active entry)", status=404, code="not_found")
+        await self.audit.append(AuditEntry(action="blacklist.remove", target=f"blacklist/{entry_id}",
+                                           actor_id=actor_id, detail={"reason": reason[:200]}))
+
+    async def blacklist(self, *, active_only: bool = True) -> list[dict[str, Any]]:
+        rows = await self.db.fetch(
+            "SELECT * FROM blacklist WHERE NOT $1 OR (removed_at IS NULL AND until > $2) ORDER BY since DESC LIMIT 500",
+            active_only, dt.datetime.now(dt.UTC),
+        )
+        return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in dict(r).items()} for r in rows]
+
+
+def _same(a: str, b: str) -> bool:
+    import hmac
+
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def _row_view(r: Any) -> dict[str, Any]:
+    return {
+        "booking_id": r["id"], "session_id": r["session_id"], "doctor_id": r["doctor_id"],
+        "doctor_name": r["doctor_name"], "department_id": r["department_id"], "room": r["room"],
+        "day": r["day"].isoformat(), "slot_no": r["slot_no"], "slot_at": r["slot_at"].isoformat(),
+        "patient_id": r["patient_id"], "account_id": r["account_id"], "channel": r["channel"], "status": r["status"],
+        "fee_fen": r["fee_fen"], "created_at": r["created_at"].isoformat(), "note": r["note"],
+    }
+
+
+__all__ = ["BookingRefused", "Bookings", "Refusal", "booking_id_for"]

@@ -1,0 +1,147 @@
+"""The I/O steps outpatient actors ask for with durable tells (see :class:`carehub.hub.Effect`).
+
+Each is retried until it succeeds and is safe to repeat:
+
+- ``refund/<out_trade_no>``: refund a paid order by its original method with the same refund
+  number every time (WeChat Pay treats a repeated ``out_refund_no`` as the same refund), or
+  close an unpaid one; a close that finds the order paid reports the payment to the pool,
+  which then refunds it.
+- ``sms/<id>``: a notice by SMS (template ``notice``) to the account's phone.
+- ``his/<booking_id>``: push the booking's *current* state to the HIS as a FHIR Appointment
+  (asking the pool first, so pushes performed out of order still leave the latest state).
+- ``blacklist/<patient_id>``: apply the no-show rule after a no-show was recorded.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import msgspec
+
+from carehub.actors.slot_pool import (
+    CloseOrder,
+    GetBooking,
+    NoShowRecorded,
+    PaymentConfirmed,
+    PushAppointment,
+    Refund,
+    RefundSettled,
+    SmsNotice,
+)
+from carehub.channels.his import AppointmentInfo, HisClient
+from carehub.channels.payment import OrderNotFound, OrderPaid, WeChatPay
+from carehub.channels.sms import TEMPLATES, SmsChannel
+from carehub.hub import Context, Effect, Hub
+from carehub.storage.accounts import AccountStore
+from carehub.storage.db import Database
+from carehub.storage.keyring import KeyRing
+
+if TYPE_CHECKING:
+    from .booking import Bookings
+
+log = logging.getLogger("carehub.outpatient")
+
+
+class NotConfigured(RuntimeError):
+    pass
+
+
+class RefundEffect(Effect):
+    kind = "refund"
+    messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"Refund": Refund, "CloseOrder": CloseOrder}
+
+    def __init__(self, hub: Hub, pay: WeChatPay | None) -> None:
+        self.hub = hub
+        self.pay = pay
+
+    async def perform(self, message: msgspec.Struct, ctx: Context) -> None:
+        if self.pay is None:
+            raise NotConfigured("no payment gateway configured (CAREHUB_PAY_URL)")
+        match message:
+            case Refund():
+                refund = await self.pay.refund(message.out_trade_no, message.refund_no, message.refund_fen,
+                                               message.total_fen, message.reason)
+                if refund.status == "SUCCESS":
+                    await self.hub.ask(message.pool, RefundSettled(message.out_trade_no, message.refund_no,
+                                                                   refund.refund_fen))
+                elif refund.status in ("CLOSED", "ABNORMAL"):
+                    self.hub.alarm("error", f"refund {message.refund_no} is {refund.status}: needs the finance desk")
+                # PROCESSING: the REFUND.SUCCESS notification settles it
+            case CloseOrder():
+                try:
+                    await self.pay.close(message.out_trade_no)
+                except OrderNotFound:
+                    return  # never created at the gateway (the patient did not go on to pay)
+                except OrderPaid:
+                    tx = await self.pay.query(message.out_trade_no)
+                    if tx.trade_state == "SUCCESS" and tx.transaction_id:
+                        await self.hub.ask(message.pool, PaymentConfirmed(
+                            message.out_trade_no, tx.transaction_id, tx.payer_total_fen or tx.total_fen or 0))
+
+
+class SmsEffect(Effect):
+    kind = "sms"
+    messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"SmsNotice": SmsNotice}
+
+    def __init__(self, db: Database, keyring: KeyRing, sms: SmsChannel | None) -> None:
+        self.accounts = AccountStore(db)
+        self.keyring = keyring
+        self.sms = sms
+
+    async def perform(self, message: msgspec.Struct, ctx: Context) -> None:
+        assert isinstance(message, SmsNotice)
+        if self.sms is None:
+            raise NotConfigured("no SMS channel configured (CAREHUB_SMS_URL)")
+        account = await self.accounts.by_id(message.account_id)
+        if account is None or not account.phone_enc:
+            log.info("no phone for %s: SMS notice skipped", message.account_id)
+            return
+        phone = self.keyring.open(account.phone_enc, field="accounts.phone")
+        template = TEMPLATES["notice"]
+        await self.sms.send(phone, template.code, {"name": account.display_name[:20], "content": message.text[:300]},
+                            out_id=ctx.key[:64])
+
+
+class HisEffect(Effect):
+    kind = "his"
+    messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"PushAppointment": PushAppointment}
+
+    def __init__(self, hub: Hub, db: Database, his: HisClient | None) -> None:
+        self.hub = hub
+        self.db = db
+        self.his = his
+
+    async def perform(self, message: msgspec.Struct, ctx: Context) -> None:
+        assert isinstance(message, PushAppointment)
+        if self.his is None:
+            return  # no HIS interface configured: nothing to keep in step
+        b: dict[str, Any] = await self.hub.ask(message.pool, GetBooking(message.booking_id))
+        names = await self.db.fetchrow(
+            "SELECT a.display_name AS doctor_name, d.name AS department_name FROM accounts a, departments d"
+            " WHERE a.id = $1 AND d.id = $2", b["doctor_id"], b["department_id"],
+        )
+        start = dt.datetime.fromisoformat(b["slot_at"])
+        minutes = await self.db.fetchval("SELECT slot_minutes FROM clinic_sessions WHERE id = $1", b["session_id"])
+        status = {"released": "cancelled", "held": "held"}.get(b["status"], b["status"])
+        created = await self.db.fetchval("SELECT created_at FROM bookings WHERE id = $1", b["booking_id"])
+        await self.his.push_appointment(AppointmentInfo(
+            booking_id=b["booking_id"], status=status, patient_id=b["patient_id"], patient_name="",
+            doctor_id=b["doctor_id"], doctor_name=names["doctor_name"] if names else "",
+            department_id=b["department_id"], department_name=names["department_name"] if names else "",
+            start=start, end=start + dt.timedelta(minutes=minutes or 10), channel=b["channel"],
+            created=created or start, cancel_reason=b["note"] if status in ("cancelled", "no_show") else None,
+        ))
+
+
+class BlacklistEffect(Effect):
+    kind = "blacklist"
+    messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"NoShowRecorded": NoShowRecorded}
+
+    def __init__(self, bookings: Bookings) -> None:
+        self.bookings = bookings
+
+    async def perform(self, message: msgspec.Struct, ctx: Context) -> None:
+        assert isinstance(message, NoShowRecorded)
+        await self.bookings.apply_no_show_rule(message.patient_id)
