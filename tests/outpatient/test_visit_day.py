@@ -1,0 +1,142 @@
+"""Visit day: booking over HTTP, check-in by QR, the waiting queue and its live positions (OUT-8, OUT-11, OUT-12)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+import trio
+
+from carehub.actors.slot_pool import BEIJING, session_id
+from carehub.bots.client import connect
+
+from ..servers import Server
+from .helpers import beijing_now, book, open_session, plan
+
+
+def today_start(minutes_ahead: int) -> dt.datetime:
+    start = (beijing_now() + dt.timedelta(minutes=minutes_ahead)).replace(second=0, microsecond=0)
+    if start.date() != beijing_now().date():
+        pytest.skip("too close to midnight in Beijing for a same-day session")
+    return start
+
+
+async def booked_today(server: Server, logins: list[str], *, minutes_ahead: int = 5) -> tuple[str, list[dict[str, Any]]]:
+    start = today_start(minutes_ahead)
+    await open_session(server, "doctor1", plan(start.date(), period="night", start=start, capacity=20))
+    bookings = []
+    for login in logins:
+        response = await book(server, login, "doctor1", start.date(), "night")
+        assert response.status_code == 201, response.text
+        bookings.append(response.json())
+    return session_id(await server.account_id("doctor1"), start.date(), "night"), bookings
+
+
+async def check_in(server: Server, login: str, booking_id: str) -> Any:
+    async with server.http(await server.token(login)) as http:
+        code = (await http.get(f"/api/v1/me/bookings/{booking_id}")).json()["visit_code"]
+        return await http.post(f"/api/v1/me/bookings/{booking_id}/check-in", json={"code": code})
+
+
+async def test_a_patient_cannot_book_twice_with_the_same_doctor(server: Server) -> None:
+    """SCH-7 over HTTP: the second booking is a 409 with the reason."""
+    day = beijing_now().date() + dt.timedelta(days=2)
+    await open_session(server, "doctor1", plan(day))
+    first = await book(server, "patient1", "doctor1", day)
+    second = await book(server, "patient1", "doctor1", day)
+    assert first.status_code == 201 and second.status_code == 409
+    assert second.json()["error"]["code"] == "duplicate_booking" and "重复" in second.json()["error"]["message"]
+
+
+async def test_checking_in_inside_the_window_joins_the_queue_and_twice_is_harmless(server: Server) -> None:
+    """OUT-8: the signed visit code checks the patient in; a second scan changes nothing."""
+    session, (booking,) = await booked_today(server, ["patient1"])
+    first = await check_in(server, "patient1", booking["booking_id"])
+    second = await check_in(server, "patient1", booking["booking_id"])
+    assert first.status_code == 200 and first.json()["status"] == "checked_in"
+    assert second.status_code == 200 and second.json()["status"] == "checked_in"
+    async with server.http(await server.token("patient1")) as http:
+        position = (await http.get(f"/api/v1/me/bookings/{booking['booking_id']}/queue")).json()
+    assert position["status"] == "waiting" and position["position"] == 1 and position["topic"] == f"queue/{session}"
+
+
+async def test_checking_in_outside_the_window_is_refused(server: Server) -> None:
+    """OUT-8: three hours before the slot the code is refused with the window's times."""
+    _, (booking,) = await booked_today(server, ["patient1"], minutes_ahead=180)
+    response = await check_in(server, "patient1", booking["booking_id"])
+    assert response.status_code == 409 and response.json()["error"]["code"] == "outside_window"
+
+
+async def test_a_forged_visit_code_is_refused(server: Server) -> None:
+    _, (booking,) = await booked_today(server, ["patient1"])
+    async with server.http(await server.token("patient1")) as http:
+        code = (await http.get(f"/api/v1/me/bookings/{booking['booking_id']}")).json()["visit_code"]
+        forged = code[:-3] + ("AAA" if not code.endswith("AAA") else "BBB")
+        response = await http.post(f"/api/v1/me/bookings/{booking['booking_id']}/check-in", json={"code": forged})
+    assert response.status_code == 422 and response.json()["error"]["code"] == "bad_code"
+
+
+async def test_queue_order_after_skip_and_recall(server: Server) -> None:
+    """OUT-11: a skipped patient moves back behind the next ones; a recall calls them at once."""
+    logins = ["patient1", "patient2", "patient3", "patient4"]
+    _, bookings = await booked_today(server, logins)
+    ids = [b["booking_id"] for b in bookings]
+    for login, b in zip(logins, bookings, strict=True):
+        assert (await check_in(server, login, b["booking_id"])).status_code == 200
+    async with server.http(await server.token("doctor1")) as doctor:
+        called = (await doctor.post("/api/v1/doctor/queue/night/next")).json()
+        assert called["calling"]["booking_id"] == ids[0]
+        skipped = (await doctor.post("/api/v1/doctor/queue/night/skip")).json()
+        assert [w["booking_id"] for w in skipped["waiting"]] == [ids[1], ids[2], ids[3], ids[0]]
+        recalled = (await doctor.post("/api/v1/doctor/queue/night/recall", json={"booking_id": ids[0]})).json()
+        assert recalled["calling"]["booking_id"] == ids[0]
+        assert [w["booking_id"] for w in recalled["waiting"]] == [ids[1], ids[2], ids[3]]
+        nxt = (await doctor.post("/api/v1/doctor/queue/night/next")).json()
+    assert nxt["calling"]["booking_id"] == ids[1] and nxt["seen"] == 1
+
+
+async def test_waiting_patients_see_their_new_position_over_the_websocket(server: Server) -> None:
+    """OUT-11: after a call, every waiting patient's socket gets the new positions."""
+    logins = ["patient1", "patient2", "patient3"]
+    session, bookings = await booked_today(server, logins)
+    for login, b in zip(logins, bookings, strict=True):
+        await check_in(server, login, b["booking_id"])
+    async with connect(server.base, await server.token("patient3")) as ws:
+        await ws.subscribe(f"queue/{session}")
+        assert (await ws.next_event())["op"] == "subscribed"
+        async with server.http(await server.token("doctor1")) as doctor:
+            assert (await doctor.post("/api/v1/doctor/queue/night/next")).status_code == 200
+        with trio.fail_after(5):
+            while True:
+                event = await ws.next_event()
+                positions = event["body"]["positions"]
+                if event["type"] == "queue.positions" and event["body"]["calling"]:
+                    break
+    mine = positions[bookings[2]["booking_id"]]
+    assert mine["position"] == 2 and bookings[0]["booking_id"] not in positions
+
+
+async def test_the_called_patient_gets_a_durable_notice_and_the_hall_screen_shows_the_call(server: Server) -> None:
+    """MSG-7 / OUT-11: 'please come in' goes to the patient's stream; the display feed lists the call."""
+    _, (booking,) = await booked_today(server, ["patient2"])
+    await check_in(server, "patient2", booking["booking_id"])
+    async with server.http(await server.token("doctor1")) as doctor:
+        await doctor.post("/api/v1/doctor/queue/night/next")
+    async with server.http(await server.token("patient2")) as http:
+        stream = (await http.get("/api/v1/me/stream")).json()
+        feed = (await http.get("/api/v1/display/cardio/calls")).json()
+    types = [item["type"] for item in stream["items"]]
+    assert "queue.called" in types
+    assert feed["calls"][0]["room"] == "心内科3诊室" and "*" in feed["calls"][0]["label"]
+
+
+async def test_the_visit_assistant_shows_the_current_step(server: Server) -> None:
+    """OUT-12: booked (free clinic) -> paid step; after check-in -> checked_in."""
+    _, (booking,) = await booked_today(server, ["patient1"])
+    async with server.http(await server.token("patient1")) as http:
+        before = (await http.get("/api/v1/me/visits/today")).json()["visits"]
+        await check_in(server, "patient1", booking["booking_id"])
+        after = (await http.get("/api/v1/me/visits/today")).json()["visits"]
+    assert [v["current"] for v in before] == ["paid"] and [v["current"] for v in after] == ["checked_in"]
+    assert dt.datetime.fromisoformat(after[0]["slot_at"]).astimezone(BEIJING).date() == beijing_now().date()
