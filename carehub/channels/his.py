@@ -1,0 +1,408 @@
+"""Outpatient appointments to the hospital information system (HIS), as HL7 FHIR R4 Appointments.
+
+CareHub books outpatient appointments; the HIS must know each of them (the clinic's list, the
+registration desk, billing). :class:`HisClient` is the adapter: :meth:`~HisClient.push_appointment`
+writes a booking's current state to the HIS's FHIR server, :meth:`~HisClient.get_appointment`
+reads it back, :func:`appointment_resource` (pure) is the Appointment it sends.
+
+Idempotence. A booking is found at the HIS by its business identifier (``identifier`` with
+system :attr:`HisConfig.identifier_system`, value the booking id), never by the server's id, and
+is written with a FHIR conditional update, ``PUT [base]/Appointment?identifier=system|id``: the
+server creates it when no Appointment carries the identifier and updates the one that does.
+The resource is a function of the booking alone (``created`` is the booking's, not "now"), so
+pushing the same state again changes nothing at a server that versions only real changes, and
+pushing after a timeout is always safe. Push every state change of a booking; out-of-order
+pushes are the caller's to avoid (push from the booking's own actor, one at a time).
+
+CareHub's booking states and the Appointment.status they become (R4 value set
+``appointmentstatus``): see :data:`STATUS_TO_FHIR`.
+
+The resource: ``identifier``, ``status``, ``appointmentType`` (v2-0276 ``ROUTINE``),
+``serviceType`` and ``description`` (the department), ``start``/``end``/``created`` in Beijing
+time with their offset (``+08:00``), participants ``Patient/{patient_id}``,
+``Practitioner/{doctor_id}`` (type ``PPRF``, primary performer) and
+``HealthcareService/{department_id}``, each with its name as ``display``; ``cancelationReason``
+(text) when cancelled or a no-show with a reason; the booking channel as the extension
+:data:`CHANNEL_EXTENSION_URL` and, for the HIS staff's screens, in ``comment``.
+
+Errors (each says whether pushing again later may succeed, ``retryable``)::
+
+    HisError             anything else: an unusable answer, a misconfigured base URL
+    ├── HisUnavailable   HTTP 5xx, 429, 408, or the server could not be reached (retryable)
+    ├── HisTimeout       no answer, or the connection broke after the request was sent: the write
+    │                    may or may not have landed; repeating it is safe (retryable)
+    └── HisRejected      HTTP 4xx: the HIS refused the request (invalid resource, bad token,
+                         several appointments with one identifier); the OperationOutcome's
+                         diagnostics are in the message and in ``issues`` (not retryable)
+
+Patient names are personal data: they are sent to the HIS but never logged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+import re
+from collections.abc import Mapping
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+import orjson
+
+log = logging.getLogger("carehub.channels.his")
+
+BEIJING = dt.timezone(dt.timedelta(hours=8), "CST")
+FHIR_JSON = "application/fhir+json"
+DEFAULT_IDENTIFIER_SYSTEM = "urn:carehub:booking"
+#: CareHub's own extension for the channel a booking came through (its value: CareHub's code).
+CHANNEL_EXTENSION_URL = "https://carehub.example/fhir/StructureDefinition/booking-channel"
+APPOINTMENT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0276"
+PARTICIPATION_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+#: CareHub's booking state -> FHIR R4 Appointment.status.
+STATUS_TO_FHIR: Mapping[str, str] = {
+    "held": "pending",  # a slot held until the patient pays: not yet final
+    "booked": "booked",
+    "paid": "booked",  # payment does not change the appointment itself
+    "cancelled": "cancelled",
+    "checked_in": "arrived",
+    "seen": "fulfilled",
+    "no_show": "noshow",
+}
+#: Appointment.status values that may carry a cancelationReason (R4 invariant app-4).
+_REASON_STATUSES = frozenset({"cancelled", "noshow"})
+
+#: How the HIS staff read a channel in the appointment's comment (unknown channels as they are).
+CHANNEL_LABELS: Mapping[str, str] = {
+    "wechat": "微信公众号",
+    "miniprogram": "微信小程序",
+    "alipay": "支付宝",
+    "app": "手机App",
+    "web": "网站",
+    "kiosk": "自助机",
+    "window": "人工窗口",
+    "phone": "电话预约",
+}
+
+
+class HisError(Exception):
+    """The HIS refused a request, gave an answer CareHub cannot use, or could not be reached."""
+
+    default_retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        retryable: bool | None = None,
+        *,
+        status: int | None = None,
+        issues: tuple[str, ...] = (),
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = self.default_retryable if retryable is None else retryable
+        #: the HTTP status of the answer, None without one
+        self.status = status
+        #: the OperationOutcome's issues, as ``expression: diagnostics`` texts
+        self.issues = issues
+
+
+class HisUnavailable(HisError):
+    """The HIS failed (HTTP 5xx), asked to be called later (429, 408) or could not be reached."""
+
+    default_retryable = True
+
+
+class HisTimeout(HisError):
+    """No answer in time, or the connection broke after the request was sent.
+
+    The write may have landed. Pushes are idempotent (conditional update by identifier), so
+    pushing the same booking again is safe.
+    """
+
+    default_retryable = True
+
+
+class HisRejected(HisError):
+    """The HIS refused the request (HTTP 4xx); sending it again will not help."""
+
+
+@dataclasses.dataclass(frozen=True)
+class HisConfig:
+    """Where the HIS's FHIR server is (``base_url``, e.g. ``https://his.example/fhir``), the bearer
+    token, how long one request may take, and the identifier system of CareHub's bookings."""
+
+    base_url: str
+    token: str = dataclasses.field(repr=False)  # kept out of logs and tracebacks
+    timeout_seconds: float = 5.0
+    identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM
+
+
+@dataclasses.dataclass(frozen=True)
+class AppointmentInfo:
+    """One outpatient booking as the HIS should know it. Times must be timezone-aware."""
+
+    booking_id: str
+    status: str  # a key of STATUS_TO_FHIR
+    patient_id: str
+    patient_name: str
+    doctor_id: str
+    doctor_name: str
+    department_id: str
+    department_name: str
+    start: dt.datetime
+    end: dt.datetime
+    channel: str
+    created: dt.datetime
+    cancel_reason: str | None = None
+
+
+def fhir_status(status: str) -> str:
+    """The Appointment.status of a CareHub booking state; ValueError for an unknown state."""
+    try:
+        return STATUS_TO_FHIR[status]
+    except KeyError:
+        raise ValueError(f"unknown booking status {status!r} (known: {', '.join(STATUS_TO_FHIR)})") from None
+
+
+def fhir_instant(when: dt.datetime) -> str:
+    """An aware datetime as an R4 instant in Beijing time: ``2026-11-25T08:30:00+08:00``."""
+    if when.tzinfo is None or when.utcoffset() is None:
+        raise ValueError(f"{when!r} has no time zone: FHIR instants need one")
+    return when.astimezone(BEIJING).isoformat(timespec="seconds")
+
+
+def escape_search_value(value: str) -> str:
+    """Escape ``\\ , | $`` in a FHIR search parameter value (R4 search.html#escaping)."""
+    return re.sub(r"([\\,|$])", r"\\\1", value)
+
+
+def identifier_search(system: str, value: str) -> str:
+    """The token search value ``system|value`` of one identifier."""
+    return f"{escape_search_value(system)}|{escape_search_value(value)}"
+
+
+def appointment_resource(
+    info: AppointmentInfo, *, identifier_system: str = DEFAULT_IDENTIFIER_SYSTEM
+) -> dict[str, Any]:
+    """The FHIR R4 Appointment for ``info``: a function of ``info`` alone, so pushing one state
+    twice sends the same resource (no ``id``: the server finds it by identifier)."""
+    status = fhir_status(info.status)
+    channel = CHANNEL_LABELS.get(info.channel, info.channel)
+    patient_status = "needs-action" if status == "pending" else "accepted"
+    resource: dict[str, Any] = {
+        "resourceType": "Appointment",
+        "extension": [{"url": CHANNEL_EXTENSION_URL, "valueString": info.channel}],
+        "identifier": [{"use": "usual", "system": identifier_system, "value": info.booking_id}],
+        "status": status,
+    }
+    if info.cancel_reason and status in _REASON_STATUSES:
+        resource["cancelationReason"] = {"text": info.cancel_reason}
+    resource |= {
+        "serviceType": [{"text": info.department_name}],
+        "appointmentType": {
+            "coding": [{"system": APPOINTMENT_TYPE_SYSTEM, "code": "ROUTINE", "display": "Routine appointment"}]
+        },
+        "description": f"{info.department_name} 门诊 {info.doctor_name}",
+        "start": fhir_instant(info.start),
+        "end": fhir_instant(info.end),
+        "created": fhir_instant(info.created),
+        "comment": f"预约渠道：{channel}",
+        "participant": [
+            {
+                "actor": {"reference": f"Patient/{info.patient_id}", "display": info.patient_name},
+                "required": "required",
+                "status": patient_status,
+            },
+            {
+                "type": [
+                    {"coding": [{"system": PARTICIPATION_TYPE_SYSTEM, "code": "PPRF", "display": "primary performer"}]}
+                ],
+                "actor": {"reference": f"Practitioner/{info.doctor_id}", "display": info.doctor_name},
+                "required": "required",
+                "status": "accepted",
+            },
+            {
+                "actor": {"reference": f"HealthcareService/{info.department_id}", "display": info.department_name},
+                "required": "required",
+                "status": "accepted",
+            },
+        ],
+    }
+    return resource
+
+
+def _issues(body: bytes) -> tuple[str, ...]:
+    """The issues of an OperationOutcome answer, ``expression: diagnostics``; () if it is none."""
+    try:
+        outcome = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return ()
+    if not isinstance(outcome, dict) or outcome.get("resourceType") != "OperationOutcome":
+        return ()
+    texts = []
+    for issue in outcome.get("issue") or []:
+        if not isinstance(issue, dict):
+            continue
+        text = str(issue.get("diagnostics") or (issue.get("details") or {}).get("text") or issue.get("code", ""))
+        where = issue.get("expression") or issue.get("location") or []
+        texts.append(f"{', '.join(map(str, where))}: {text}" if where else text)
+    return tuple(texts)
+
+
+_LOCATION_ID = re.compile(r"Appointment/([A-Za-z0-9\-.]{1,64})(?:/_history/|$)")
+
+
+class HisClient:
+    """Talks FHIR R4 to the HIS. Use it as ``async with HisClient(config) as his:``, or call
+    :meth:`aclose`. ``http`` lends it a client whose lifetime the caller owns instead."""
+
+    def __init__(self, config: HisConfig, *, http: httpx.AsyncClient | None = None) -> None:
+        self.config = config
+        self._base = config.base_url.rstrip("/")
+        self._owns_http = http is None
+        self._http = http or httpx.AsyncClient(timeout=config.timeout_seconds)
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._owns_http:
+            await self._http.aclose()
+
+    def appointment_resource(self, info: AppointmentInfo) -> dict[str, Any]:
+        """The Appointment :meth:`push_appointment` sends for ``info``."""
+        return appointment_resource(info, identifier_system=self.config.identifier_system)
+
+    def _identifier(self, booking_id: str) -> str:
+        return identifier_search(self.config.identifier_system, booking_id)
+
+    async def push_appointment(self, info: AppointmentInfo) -> str:
+        """Create or update the booking's Appointment at the HIS; returns its id there.
+
+        A conditional update by identifier: idempotent, safe to repeat after any error marked
+        ``retryable`` (:class:`HisTimeout` included).
+        """
+        body = orjson.dumps(self.appointment_resource(info))
+        response = await self._request(
+            "PUT",
+            "/Appointment",
+            params={"identifier": self._identifier(info.booking_id)},
+            content=body,
+            headers={"content-type": FHIR_JSON, "prefer": "return=representation"},
+            what=f"push of booking {info.booking_id}",
+        )
+        resource_id = self._resource_id(response)
+        if resource_id is None:
+            raise HisError(
+                f"push of booking {info.booking_id}: HTTP {response.status_code} names no Appointment id",
+                retryable=True,
+                status=response.status_code,
+            )
+        log.info(
+            "pushed booking %s (%s) to the HIS: Appointment/%s, HTTP %d, version %s",
+            info.booking_id,
+            info.status,
+            resource_id,
+            response.status_code,
+            response.headers.get("etag", "?"),
+        )
+        return resource_id
+
+    async def get_appointment(self, booking_id: str) -> dict[str, Any] | None:
+        """The HIS's Appointment of a booking (searched by identifier), None if it has none."""
+        response = await self._request(
+            "GET",
+            "/Appointment",
+            params={"identifier": self._identifier(booking_id)},
+            what=f"search for booking {booking_id}",
+        )
+        bundle = self._json(response, f"search for booking {booking_id}")
+        if bundle.get("resourceType") != "Bundle":
+            raise HisError(f"search for booking {booking_id}: the answer is not a Bundle", status=response.status_code)
+        found = [
+            entry["resource"]
+            for entry in bundle.get("entry") or []
+            if isinstance(entry, dict)
+            and isinstance(entry.get("resource"), dict)
+            and entry["resource"].get("resourceType") == "Appointment"
+            and (entry.get("search") or {}).get("mode", "match") == "match"
+        ]
+        if len(found) > 1:
+            ids = ", ".join(str(r.get("id")) for r in found)
+            raise HisError(f"booking {booking_id}: {len(found)} appointments at the HIS carry it ({ids})")
+        return found[0] if found else None
+
+    # -- the wire -------------------------------------------------------------------------------
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str],
+        what: str,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> httpx.Response:
+        all_headers = {"accept": FHIR_JSON, "authorization": f"Bearer {self.config.token}", **(headers or {})}
+        try:
+            response = await self._http.request(
+                method,
+                self._base + path,
+                params=params,
+                content=content,
+                headers=all_headers,
+                timeout=self.config.timeout_seconds,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
+            # nothing was sent
+            raise HisUnavailable(f"{what}: the HIS is unreachable: {type(err).__name__}: {err}") from err
+        except (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError) as err:
+            log.warning("%s: no answer from the HIS (%s); it may have landed", what, type(err).__name__)
+            raise HisTimeout(f"{what}: no answer from the HIS: {type(err).__name__}: {err}") from err
+        except httpx.TransportError as err:
+            raise HisError(f"{what}: {type(err).__name__}: {err}") from err
+        if response.is_success:
+            return response
+        issues = _issues(response.content)
+        detail = "; ".join(issues) or response.text[:200] or response.reason_phrase
+        message = f"{what}: HTTP {response.status_code}: {detail}"
+        status = response.status_code
+        if status >= 500 or status in (408, 429):
+            log.warning("%s", message)
+            raise HisUnavailable(message, status=status, issues=issues)
+        log.warning("%s", message)
+        if 400 <= status < 500:
+            raise HisRejected(message, status=status, issues=issues)
+        raise HisError(message, status=status, issues=issues)
+
+    @staticmethod
+    def _json(response: httpx.Response, what: str) -> dict[str, Any]:
+        try:
+            value = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise HisError(f"{what}: the answer is not a FHIR resource: {response.text[:200]!r}", retryable=True)
+        return value
+
+    @staticmethod
+    def _resource_id(response: httpx.Response) -> str | None:
+        if response.content:
+            try:
+                value = orjson.loads(response.content)
+            except orjson.JSONDecodeError:
+                value = None
+            if isinstance(value, dict) and value.get("resourceType") == "Appointment" and value.get("id"):
+                return str(value["id"])
+        location = response.headers.get("location") or response.headers.get("content-location") or ""
+        match = _LOCATION_ID.search(location)
+        return match.group(1) if match else None
