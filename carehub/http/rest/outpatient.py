@@ -96,6 +96,8 @@ class PayBody(msgspec.Struct, forbid_unknown_fields=True):
     insurance_fen: int = 0
     #: the patient's medical-insurance authorization (医保电子凭证), for insurance and mixed
     pay_auth_no: str | None = None
+    #: the NHSA pre-settlement of this split (done by the HIS with message 6201), for insurance and mixed
+    pay_order_id: str | None = None
 
 
 class CheckInBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -245,15 +247,15 @@ def register(r: RouteDecorator) -> None:
                 prepay = await out.pay.create_order(order["out_trade_no"], description, order["cash_fen"], body.openid)
             mixed = None
             if order["insurance_fen"] > 0:
-                if not body.pay_auth_no:
-                    raise ApiError(422, "invalid", "医保支付需要医保电子凭证授权 (pay_auth_no)")
+                if not body.pay_auth_no or not body.pay_order_id:
+                    raise ApiError(422, "invalid", "医保支付需要医保电子凭证授权和预结算单号 (pay_auth_no, pay_order_id)")
                 name, id_number = await ctx.services.patients.insurance_identity(row["patient_id"])
                 gov = order["insurance_fen"]
                 mixed = await out.pay.create_mixed_order(MixedOrderRequest(
                     out_trade_no=order["out_trade_no"],
                     mix_pay_type="INSURANCE_ONLY" if order["cash_fen"] == 0 else "CASH_AND_INSURANCE",
                     order_type="REG_PAY", openid=body.openid, payer_name=name, payer_id_number=id_number,
-                    serial_no=order["out_trade_no"], pay_order_id=f"PO{order['out_trade_no']}",
+                    serial_no=order["out_trade_no"], pay_order_id=body.pay_order_id,
                     pay_auth_no=body.pay_auth_no, city_id="440100", med_inst_name="CareHub 示范医院",
                     med_inst_no="H44010000001", total_fee=order["total_fen"], med_ins_gov_fee=gov,
                     med_ins_self_fee=0, med_ins_other_fee=0, med_ins_cash_fee=order["cash_fen"],

@@ -1,0 +1,139 @@
+"""Paying for a booking through the WeChat Pay v3 simulator: callbacks, replays, late payments, mixed insurance (OUT-6, OUT-7)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import socket
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import trio
+
+from carehub.bots.pay_gateway import GatewayHandle, GatewaySettings, SimKeys, generate_keys, serve_pay_gateway
+
+from ..servers import Server, run_server
+from .helpers import beijing_now, book, open_session, plan
+
+SETTINGS = GatewaySettings(refund_seconds=0.2, notify_time_scale=0.01)
+
+
+@pytest.fixture(scope="session")
+def keys() -> SimKeys:
+    return generate_keys()
+
+
+@pytest.fixture
+async def paying(database_url: str, nursery: trio.Nursery, keys: SimKeys) -> AsyncIterator[tuple[Server, GatewayHandle]]:
+    gateway: GatewayHandle = await nursery.start(functools.partial(serve_pay_gateway, port=0, settings=SETTINGS,
+                                                                   keys=keys))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with trio.fail_after(120):
+        async with run_server(
+            database_url, port=port, pay_url=gateway.base_url, pay_mchid=gateway.mchid, pay_appid=gateway.appid,
+            pay_merchant_serial=gateway.merchant_serial, pay_merchant_key_pem=gateway.merchant_private_key_pem,
+            pay_platform_key_id=gateway.platform_key_id, pay_platform_public_key_pem=gateway.platform_public_key_pem,
+            pay_apiv3_key=gateway.apiv3_key, pay_notify_url=f"http://127.0.0.1:{port}/api/v1/payments/wechat/notify",
+        ) as server:
+            yield server, gateway
+
+
+async def held_booking(server: Server, **plan_args: Any) -> dict[str, Any]:
+    day = beijing_now().date() + dt.timedelta(days=1)
+    await open_session(server, "doctor1", plan(day, fee_fen=1000, **plan_args))
+    response = await book(server, "patient1", "doctor1", day)
+    assert response.status_code == 201 and response.json()["status"] == "held", response.text
+    return dict(response.json())
+
+
+async def pay(server: Server, booking_id: str, **body: Any) -> dict[str, Any]:
+    async with server.http(await server.token("patient1")) as http:
+        response = await http.post(f"/api/v1/me/bookings/{booking_id}/pay", json=body or {"method": "self"})
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def booking_status(server: Server, booking_id: str) -> dict[str, Any]:
+    async with server.http(await server.token("patient1")) as http:
+        return dict((await http.get(f"/api/v1/me/bookings/{booking_id}")).json())
+
+
+async def until(server: Server, booking_id: str, check: Any, timeout: float = 15) -> dict[str, Any]:
+    with trio.fail_after(timeout):
+        while True:
+            booking = await booking_status(server, booking_id)
+            if check(booking):
+                return booking
+            await trio.sleep(0.1)
+
+
+async def test_a_paid_notification_confirms_the_booking_once_even_when_replayed(
+    paying: tuple[Server, GatewayHandle],
+) -> None:
+    server, gateway = paying
+    booking = await held_booking(server)
+    started = await pay(server, booking["booking_id"])
+    assert started["pay_params"]["package"].startswith("prepay_id=")
+    out_trade_no = started["order"]["out_trade_no"]
+    async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
+        assert (await sim.post(f"/_sim/orders/{out_trade_no}/pay", json={})).status_code == 200
+        paid = await until(server, booking["booking_id"], lambda b: b["status"] == "booked")
+        assert (await sim.post(f"/_sim/notifications/{out_trade_no}/repeat")).status_code == 200
+        with trio.fail_after(10):
+            while not [n for n in (await sim.get("/_sim/notifications")).json()["notifications"]
+                       if n.get("delivered") or len(n.get("attempts", [])) >= 1][1:]:
+                await trio.sleep(0.1)
+    await trio.sleep(0.5)
+    async with server.http(await server.token("patient1")) as http:
+        items = (await http.get("/api/v1/me/stream")).json()["items"]
+    confirmed = [i for i in items if i["type"] == "booking.confirmed" and i["body"]["booking_id"] == paid["booking_id"]]
+    assert paid["order"]["status"] == "paid" and len(confirmed) == 1
+    assert "visit_code" in paid
+
+
+async def test_a_cancelled_paid_booking_is_refunded_and_a_stale_payment_callback_changes_nothing(
+    paying: tuple[Server, GatewayHandle],
+) -> None:
+    """Refund by the original method; then the old TRANSACTION.SUCCESS arrives again, out of order."""
+    server, gateway = paying
+    booking = await held_booking(server)
+    out_trade_no = (await pay(server, booking["booking_id"]))["order"]["out_trade_no"]
+    async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
+        await sim.post(f"/_sim/orders/{out_trade_no}/pay", json={})
+        await until(server, booking["booking_id"], lambda b: b["status"] == "booked")
+        async with server.http(await server.token("patient1")) as http:
+            cancelled = await http.post(f"/api/v1/me/bookings/{booking['booking_id']}/cancel", json={})
+        assert cancelled.status_code == 200, cancelled.text
+        refunded = await until(server, booking["booking_id"], lambda b: b["order"]["status"] == "refunded")
+        assert (await sim.post(f"/_sim/notifications/{out_trade_no}/repeat")).status_code == 200
+        await trio.sleep(1.0)
+        order = (await sim.get("/_sim/orders", params={"out_trade_no": out_trade_no})).json()
+    after = await booking_status(server, booking["booking_id"])
+    assert refunded["status"] == "cancelled" and refunded["order"]["refunded_fen"] == 1000
+    assert after["status"] == "cancelled" and after["order"]["status"] == "refunded"
+    assert "REFUND" in str(order)
+
+
+async def test_a_mixed_payment_splits_insurance_and_cash(paying: tuple[Server, GatewayHandle]) -> None:
+    """OUT-7: 6.00 from insurance (统筹) and 4.00 cash in one order."""
+    server, gateway = paying
+    booking = await held_booking(server)
+    async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
+        auth = (await sim.post("/_sim/nhsa/auth", json={})).json()["pay_auth_no"]
+        pre = (await sim.post("/_sim/nhsa/presettle", json={
+            "pay_auth_no": auth, "total_fee": 1000, "med_ins_gov_fee": 600, "med_ins_self_fee": 0,
+            "med_ins_other_fee": 0, "med_ins_cash_fee": 400})).json()
+        started = await pay(server, booking["booking_id"], method="mixed", insurance_fen=600, pay_auth_no=auth,
+                            pay_order_id=pre["pay_order_id"])
+        assert started["mix_trade_no"] and started["order"]["cash_fen"] == 400
+        await sim.post(f"/_sim/orders/{started['order']['out_trade_no']}/pay", json={})
+    paid = await until(server, booking["booking_id"], lambda b: b["status"] == "booked")
+    assert paid["order"]["insurance_fen"] == 600 and paid["order"]["cash_fen"] == 400
+    row = await server.app.services.db.fetchrow(
+        "SELECT method, status, insurance_fen, cash_fen FROM payment_orders WHERE booking_id = $1",
+        booking["booking_id"])
+    assert dict(row) == {"method": "mixed", "status": "paid", "insurance_fen": 600, "cash_fen": 400}
