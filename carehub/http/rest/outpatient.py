@@ -351,7 +351,7 @@ def register(r: RouteDecorator) -> None:
         raw = await request.get_data(cache=True)
         assert isinstance(raw, bytes)
         if out.pay is None:
-            return json_response({"code": "FAIL", "message": "payment not configured"}, 503)
+            return _fail(404, "no payment gateway is configured on this hub")
         try:
             note = out.pay.parse_notification(dict(request.headers), raw)
         except NotificationRejected as err:
