@@ -1,4 +1,7 @@
-"""Paying for a booking through the WeChat Pay v3 simulator: callbacks, replays, late payments, mixed insurance (OUT-6, OUT-7)."""
+"""Paying for a booking through the WeChat Pay v3 simulator (OUT-6, OUT-7).
+
+Callbacks, replays, refunds, a stale callback after a refund, and a mixed insurance + cash order.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,9 @@ def keys() -> SimKeys:
 
 
 @pytest.fixture
-async def paying(database_url: str, nursery: trio.Nursery, keys: SimKeys) -> AsyncIterator[tuple[Server, GatewayHandle]]:
+async def paying(
+    database_url: str, nursery: trio.Nursery, keys: SimKeys
+) -> AsyncIterator[tuple[Server, GatewayHandle]]:
     gateway: GatewayHandle = await nursery.start(functools.partial(serve_pay_gateway, port=0, settings=SETTINGS,
                                                                    keys=keys))
     with socket.socket() as probe:

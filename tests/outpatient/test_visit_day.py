@@ -22,7 +22,9 @@ def today_start(minutes_ahead: int) -> dt.datetime:
     return start
 
 
-async def booked_today(server: Server, logins: list[str], *, minutes_ahead: int = 5) -> tuple[str, list[dict[str, Any]]]:
+async def booked_today(
+    server: Server, logins: list[str], *, minutes_ahead: int = 5
+) -> tuple[str, list[dict[str, Any]]]:
     start = today_start(minutes_ahead)
     await open_session(server, "doctor1", plan(start.date(), period="night", start=start, capacity=20))
     bookings = []

@@ -248,7 +248,8 @@ def register(r: RouteDecorator) -> None:
             mixed = None
             if order["insurance_fen"] > 0:
                 if not body.pay_auth_no or not body.pay_order_id:
-                    raise ApiError(422, "invalid", "医保支付需要医保电子凭证授权和预结算单号 (pay_auth_no, pay_order_id)")
+                    raise ApiError(422, "invalid",
+                                   "医保支付需要医保电子凭证授权和预结算单号 (pay_auth_no, pay_order_id)")
                 name, id_number = await ctx.services.patients.insurance_identity(row["patient_id"])
                 gov = order["insurance_fen"]
                 mixed = await out.pay.create_mixed_order(MixedOrderRequest(
