@@ -55,6 +55,27 @@ def _serve(args: argparse.Namespace) -> int:
                         sms_access_key_secret=DEFAULT_ACCESS_KEY_SECRET,
                     )
                     print(f"SMS gateway simulator: {sms_url}  (sign-in codes: {sms_url}/_sim/messages)", flush=True)
+                if not config.pay_url and config.seed_demo:
+                    # ... a simulated WeChat Pay (and medical-insurance) gateway
+                    from carehub.bots.pay_gateway import serve_pay_gateway
+
+                    pay = await nursery.start(functools.partial(serve_pay_gateway, host=config.host))
+                    config = dataclasses.replace(
+                        config, pay_url=pay.base_url, pay_mchid=pay.mchid, pay_appid=pay.appid,
+                        pay_merchant_serial=pay.merchant_serial, pay_merchant_key_pem=pay.merchant_private_key_pem,
+                        pay_platform_key_id=pay.platform_key_id,
+                        pay_platform_public_key_pem=pay.platform_public_key_pem, pay_apiv3_key=pay.apiv3_key,
+                    )
+                    print(f"payment gateway simulator: {pay.base_url}  (pay an order: POST "
+                          f"{pay.base_url}/_sim/orders/<out_trade_no>/pay)", flush=True)
+                if not config.his_url and config.seed_demo:
+                    # ... and a simulated HIS (FHIR R4) that receives every booking as an Appointment
+                    from carehub.bots.his_sim import serve_his
+
+                    his = await nursery.start(functools.partial(serve_his, host=config.host))
+                    config = dataclasses.replace(config, his_url=his.base_url, his_token=his.token)
+                    print(f"HIS simulator (FHIR R4): {his.base_url}  (appointments: {his.admin_url}/_sim/appointments)",
+                          flush=True)
 
                 async def run_hub(task_status: trio.TaskStatus[str]) -> None:
                     try:
