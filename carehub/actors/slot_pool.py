@@ -870,8 +870,9 @@ class SlotPool(Behaviour[PoolState]):
     @staticmethod
     def _refund(ctx: Context, o: PayOrder, reason: str) -> Tell:
         assert o.refund_no is not None
+        # the cash part goes back through WeChat Pay; the insurance part needs NHSA 6203 (not yet)
         return Tell(make_address("refund", o.out_trade_no), Refund(
-            ctx.address, o.out_trade_no, o.refund_no, o.total_fen - o.refunded_fen, o.total_fen, o.insurance_fen,
+            ctx.address, o.out_trade_no, o.refund_no, o.cash_fen - o.refunded_fen, o.cash_fen, o.insurance_fen,
             reason[:80]))
 
     def _booking_record(self, state: PoolState, b: Booking) -> Record:

@@ -61,6 +61,9 @@ class RefundEffect(Effect):
             raise NotConfigured("no payment gateway configured (CAREHUB_PAY_URL)")
         match message:
             case Refund():
+                if message.refund_fen <= 0:  # insurance only: nothing to send back through WeChat Pay
+                    await self.hub.ask(message.pool, RefundSettled(message.out_trade_no, message.refund_no, 0))
+                    return
                 refund = await self.pay.refund(message.out_trade_no, message.refund_no, message.refund_fen,
                                                message.total_fen, message.reason)
                 if refund.status == "SUCCESS":
