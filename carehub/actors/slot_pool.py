@@ -30,6 +30,7 @@ from typing import Any
 import msgspec
 
 from carehub.hub import (
+    Address,
     Behaviour,
     Caller,
     Context,
@@ -284,6 +285,10 @@ def pool_key(doctor_id: str, day: dt.date) -> str:
 
 def session_id(doctor_id: str, day: dt.date, period: str) -> str:
     return f"{doctor_id}:{day.isoformat()}:{period}"
+
+
+def pool_address(doctor_id: str, day: dt.date) -> Address:
+    return make_address("slotpool", pool_key(doctor_id, day))
 
 
 def parse_pool_key(key: str) -> tuple[str, dt.date]:

@@ -160,12 +160,14 @@ class WaitingQueue(Behaviour[QueueState]):
         line.append(w)
         return line
 
+    @staticmethod
+    def _place(state: QueueState, i: int) -> dict[str, Any]:
+        """Position (1 = next) and estimated wait of the ``i``-th waiting patient."""
+        ahead = i + (1 if state.calling else 0)
+        return {"position": i + 1, "wait_minutes": round(ahead * state.pace_minutes)}
+
     def positions(self, state: QueueState) -> dict[str, dict[str, Any]]:
-        return {
-            w.booking_id: {"position": i + 1, "wait_minutes": round((i + (1 if state.calling else 0)) *
-                                                                     state.pace_minutes)}
-            for i, w in enumerate(state.waiting)
-        }
+        return {w.booking_id: self._place(state, i) for i, w in enumerate(state.waiting)}
 
     # ---- handling --------------------------------------------------------------------------
 
@@ -228,9 +230,9 @@ class WaitingQueue(Behaviour[QueueState]):
         base = {"session_id": state.session_id, "booking_id": booking_id, "room": state.room, "version": state.version}
         if state.calling is not None and mine(state.calling):
             return {**base, "status": "called", "position": 0, "wait_minutes": 0}
-        for w in state.waiting:
+        for i, w in enumerate(state.waiting):
             if mine(w):
-                return {**base, "status": "waiting", **self.positions(state)[w.booking_id]}
+                return {**base, "status": "waiting", **self._place(state, i)}
         if any(mine(w) for w in state.missed):
             return {**base, "status": "missed", "position": None, "wait_minutes": None}
         if booking_id in state.seen:

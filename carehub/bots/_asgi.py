@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import orjson
+
 Receive = Callable[[], Awaitable[Any]]
 Send = Callable[..., Awaitable[None]]
 
@@ -22,6 +24,17 @@ async def serve_lifespan(receive: Receive, send: Send) -> None:
         elif message["type"] == "lifespan.shutdown":
             await send({"type": "lifespan.shutdown.complete"})
             return
+
+
+def admin_json(body: bytes) -> tuple[dict[str, Any] | None, str]:
+    """An admin API body: the JSON object (empty body: ``{}``), or None and what is wrong with it."""
+    try:
+        data = orjson.loads(body) if body else {}
+    except orjson.JSONDecodeError as err:
+        return None, f"the body is not JSON: {err}"
+    if not isinstance(data, dict):
+        return None, "the body must be a JSON object"
+    return data, ""
 
 
 async def read_body(receive: Receive, limit: int) -> bytes | None:

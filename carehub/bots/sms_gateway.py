@@ -71,7 +71,7 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from ._asgi import BodyTooLarge, read_body, serve_lifespan
+from ._asgi import BodyTooLarge, admin_json, read_body, serve_lifespan
 
 log = logging.getLogger("carehub.bots.sms_gateway")
 
@@ -585,12 +585,9 @@ class SmsGateway:
 
     def handle_admin(self, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
         args = dict(parse_qsl(query))
-        try:
-            data: Any = orjson.loads(body) if body else {}
-        except orjson.JSONDecodeError as err:
-            return 400, {"error": f"the body is not JSON: {err}"}
-        if not isinstance(data, dict):
-            return 400, {"error": "the body must be a JSON object"}
+        data, problem = admin_json(body)
+        if data is None:
+            return 400, {"error": problem}
         try:
             match method, path:
                 case "GET", "/_sim/messages":

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import datetime as dt
 import hashlib
+import hmac
 import uuid
 from typing import Any
 
@@ -20,7 +21,7 @@ from carehub.actors.slot_pool import (
     CheckIn,
     GetBooking,
     GetPool,
-    pool_key,
+    pool_address,
 )
 from carehub.hub import Hub, Refusal
 from carehub.identity.patients import Patients
@@ -82,7 +83,7 @@ class Bookings:
         return out
 
     async def pool(self, doctor_id: str, day: dt.date, account_id: str | None) -> dict[str, Any]:
-        reply: dict[str, Any] = await self.hub.ask(f"slotpool/{pool_key(doctor_id, day)}", GetPool(account_id))
+        reply: dict[str, Any] = await self.hub.ask(pool_address(doctor_id, day), GetPool(account_id))
         return reply
 
     # ---- booking ---------------------------------------------------------------------------
@@ -108,7 +109,7 @@ class Bookings:
                                  status=403, code="blacklisted")
         message = Book(booking_id_for(account_id, client_ref), period, patient_id, account_id, label, channel,
                        slot_no, revisit)
-        reply: dict[str, Any] = await self.hub.ask(f"slotpool/{pool_key(doctor_id, day)}", message)
+        reply: dict[str, Any] = await self.hub.ask(pool_address(doctor_id, day), message)
         return reply
 
     async def locate(self, booking_id: str) -> tuple[str, dict[str, Any]]:
@@ -116,7 +117,7 @@ class Bookings:
         row = await self.db.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
         if row is None:
             raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
-        return f"slotpool/{pool_key(row['doctor_id'], row['day'])}", dict(row)
+        return pool_address(row["doctor_id"], row["day"]), dict(row)
 
     async def get(self, booking_id: str, account_id: str | None) -> dict[str, Any]:
         address, row = await self.locate(booking_id)
@@ -173,7 +174,7 @@ class Bookings:
         except (ValueError, UnicodeDecodeError):
             raise BookingRefused("无法识别的就诊二维码 (unreadable visit code)", status=422, code="bad_code") from None
         expected = self.keyring.mac(QR_DOMAIN, f"{booking_id}.{day}".encode())[:32]
-        if not _same(tag, expected):
+        if not hmac.compare_digest(tag.encode(), expected.encode()):
             raise BookingRefused("就诊二维码无效 (visit code signature does not match)", status=422, code="bad_code")
         return booking_id
 
@@ -243,12 +244,6 @@ class Bookings:
             active_only, dt.datetime.now(dt.UTC),
         )
         return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in dict(r).items()} for r in rows]
-
-
-def _same(a: str, b: str) -> bool:
-    import hmac
-
-    return hmac.compare_digest(a.encode(), b.encode())
 
 
 def _row_view(r: Any) -> dict[str, Any]:

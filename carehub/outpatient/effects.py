@@ -121,20 +121,21 @@ class HisEffect(Effect):
         if self.his is None:
             return  # no HIS interface configured: nothing to keep in step
         b: dict[str, Any] = await self.hub.ask(message.pool, GetBooking(message.booking_id))
-        names = await self.db.fetchrow(
-            "SELECT a.display_name AS doctor_name, d.name AS department_name FROM accounts a, departments d"
-            " WHERE a.id = $1 AND d.id = $2", b["doctor_id"], b["department_id"],
+        row = await self.db.fetchrow(
+            "SELECT a.display_name AS doctor_name, d.name AS department_name, s.slot_minutes, k.created_at"
+            " FROM bookings k JOIN clinic_sessions s ON s.id = k.session_id JOIN accounts a ON a.id = k.doctor_id"
+            " JOIN departments d ON d.id = k.department_id WHERE k.id = $1", b["booking_id"],
         )
+        if row is None:
+            raise LookupError(f"booking {b['booking_id']} has no projection row yet")
         start = dt.datetime.fromisoformat(b["slot_at"])
-        minutes = await self.db.fetchval("SELECT slot_minutes FROM clinic_sessions WHERE id = $1", b["session_id"])
-        status = {"released": "cancelled", "held": "held"}.get(b["status"], b["status"])
-        created = await self.db.fetchval("SELECT created_at FROM bookings WHERE id = $1", b["booking_id"])
+        status = {"released": "cancelled"}.get(b["status"], b["status"])
         await self.his.push_appointment(AppointmentInfo(
             booking_id=b["booking_id"], status=status, patient_id=b["patient_id"], patient_name="",
-            doctor_id=b["doctor_id"], doctor_name=names["doctor_name"] if names else "",
-            department_id=b["department_id"], department_name=names["department_name"] if names else "",
-            start=start, end=start + dt.timedelta(minutes=minutes or 10), channel=b["channel"],
-            created=created or start, cancel_reason=b["note"] if status in ("cancelled", "no_show") else None,
+            doctor_id=b["doctor_id"], doctor_name=row["doctor_name"], department_id=b["department_id"],
+            department_name=row["department_name"], start=start,
+            end=start + dt.timedelta(minutes=row["slot_minutes"]), channel=b["channel"], created=row["created_at"],
+            cancel_reason=b["note"] if status in ("cancelled", "no_show") else None,
         ))
 
 

@@ -33,7 +33,7 @@ from carehub.actors.slot_pool import (
     OpenSession,
     SessionPlan,
     SubstituteSession,
-    pool_key,
+    pool_address,
 )
 from carehub.hub import Hub, Refusal
 from carehub.storage.audit import AuditEntry, AuditLog
@@ -228,12 +228,12 @@ class Schedule:
                     raise ScheduleError(f"{over[0]} 的号源数超过每日最大号源 {rule.daily_max}")
                 for plan, s in zip(plans, sessions, strict=True):
                     results.append(await self.hub.ask(
-                        f"slotpool/{pool_key(row['doctor_id'], s.day)}",
+                        pool_address(row["doctor_id"], s.day),
                         OpenSession(plan, doctor_name=doctor["display_name"])))
             else:
                 substitute = await self._doctor(row["substitute_id"]) if row["substitute_id"] else None
                 for s in sessions:
-                    address = f"slotpool/{pool_key(row['doctor_id'], s.day)}"
+                    address = pool_address(row["doctor_id"], s.day)
                     message: msgspec.Struct
                     if row["kind"] == "add_slots":
                         message = AddSlots(s.period, s.count or 0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from carehub.actors.slot_pool import BEIJING, OpenSession, SessionPlan, pool_key
+from carehub.actors.slot_pool import BEIJING, OpenSession, SessionPlan, pool_address
 
 from ..servers import Server
 
@@ -30,7 +30,7 @@ async def open_session(server: Server, doctor_login: str, session: SessionPlan) 
     """Open a session as roster approval does (a system message to the doctor's slot pool)."""
     doctor = await server.account_id(doctor_login)
     day = session.starts_at.astimezone(BEIJING).date()
-    address = f"slotpool/{pool_key(doctor, day)}"
+    address = pool_address(doctor, day)
     await server.app.services.hub.ask(address, OpenSession(session, doctor_name="李建国"))
     return address
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import trio
 
-from carehub.actors.slot_pool import CloseSession, pool_key
+from carehub.actors.slot_pool import CloseSession, pool_address
 
 from ..servers import Server
 from .helpers import beijing_now, book, self_patient
@@ -91,7 +91,7 @@ async def test_no_shows_fill_the_blacklist_and_an_admin_can_lift_it(server: Serv
                                               {"day": (day + dt.timedelta(days=1)).isoformat(), "period": "am"}])
     assert (await book(server, "patient1", "doctor5", day)).status_code == 201
     doctor = await server.account_id("doctor5")
-    closed = await server.app.services.hub.ask(f"slotpool/{pool_key(doctor, day)}", CloseSession("am"))
+    closed = await server.app.services.hub.ask(pool_address(doctor, day), CloseSession("am"))
     assert len(closed["no_shows"]) == 1
     patient = await self_patient(server, "patient1")
     with trio.fail_after(10):

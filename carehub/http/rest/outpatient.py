@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
-from quart import request
+from quart import Response, request
 
 from carehub.actors.slot_pool import (
     BEIJING,
@@ -24,6 +24,7 @@ from carehub.actors.slot_pool import (
     RefundSettled,
     StartPayment,
     parse_pool_key,
+    pool_address,
 )
 from carehub.actors.waiting_queue import CallNext, GetPosition, GetQueue, MarkSeen, Recall, SetPriority, Skip
 from carehub.channels.payment import (
@@ -33,7 +34,7 @@ from carehub.channels.payment import (
     PaymentTimeout,
     notification_refusal,
 )
-from carehub.hub import HubError, Refusal
+from carehub.hub import Caller, HubError, Refusal
 from carehub.outpatient import BookingRefused, ScheduleError
 from carehub.outpatient.schedule import RosterRequest, SlotRule
 
@@ -360,33 +361,28 @@ def register(r: RouteDecorator) -> None:
             return _fail(401, str(err))
         resource = note.resource
         try:
-            if note.event_type == "TRANSACTION.SUCCESS" or (
-                note.event_type == "MEDICAL_INSURANCE.SUCCESS" and resource.get("mix_pay_status") == "MIX_PAY_SUCCESS"
-            ):
+            mixed_paid = (note.event_type == "MEDICAL_INSURANCE.SUCCESS"
+                          and resource.get("mix_pay_status") == "MIX_PAY_SUCCESS")
+            if note.event_type in ("TRANSACTION.SUCCESS", "REFUND.SUCCESS") or mixed_paid:
                 out_trade_no = str(resource["out_trade_no"])
-                address = await _pool_of_order(ctx, out_trade_no)
-                if address is None:
+                order = await _order(ctx, out_trade_no)
+                if order is None:
                     return _fail(404, "unknown order")
-                if note.event_type == "TRANSACTION.SUCCESS":
-                    paid = int((resource.get("amount") or {}).get("payer_total")
-                               or (resource.get("amount") or {}).get("total") or 0)
-                    tx = str(resource.get("transaction_id") or "")
+                address = pool_address(order["doctor_id"], order["day"])
+                amount = resource.get("amount") or {}
+                if note.event_type == "REFUND.SUCCESS":
+                    refunded = int(amount.get("refund") or 0)
+                    await ctx.services.hub.ask(address, RefundSettled(out_trade_no, str(resource["out_refund_no"]),
+                                                                      refunded))
+                elif note.event_type == "TRANSACTION.SUCCESS":
+                    if order["method"] != "self":
+                        return json_response(None, 204)  # cash part of a mixed order: the mixed notice settles it
+                    paid = int(amount.get("payer_total") or amount.get("total") or 0)
+                    await ctx.services.hub.ask(address, PaymentConfirmed(
+                        out_trade_no, str(resource.get("transaction_id") or ""), paid))
                 else:
-                    paid = int(resource.get("total_fee", 0))
-                    tx = str(resource.get("mix_trade_no") or "")
-                order = await ctx.services.db.fetchrow(
-                    "SELECT method, total_fen FROM payment_orders WHERE out_trade_no = $1", out_trade_no)
-                if order is not None and order["method"] != "self" and note.event_type == "TRANSACTION.SUCCESS":
-                    return json_response(None, 204)  # cash part of a mixed order: the mixed notice settles it
-                await ctx.services.hub.ask(address, PaymentConfirmed(out_trade_no, tx, paid))
-            elif note.event_type == "REFUND.SUCCESS":
-                out_trade_no = str(resource["out_trade_no"])
-                address = await _pool_of_order(ctx, out_trade_no)
-                if address is None:
-                    return _fail(404, "unknown order")
-                refunded = int((resource.get("amount") or {}).get("refund") or 0)
-                await ctx.services.hub.ask(address, RefundSettled(out_trade_no, str(resource["out_refund_no"]),
-                                                                  refunded))
+                    await ctx.services.hub.ask(address, PaymentConfirmed(
+                        out_trade_no, str(resource.get("mix_trade_no") or ""), int(resource.get("total_fee", 0))))
         except Refusal as err:
             log.warning("payment notification for %s refused: %s", resource.get("out_trade_no"), err.message)
             return json_response(None, 204)  # nothing to retry: the order does not accept it
@@ -418,8 +414,6 @@ def register(r: RouteDecorator) -> None:
 
     async def _queue_op(ctx: RequestContext, period: str, message: msgspec.Struct) -> Any:
         assert ctx.principal is not None
-        from carehub.hub import Caller
-
         caller = Caller(ctx.principal.account_id, frozenset(ctx.principal.roles))
         address = _queue_address(ctx, period)
         with outpatient_errors():
@@ -552,21 +546,14 @@ def register(r: RouteDecorator) -> None:
         return msgspec.to_builtins(body)
 
 
-async def _pool_of_order(ctx: RequestContext, out_trade_no: str) -> str | None:
-    row = await ctx.services.db.fetchrow(
-        "SELECT b.doctor_id, b.day FROM payment_orders o JOIN bookings b ON b.id = o.booking_id"
+async def _order(ctx: RequestContext, out_trade_no: str) -> Any:
+    """A payment order with the doctor and day of its booking (which slot pool owns it)."""
+    return await ctx.services.db.fetchrow(
+        "SELECT o.method, b.doctor_id, b.day FROM payment_orders o JOIN bookings b ON b.id = o.booking_id"
         " WHERE o.out_trade_no = $1", out_trade_no,
     )
-    if row is None:
-        return None
-    return f"slotpool/{row['doctor_id']}:{row['day'].isoformat()}"
 
 
-def _fail(status: int, message: str) -> Any:
-    return json_response(None, status) if not message else _raw_fail(status, message)
-
-
-def _raw_fail(status: int, message: str) -> Any:
-    from quart import Response
-
+def _fail(status: int, message: str) -> Response:
+    """The answer WeChat Pay expects for a notification we did not take (it retries later)."""
     return Response(notification_refusal(message), status=status, content_type="application/json")
