@@ -32,7 +32,6 @@ from carehub.channels.payment import (
     NotificationRejected,
     PaymentError,
     PaymentTimeout,
-    notification_refusal,
 )
 from carehub.hub import Caller, HubError, Refusal
 from carehub.outpatient import BookingRefused, ScheduleError
@@ -555,5 +554,7 @@ async def _order(ctx: RequestContext, out_trade_no: str) -> Any:
 
 
 def _fail(status: int, message: str) -> Response:
-    """The answer WeChat Pay expects for a notification we did not take (it retries later)."""
-    return Response(notification_refusal(message), status=status, content_type="application/json")
+    """A notification we did not take: WeChat Pay reads ``code``/``message`` (and retries later);
+    ``error`` is the body every other CareHub error has."""
+    return json_response({"code": "FAIL", "message": message, "error": {"code": "notification_refused",
+                                                                        "message": message}}, status)
