@@ -47,9 +47,6 @@ from carehub.hub import (
 CHANNELS = ("app", "kiosk", "partner")
 PERIODS = {"am": "上午", "pm": "下午", "night": "夜间"}
 ACTIVE = frozenset({"held", "booked", "checked_in", "seen"})
-#: check-in opens this long before the slot and closes this long after it (OUT-8)
-CHECK_IN_BEFORE = dt.timedelta(minutes=60)
-CHECK_IN_AFTER = dt.timedelta(minutes=30)
 #: how long after a session's end no-shows are recorded (SCH-10)
 CLOSE_GRACE = dt.timedelta(minutes=30)
 BEIJING = dt.timezone(dt.timedelta(hours=8))
@@ -69,6 +66,9 @@ class SessionPlan(msgspec.Struct, forbid_unknown_fields=True):
     hold_seconds: int = 900
     #: "doctor_day": one active booking per patient with this doctor per day; "session": per session
     one_per: str = "doctor_day"
+    #: check-in opens this long before the slot and closes this long after it (OUT-8)
+    checkin_before_minutes: int = 60
+    checkin_after_minutes: int = 30
     status: str = "open"
     substitute_id: str | None = None
     substitute_name: str | None = None
@@ -430,6 +430,7 @@ class SlotPool(Behaviour[PoolState]):
             "channel": b.channel,
             "status": b.status,
             "fee_fen": b.fee_fen,
+            "created_at": b.created_at.isoformat(),
             "hold_until": (b.created_at + dt.timedelta(seconds=plan.hold_seconds)).isoformat()
             if b.status == "held" else None,
             "note": b.note,
@@ -690,7 +691,9 @@ class SlotPool(Behaviour[PoolState]):
             raise Refusal(f"该预约不能签到 ({b.status})", code="invalid_state")
         if ctx.now.astimezone(BEIJING).date() != state.day:
             raise Refusal("只能在就诊当天签到 (check-in is only on the day)", code="wrong_day")
-        opens, closes = b.slot_at - CHECK_IN_BEFORE, b.slot_at + CHECK_IN_AFTER
+        plan = state.sessions[b.period]
+        opens = b.slot_at - dt.timedelta(minutes=plan.checkin_before_minutes)
+        closes = b.slot_at + dt.timedelta(minutes=plan.checkin_after_minutes)
         if not opens <= ctx.now <= closes:
             raise Refusal(
                 f"签到时间为 {_local(opens)} 至 {_local(closes)} (outside the check-in window)",
@@ -698,7 +701,6 @@ class SlotPool(Behaviour[PoolState]):
             )
         nb = msgspec.structs.replace(b, status="checked_in", updated_at=ctx.now)
         new = self._put(state, nb)
-        plan = state.sessions[b.period]
         join = JoinQueue(b.id, b.account_id, b.label, b.slot_no, b.slot_at, ctx.now, plan.department_id, plan.room,
                          state.doctor_name, plan.slot_minutes, b.revisit)
         return Decision(

@@ -63,6 +63,9 @@ class SlotRule(msgspec.Struct, forbid_unknown_fields=True):
     fee_fen: int = 2500
     one_per: str = "doctor_day"
     hold_minutes: int = 15
+    #: check-in opens this long before the slot and closes this long after it (OUT-8)
+    checkin_before_minutes: int = 60
+    checkin_after_minutes: int = 30
 
     def check(self) -> None:
         if self.slot_minutes not in (5, 10, 15, 30):
@@ -83,6 +86,8 @@ class SlotRule(msgspec.Struct, forbid_unknown_fields=True):
             raise ScheduleError("one_per 只能是 doctor_day 或 session")
         if not 1 <= self.hold_minutes <= 120:
             raise ScheduleError("未支付保留时长为 1-120 分钟")
+        if not 0 <= self.checkin_before_minutes <= 720 or not 0 <= self.checkin_after_minutes <= 240:
+            raise ScheduleError("签到时间窗为号源时间前 0-720 分钟至后 0-240 分钟")
 
 
 class RosterSession(msgspec.Struct, forbid_unknown_fields=True):
@@ -114,13 +119,13 @@ class Schedule:
         row = await self.db.fetchrow("SELECT * FROM slot_rules WHERE doctor_id = $1", doctor_id)
         if row is None:
             return SlotRule()
-        return SlotRule(**{f: row[f] for f in SlotRule.__struct_fields__ if f != "hold_minutes"})
+        return SlotRule(**{f: row[f] for f in SlotRule.__struct_fields__})
 
     async def set_rule(self, doctor_id: str, rule: SlotRule, actor_id: str) -> SlotRule:
         rule.check()
         await self._doctor(doctor_id)
         now = dt.datetime.now(dt.UTC)
-        fields = [f for f in SlotRule.__struct_fields__ if f != "hold_minutes"]
+        fields = list(SlotRule.__struct_fields__)
         values = [getattr(rule, f) for f in fields]
         updated = await self.db.execute(
             f"UPDATE slot_rules SET {', '.join(f'{f} = ${i + 2}' for i, f in enumerate(fields))},"
@@ -275,6 +280,7 @@ class Schedule:
             slot_minutes=rule.slot_minutes, capacity=capacity, fee_fen=rule.fee_fen, opens_at=opens_at,
             quotas={"app": rule.quota_app, "kiosk": rule.quota_kiosk, "partner": rule.quota_partner},
             hold_seconds=rule.hold_minutes * 60, one_per=rule.one_per,
+            checkin_before_minutes=rule.checkin_before_minutes, checkin_after_minutes=rule.checkin_after_minutes,
         )
 
 

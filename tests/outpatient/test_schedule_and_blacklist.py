@@ -107,3 +107,19 @@ async def test_no_shows_fill_the_blacklist_and_an_admin_can_lift_it(server: Serv
     assert (await book(server, "patient1", "doctor5", day + dt.timedelta(days=1))).status_code == 201
     audit = await server.app.services.identity.audit.search(action="blacklist.remove")
     assert audit and audit[0].target == f"blacklist/{entry['id']}"
+
+
+async def test_the_hold_time_and_check_in_window_of_a_slot_rule_reach_the_sessions_it_opens(server: Server) -> None:
+    """SCH-2, OUT-6, OUT-8: an admin's hold minutes and check-in window are kept and applied."""
+    doctor = await server.account_id("doctor5")
+    async with server.http(await server.token("admin")) as admin:
+        saved = await admin.put(f"/api/v1/admin/doctors/{doctor}/slot-rule", json={
+            "hold_minutes": 5, "checkin_before_minutes": 240, "checkin_after_minutes": 10})
+        kept = (await admin.get(f"/api/v1/admin/doctors/{doctor}/slot-rule")).json()
+    assert saved.status_code == 200, saved.text
+    assert (kept["hold_minutes"], kept["checkin_before_minutes"], kept["checkin_after_minutes"]) == (5, 240, 10)
+    day = beijing_now().date() + dt.timedelta(days=2)
+    await approve_roster(server, "doctor5", [{"day": day.isoformat(), "period": "am"}])
+    booked = (await book(server, "patient1", "doctor5", day)).json()
+    held_for = dt.datetime.fromisoformat(booked["hold_until"]) - dt.datetime.fromisoformat(booked["created_at"])
+    assert held_for == dt.timedelta(minutes=5)

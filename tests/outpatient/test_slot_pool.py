@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 import trio
 
-from carehub.actors.slot_pool import Book, GetPool
+from carehub.actors.slot_pool import Book, GetBooking, GetPool
 from carehub.hub import Refusal
 
 from ..servers import Server
@@ -99,3 +101,24 @@ async def test_an_unpaid_hold_is_released_when_its_reminder_fires(server: Server
             await trio.sleep(0.2)
     again = await hub.ask(address, Book("h2", "am", "P2", who, "王*"))
     assert again["slot_no"] == 0
+
+
+async def test_an_unpaid_hold_whose_time_passed_while_the_hub_was_down_is_released_on_restart(
+    server_factory: Callable[..., Any],
+) -> None:
+    """OUT-6: the hold's reminder is durable: a hub stopped past the deadline frees the slot when it starts."""
+    day = beijing_now().date() + dt.timedelta(days=1)
+    async with server_factory() as srv:
+        address = await open_session(srv, "doctor1", plan(day, capacity=1, fee_fen=1000, hold_seconds=2))
+        who = await account(srv)
+        held = await srv.app.services.hub.ask(address, Book("r1", "am", "P1", who, "张*"))
+    assert held["status"] == "held"
+    await trio.sleep(3)  # the hold ends while no hub runs
+    async with server_factory() as srv:
+        hub = srv.app.services.hub
+        with trio.fail_after(15):
+            while (await hub.ask(address, GetPool()))["sessions"][0]["free"] == 0:
+                await trio.sleep(0.2)
+        released = await hub.ask(address, GetBooking("r1"))
+        again = await hub.ask(address, Book("r2", "am", "P2", who, "王*"))
+    assert released["status"] == "released" and again["slot_no"] == 0
