@@ -68,6 +68,23 @@ def _serve(args: argparse.Namespace) -> int:
                     )
                     print(f"payment gateway simulator: {pay.base_url}  (pay an order: POST "
                           f"{pay.base_url}/_sim/orders/<out_trade_no>/pay)", flush=True)
+                if not config.faceid_url and config.seed_demo:
+                    # ... a simulated face verification provider (Tencent FaceID), for real-name checks
+                    from carehub.bots.faceid_sim import (
+                        DEFAULT_RULE_ID,
+                        DEFAULT_SECRET_ID,
+                        DEFAULT_SECRET_KEY,
+                        serve_faceid_sim,
+                    )
+
+                    face_url = await nursery.start(functools.partial(
+                        serve_faceid_sim, host=config.host, secret_id=DEFAULT_SECRET_ID, secret_key=DEFAULT_SECRET_KEY))
+                    config = dataclasses.replace(
+                        config, faceid_url=face_url, faceid_secret_id=DEFAULT_SECRET_ID,
+                        faceid_secret_key=DEFAULT_SECRET_KEY, faceid_rule_id=DEFAULT_RULE_ID,
+                    )
+                    print(f"face verification simulator: {face_url}  (a started check passes when its URL is "
+                          "opened)", flush=True)
                 if not config.his_url and config.seed_demo:
                     # ... and a simulated HIS (FHIR R4) that receives every booking as an Appointment
                     from carehub.bots.his_sim import serve_his

@@ -271,6 +271,7 @@ class OwnHub:
         self.log_path = self.tmp / "hub.log"
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
+        self.sms_sim_url: str | None = None  # the demo hub's SMS gateway simulator (patients' sign-in codes)
 
     def start(self, timeout: float = 180.0) -> str:
         port = free_port()
@@ -301,6 +302,9 @@ class OwnHub:
 
         def read_stdout() -> None:
             for line in stdout:
+                sms = re.search(r"SMS gateway simulator: (http://\S+)", line)
+                if sms:
+                    self.sms_sim_url = sms.group(1)
                 if not found:
                     match = re.search(r"CareHub listening on (http://\S+)", line)
                     if match:
@@ -749,10 +753,17 @@ class LeanHTTP:
             raise ConnectionError("the server closed the connection")
         self._buf += data
 
-    async def post(self, path: str, body: bytes, authorization: str) -> tuple[int, bytes]:
-        head = (f"POST {path} HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
-                f"Authorization: {authorization}\r\nContent-Length: {len(body)}\r\n\r\n")
-        await self.stream.send_all(head.encode() + body)
+    async def post(self, path: str, body: bytes, authorization: str | None) -> tuple[int, bytes]:
+        return await self.request("POST", path, body, authorization)
+
+    async def request(self, method: str, path: str, body: bytes | None = None,
+                      authorization: str | None = None) -> tuple[int, bytes]:
+        head = f"{method} {path} HTTP/1.1\r\nHost: {self.host}\r\n"
+        if authorization:
+            head += f"Authorization: {authorization}\r\n"
+        if body is not None:
+            head += f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        await self.stream.send_all(head.encode() + b"\r\n" + (body or b""))
         while (end := self._buf.find(b"\r\n\r\n")) < 0:
             await self._fill()
         lines = bytes(self._buf[:end]).decode("latin-1").split("\r\n")
@@ -1245,7 +1256,8 @@ class Workers:
     _spawned = 0
     _net = random.randint(10, 250)  # 127.<net>.x.y: fresh source addresses for every run
 
-    def __init__(self, n: int, url: str, *, spread_sources: bool = True) -> None:
+    def __init__(self, n: int, url: str, *, spread_sources: bool = True,
+                 target: Callable[..., None] = worker_main) -> None:
         ctx = multiprocessing.get_context("spawn")
         self.procs: list[multiprocessing.process.BaseProcess] = []
         self.conns: list[multiprocessing.connection.Connection] = []
@@ -1255,7 +1267,7 @@ class Workers:
             # each process its own loopback source address, so ephemeral ports never run short
             src = f"127.{Workers._net}.{1 + j // 250}.{2 + j % 250}" if spread_sources else None
             parent, child = ctx.Pipe()
-            proc = ctx.Process(target=worker_main, args=(child, j, url, src), daemon=True)
+            proc = ctx.Process(target=target, args=(child, j, url, src), daemon=True)
             proc.start()
             child.close()
             self.procs.append(proc)
@@ -1684,8 +1696,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         prog="scripts/bench",
         description="CareHub benchmark: one JSON line per result on stdout (docs/benchmarks.md).",
     )
-    parser.add_argument("name", nargs="?", default="all", choices=["all", "idle", "fanout", "durable", "ask"],
-                        help="the workload (default: all, in this order: idle, fanout, durable, ask)")
+    parser.add_argument("name", nargs="?", default="all",
+                        choices=["all", "idle", "fanout", "durable", "ask", "release-burst", "queue"],
+                        help="the workload (default: all hub workloads, in this order: idle, fanout, durable, ask;"
+                        " the outpatient ones, release-burst and queue, run only when named)")
     parser.add_argument("--url", help="a running hub (default: start one, embedded PostgreSQL unless "
                         "CAREHUB_DATABASE_URL is set)")
     parser.add_argument("--conns", type=_int_list, help="idle: connections to hold (default 1000,5000,10000,20000)")
@@ -1713,6 +1727,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                         "with the same ID created (default: a fresh random ID)")
     parser.add_argument("--hub-pid", type=int, help="pid of the hub at --url (found from its port when local)")
     parser.add_argument("--keep-hub-data", action="store_true", help="keep the started hub's data folder and log")
+    from carehub.bots import bench_outpatient
+
+    bench_outpatient.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -1735,6 +1752,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             hub = OwnHub(keep_data=args.keep_hub_data)
             url = hub.start()
             hub_pid = hub.pid
+        if args.name in ("release-burst", "queue"):
+            from carehub.bots import bench_outpatient
+
+            bench_outpatient.run(args.name, args, url, hub_pid, hub.sms_sim_url if hub is not None else None)
+            return 0
         bench = Bench(args, url, hub_pid)
         names = ["idle", "fanout", "durable", "ask"] if args.name == "all" else [args.name]
         for name in names:

@@ -86,8 +86,8 @@ class SlotRule(msgspec.Struct, forbid_unknown_fields=True):
             raise ScheduleError("one_per 只能是 doctor_day 或 session")
         if not 1 <= self.hold_minutes <= 120:
             raise ScheduleError("未支付保留时长为 1-120 分钟")
-        if not 0 <= self.checkin_before_minutes <= 720 or not 0 <= self.checkin_after_minutes <= 240:
-            raise ScheduleError("签到时间窗为号源时间前 0-720 分钟至后 0-240 分钟")
+        if not 0 <= self.checkin_before_minutes <= 1440 or not 0 <= self.checkin_after_minutes <= 240:
+            raise ScheduleError("签到时间窗为号源时间前 0-1440 分钟至后 0-240 分钟")
 
 
 class RosterSession(msgspec.Struct, forbid_unknown_fields=True):
