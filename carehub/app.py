@@ -42,7 +42,8 @@ from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.roles import RoleTable
 from carehub.identity.signatures import Signatures
-from carehub.outpatient import Bookings, Outpatient, Schedule
+from carehub.outpatient import Bills, Bookings, Outpatient, Schedule
+from carehub.outpatient.bills import BillHisEffect, BillRefundEffect
 from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
@@ -109,9 +110,10 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 partners = Partners(db, ring)
                 care = CareAccess(db, identity.audit)
                 bookings = Bookings(db, hub, patients, ring, identity.audit)
-                outpatient = Outpatient(Schedule(db, hub, identity.audit), bookings, pay, his)
+                bills = Bills(db, hub, patients, ring, identity.audit, pay, his)
+                outpatient = Outpatient(Schedule(db, hub, identity.audit), bookings, pay, his, bills)
                 for effect in (RefundEffect(hub, pay), SmsEffect(db, ring, sms), HisEffect(hub, db, his),
-                               BlacklistEffect(bookings)):
+                               BlacklistEffect(bookings), BillHisEffect(bills), BillRefundEffect(bills)):
                     hub.add_effect(effect)
                 services = Services(
                     config, db, store, hub, push, identity, version, patients, partners, care, signatures, outpatient

@@ -1,4 +1,4 @@
-"""A simulator of the hospital information system's (HIS) HL7 FHIR R4 server, for Appointment.
+"""A simulator of the hospital information system's (HIS) HL7 FHIR R4 server: Appointment, ChargeItem, ServiceRequest.
 
 It is an outsider like every bot: it shares no code with CareHub's HIS adapter
 (:mod:`carehub.channels.his`) and implements the server's side of FHIR R4 on its own (RESTful
@@ -40,7 +40,20 @@ The FHIR API, under ``/fhir`` (``application/fhir+json``; ``application/json`` i
   ``start``, ``cancelationReason`` only when cancelled or noshow (app-4), and no
   ``modifierExtension`` (this server understands none, so it must refuse them).
 
+Charges and orders (OUT-13, OUT-14), the same API for ``ChargeItem`` and ``ServiceRequest``:
+read, versioned update (``If-Match`` checked, 412 when stale), conditional update by search,
+create, and search with ``_id``, ``identifier``, ``patient``, ``subject`` and (ChargeItem)
+``context``, paged like Appointment searches. Validation (422): required ``status`` (R4 value
+sets chargeitem-status / request-status), ``code`` and ``subject`` (a Patient), ServiceRequest
+``intent``; ``priceOverride`` a Money in CNY, ``quantity`` a Quantity, known elements only.
+
 The admin API under ``/_sim/`` (no authentication; bind it to localhost):
+
+- ``POST /_sim/charges`` ``{"patient_id", "visit_id"?, "slip"?, "items": [{"code", "name",
+  "amount_fen", "quantity"?, "category"?, "status"?}]}``: what the hospital's doctors ordered in
+  a visit, as ChargeItems (``billable`` unless ``status`` says otherwise; ``visit_id`` a booking id,
+  ``slip`` the request it was ordered on, e.g. ``ServiceRequest/SR1``). Answers the ids.
+- ``GET /_sim/charges?patient=`` and ``GET /_sim/service-requests``: what is stored, with versions.
 
 - ``GET /_sim/appointments`` every stored appointment: ``{"id", "version", "history" (number of
   versions), "resource"}``.
@@ -499,6 +512,124 @@ class _Validator:
             self.period(participant.get("period"), f"{where}.period")
 
 
+CHARGE_STATUSES = frozenset(
+    {"planned", "billable", "not-billable", "aborted", "billed", "entered-in-error", "unknown"}
+)
+REQUEST_STATUSES = frozenset({"draft", "active", "on-hold", "revoked", "completed", "entered-in-error", "unknown"})
+REQUEST_INTENTS = frozenset(
+    {"proposal", "plan", "directive", "order", "original-order", "reflex-order", "filler-order", "instance-order",
+     "option"}
+)
+_RESOURCE_BASE = frozenset(
+    {"resourceType", "id", "meta", "implicitRules", "language", "text", "contained", "extension", "modifierExtension",
+     "identifier"}
+)
+CHARGE_ITEM_ELEMENTS = _RESOURCE_BASE | {
+    "definitionUri", "definitionCanonical", "status", "partOf", "code", "subject", "context", "occurrenceDateTime",
+    "occurrencePeriod", "occurrenceTiming", "performer", "performingOrganization", "requestingOrganization",
+    "costCenter", "quantity", "bodysite", "factorOverride", "priceOverride", "overrideReason", "enterer",
+    "enteredDate", "reason", "service", "productReference", "productCodeableConcept", "account", "note",
+    "supportingInformation",
+}
+SERVICE_REQUEST_ELEMENTS = _RESOURCE_BASE | {
+    "instantiatesCanonical", "instantiatesUri", "basedOn", "replaces", "requisition", "status", "intent",
+    "category", "priority", "doNotPerform", "code", "orderDetail", "quantityQuantity", "quantityRatio",
+    "quantityRange", "subject", "encounter", "occurrenceDateTime", "occurrencePeriod", "occurrenceTiming",
+    "asNeededBoolean", "asNeededCodeableConcept", "authoredOn", "requester", "performerType", "performer",
+    "locationCode", "locationReference", "reasonCode", "reasonReference", "insurance", "supportingInfo",
+    "specimen", "bodySite", "note", "patientInstruction", "relevantHistory",
+}
+_OTHER_PRIMITIVES = frozenset(
+    {"id", "implicitRules", "language", "status", "intent", "priority", "occurrenceDateTime", "enteredDate",
+     "authoredOn", "factorOverride", "overrideReason", "patientInstruction", "doNotPerform"}
+)
+MONEY_ELEMENTS = _ELEMENT_BASE | {"value", "currency"}
+QUANTITY_ELEMENTS = _ELEMENT_BASE | {"value", "comparator", "unit", "system", "code"}
+ANNOTATION_ELEMENTS = _ELEMENT_BASE | {"authorReference", "authorString", "time", "text"}
+
+
+class _OtherValidator(_Validator):
+    """ChargeItem and ServiceRequest: the elements this HIS reads and their R4 rules."""
+
+    def common(self, resource: dict[str, Any], kind: str, allowed: frozenset[str]) -> None:
+        self.empty_values(resource, kind)
+        self.known(resource, allowed, kind, _OTHER_PRIMITIVES)
+        rid = self.string(resource.get("id"), f"{kind}.id")
+        if rid is not None and not RESOURCE_ID.match(rid):
+            self.error("value", f"'{rid}' is not a valid resource id", f"{kind}.id")
+        self.extensions(resource, kind)
+        for index, ident in enumerate(self.array(resource.get("identifier"), f"{kind}.identifier")):
+            self.identifier(ident, f"{kind}.identifier[{index}]")
+        for index, note in enumerate(self.array(resource.get("note"), f"{kind}.note")):
+            annotation = self.obj(note, f"{kind}.note[{index}]")
+            if annotation is not None:
+                self.known(annotation, ANNOTATION_ELEMENTS, f"{kind}.note[{index}]", frozenset({"text", "time"}))
+                if self.string(annotation.get("text"), f"{kind}.note[{index}].text") is None:
+                    self.error("required", "Annotation.text is required (1..1)", f"{kind}.note[{index}].text")
+        self.codeable_concept(resource.get("code"), f"{kind}.code")
+        if "code" not in resource:
+            self.error("required", f"{kind}.code is required (1..1)", f"{kind}.code")
+        self.reference(resource.get("subject"), f"{kind}.subject", frozenset({"Patient", "Group"}))
+        if "subject" not in resource:
+            self.error("required", f"{kind}.subject is required (1..1)", f"{kind}.subject")
+        self.date_time(resource.get("occurrenceDateTime"), f"{kind}.occurrenceDateTime")
+
+    def charge_item(self, resource: dict[str, Any]) -> None:
+        kind = "ChargeItem"
+        self.common(resource, kind, CHARGE_ITEM_ELEMENTS)
+        self.code(resource.get("status"), f"{kind}.status", CHARGE_STATUSES)
+        if "status" not in resource:
+            self.error("required", "ChargeItem.status is required (1..1)", f"{kind}.status")
+        self.reference(resource.get("context"), f"{kind}.context", frozenset({"Encounter", "EpisodeOfCare"}))
+        for key in ("supportingInformation", "service", "partOf", "account"):
+            for index, ref in enumerate(self.array(resource.get(key), f"{kind}.{key}")):
+                self.reference(ref, f"{kind}.{key}[{index}]")
+        self.date_time(resource.get("enteredDate"), f"{kind}.enteredDate")
+        quantity = self.obj(resource.get("quantity"), f"{kind}.quantity")
+        if quantity is not None:
+            self.known(quantity, QUANTITY_ELEMENTS, f"{kind}.quantity", frozenset({"value", "unit"}))
+            self._decimal(quantity.get("value"), f"{kind}.quantity.value")
+        money = self.obj(resource.get("priceOverride"), f"{kind}.priceOverride")
+        if money is not None:
+            self.known(money, MONEY_ELEMENTS, f"{kind}.priceOverride", frozenset({"value", "currency"}))
+            self._decimal(money.get("value"), f"{kind}.priceOverride.value")
+            currency = self.code(money.get("currency"), f"{kind}.priceOverride.currency")
+            if currency is not None and currency != "CNY":
+                self.error("business-rule", "this HIS bills in CNY only", f"{kind}.priceOverride.currency")
+
+    def service_request(self, resource: dict[str, Any]) -> None:
+        kind = "ServiceRequest"
+        self.common(resource, kind, SERVICE_REQUEST_ELEMENTS)
+        self.code(resource.get("status"), f"{kind}.status", REQUEST_STATUSES)
+        if "status" not in resource:
+            self.error("required", "ServiceRequest.status is required (1..1)", f"{kind}.status")
+        self.code(resource.get("intent"), f"{kind}.intent", REQUEST_INTENTS)
+        if "intent" not in resource:
+            self.error("required", "ServiceRequest.intent is required (1..1)", f"{kind}.intent")
+        self.date_time(resource.get("authoredOn"), f"{kind}.authoredOn")
+        self.reference(resource.get("requester"), f"{kind}.requester")
+        self.reference(resource.get("encounter"), f"{kind}.encounter", frozenset({"Encounter"}))
+
+    def _decimal(self, value: Any, path: str) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float)):
+            self.error("value", "must be a JSON number", path)
+
+
+def validate_other(kind: str, resource: Any) -> tuple[int, list[Issue]]:
+    """Like :func:`validate_appointment`, for ChargeItem and ServiceRequest."""
+    if not isinstance(resource, dict):
+        return 400, [_issue("structure", "the body must be a JSON object (a FHIR resource)")]
+    if resource.get("resourceType") != kind:
+        return 400, [_issue("invalid", f"expected resourceType {kind}, got {resource.get('resourceType')!r}",
+                            "resourceType")]
+    validator = _OtherValidator()
+    if kind == "ChargeItem":
+        validator.charge_item(resource)
+    else:
+        validator.service_request(resource)
+    return (422, validator.issues) if validator.issues else (0, [])
+
+
 def validate_appointment(resource: Any) -> tuple[int, list[Issue]]:
     """``(0, [])`` for a valid R4 Appointment, else the HTTP status (400 unreadable, 422 invalid)
     and the issues of the OperationOutcome."""
@@ -678,6 +809,42 @@ def _matches(resource: Mapping[str, Any], criteria: list[tuple[str, str]]) -> bo
     return True
 
 
+OTHER_TYPES = ("ChargeItem", "ServiceRequest")
+_OTHER_SEARCH = {
+    "ChargeItem": frozenset({"_id", "identifier", "patient", "subject", "context", "_count", "_offset"}),
+    "ServiceRequest": frozenset({"_id", "identifier", "patient", "subject", "encounter", "_count", "_offset"}),
+}
+
+
+def _element_reference(resource: Mapping[str, Any], element: str) -> tuple[str, str] | None:
+    ref = resource.get(element)
+    target = ref.get("reference") if isinstance(ref, dict) else None
+    match = _RELATIVE_REFERENCE.match(target) if isinstance(target, str) else None
+    return (match.group("type"), match.group("id")) if match else None
+
+
+def _matches_other(resource: Mapping[str, Any], criteria: list[tuple[str, str]]) -> bool:
+    for key, value in criteria:
+        name, _, modifier = key.partition(":")
+        if name in ("_count", "_offset"):
+            continue
+        if modifier:
+            raise SearchError(f"the modifier ':{modifier}' of '{name}' is not supported")
+        options = split_escaped(value, ",")
+        if name in ("_id", "identifier"):
+            if not any(_matches_one(resource, name, option) for option in options):
+                return False
+            continue
+        element = {"patient": "subject", "subject": "subject", "context": "context", "encounter": "encounter"}[name]
+        found = _element_reference(resource, element)
+        if found is None:
+            return False
+        targets = [_reference_target(unescape(option), "Patient" if name == "patient" else None) for option in options]
+        if not any(rid == found[1] and rtype in (None, found[0]) for rtype, rid in targets):
+            return False
+    return True
+
+
 # -- the server ----------------------------------------------------------------------------------
 
 
@@ -746,6 +913,8 @@ class HisSimulator:
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self.faults: collections.deque[Fault] = collections.deque()
         self._ids = itertools.count(1001)
+        self.others: dict[str, dict[str, Stored]] = {kind: {} for kind in OTHER_TYPES}
+        self._other_ids = itertools.count(5001)
 
     def _new_id(self) -> str:
         while (rid := str(next(self._ids))) in self.appointments:
@@ -794,10 +963,15 @@ class HisSimulator:
         parts = route.split("/") if route else []
         if not parts:
             return _outcome(405, "not-supported", "batch/transaction and whole-system operations are not supported")
-        if parts[0] != "Appointment":
-            return _outcome(404, "not-supported", f"resource type '{parts[0]}' is not supported by this server")
         params = parse_qsl(query, keep_blank_values=True)
         strict = "handling=strict" in headers.get("prefer", "").replace(" ", "")
+        if parts[0] in OTHER_TYPES:
+            try:
+                return self._handle_other(method, parts[0], parts[1:], params, strict, headers, body, base)
+            except SearchError as err:
+                return _outcome(400, "invalid", str(err))
+        if parts[0] != "Appointment":
+            return _outcome(404, "not-supported", f"resource type '{parts[0]}' is not supported by this server")
         try:
             match method, parts[1:]:
                 case "GET", []:
@@ -1017,6 +1191,182 @@ class HisSimulator:
         ]
         return _fhir(200, {"resourceType": "Bundle", "type": "history", "total": len(entries), "entry": entries})
 
+    # -- ChargeItem and ServiceRequest ---------------------------------------------------------
+
+    def _handle_other(
+        self, method: str, kind: str, rest: list[str], params: list[tuple[str, str]], strict: bool,
+        headers: Mapping[str, str], body: bytes, base: str,
+    ) -> Reply:
+        store = self.others[kind]
+        match method, rest:
+            case "GET", []:
+                return self._search_other(kind, params, strict, base)
+            case "GET", [rid]:
+                stored = store.get(rid)
+                if stored is None:
+                    return _outcome(404, "not-found", f"{kind}/{rid} is not known")
+                return self._saved_other(kind, stored, 200, {}, base)
+            case "PUT", [rid]:
+                if not RESOURCE_ID.match(rid):
+                    return _outcome(400, "invalid", f"'{rid}' is not a valid resource id")
+                resource, error = self._other_body(kind, headers, body)
+                if error is not None or resource is None:
+                    return error or _outcome(400, "invalid", "no resource")
+                if resource.get("id") != rid:
+                    return _outcome(400, "invalid", f"the resource id {resource.get('id')!r} is not {rid}")
+                existing = store.get(rid)
+                if if_match := headers.get("if-match"):
+                    current = f'W/"{existing.version}"' if existing else None
+                    if if_match.strip() != current:
+                        return _outcome(412, "conflict", f"version conflict: If-Match {if_match}, current {current}")
+                stored, _ = self._store_other(kind, rid, resource)
+                return self._saved_other(kind, stored, 200 if existing else 201, headers, base)
+            case "PUT", []:
+                criteria = self._other_criteria(kind, params, strict=True)
+                if not [c for c in criteria if c[0] not in ("_count", "_offset")]:
+                    return _outcome(400, "invalid", f"a conditional update needs search criteria (PUT {kind}?...)")
+                resource, error = self._other_body(kind, headers, body)
+                if error is not None or resource is None:
+                    return error or _outcome(400, "invalid", "no resource")
+                if not _matches_other(resource, criteria):
+                    return _outcome(400, "invalid", "the resource does not match its conditional update's criteria")
+                found = [st for st in store.values() if _matches_other(st.current, criteria)]
+                if len(found) > 1:
+                    return _outcome(412, "multiple-matches", f"{len(found)} {kind} resources match: update refused")
+                rid = found[0].id if found else str(resource.get("id") or self._new_other_id(kind))
+                stored, _ = self._store_other(kind, rid, resource)
+                return self._saved_other(kind, stored, 200 if found else 201, headers, base)
+            case "POST", []:
+                resource, error = self._other_body(kind, headers, body)
+                if error is not None or resource is None:
+                    return error or _outcome(400, "invalid", "no resource")
+                stored, _ = self._store_other(kind, self._new_other_id(kind), resource)
+                return self._saved_other(kind, stored, 201, headers, base)
+        return _outcome(405, "not-supported", f"{method} /{kind}/{'/'.join(rest)} is not supported")
+
+    def _new_other_id(self, kind: str) -> str:
+        while (rid := str(next(self._other_ids))) in self.others[kind]:
+            pass
+        return rid
+
+    def _other_body(self, kind: str, headers: Mapping[str, str], body: bytes) -> tuple[dict[str, Any] | None,
+                                                                                         Reply | None]:
+        content_type = headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type not in ("application/fhir+json", "application/json"):
+            return None, _outcome(415, "not-supported", f"content type '{content_type}' is not application/fhir+json")
+        try:
+            resource = orjson.loads(body)
+        except orjson.JSONDecodeError as err:
+            return None, _outcome(400, "structure", f"the body is not JSON: {err}")
+        status, issues = validate_other(kind, resource)
+        if status:
+            return None, _fhir(status, operation_outcome(*issues))
+        return resource, None
+
+    def _other_criteria(self, kind: str, params: list[tuple[str, str]], strict: bool) -> list[tuple[str, str]]:
+        used = []
+        for key, value in params:
+            name = key.partition(":")[0]
+            if name in _IGNORED_PARAMETERS:
+                continue
+            if name not in _OTHER_SEARCH[kind]:
+                if strict:
+                    raise SearchError(f"unknown search parameter '{key}' for {kind}")
+                continue
+            if value:
+                used.append((key, value))
+        return used
+
+    def _search_other(self, kind: str, params: list[tuple[str, str]], strict: bool, base: str) -> Reply:
+        criteria = self._other_criteria(kind, params, strict)
+        options = dict(criteria)
+        try:
+            count = min(int(options.get("_count", DEFAULT_PAGE_SIZE)), MAX_PAGE_SIZE)
+            offset = int(options.get("_offset", 0))
+        except ValueError:
+            raise SearchError("_count and _offset must be integers") from None
+        if count < 0 or offset < 0:
+            raise SearchError("_count and _offset must not be negative")
+        found = [st for st in self.others[kind].values() if _matches_other(st.current, criteria)]
+        filters = [(k, v) for k, v in criteria if k not in ("_count", "_offset")]
+
+        def page(at: int) -> str:
+            return f"{base}/{kind}?" + urlencode([*filters, ("_count", str(count)), ("_offset", str(at))])
+
+        links = [{"relation": "self", "url": page(offset)}]
+        if offset + count < len(found):
+            links.append({"relation": "next", "url": page(offset + count)})
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle", "type": "searchset", "total": len(found), "link": links,
+            "entry": [{"fullUrl": f"{base}/{kind}/{st.id}", "resource": st.current, "search": {"mode": "match"}}
+                      for st in found[offset : offset + count]],
+        }
+        if not bundle["entry"]:
+            del bundle["entry"]
+        return _fhir(200, bundle)
+
+    def _store_other(self, kind: str, rid: str, resource: dict[str, Any]) -> tuple[Stored, bool]:
+        store = self.others[kind]
+        stored = store.get(rid)
+        if stored is not None and _content(stored.current) == _content(resource):
+            return stored, False
+        version = 1 if stored is None else int(stored.version) + 1
+        meta = dict(resource.get("meta") or {})
+        meta.update(versionId=str(version), lastUpdated=_instant(self.clock()))
+        saved = {"resourceType": kind, "id": rid, "meta": meta} | {
+            k: v for k, v in resource.items() if k not in ("resourceType", "id", "meta")
+        }
+        if stored is None:
+            stored = store[rid] = Stored(rid, [saved])
+        else:
+            stored.versions.append(saved)
+        return stored, True
+
+    def _saved_other(self, kind: str, stored: Stored, status: int, headers: Mapping[str, str], base: str) -> Reply:
+        out = {"location": f"{base}/{kind}/{stored.id}/_history/{stored.version}", "etag": f'W/"{stored.version}"'}
+        if "return=minimal" in headers.get("prefer", "").replace(" ", ""):
+            return _fhir(status, None, out)
+        return _fhir(status, stored.current, out)
+
+    def seed_charges(self, data: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """The admin API's ``POST /_sim/charges``: ChargeItems for one patient's visit."""
+        patient = str(data["patient_id"])
+        if not RESOURCE_ID.match(patient):
+            raise ValueError("patient_id is not a valid resource id")
+        items = data.get("items")
+        if not isinstance(items, list) or not items:
+            raise ValueError("items must be a non-empty list")
+        created = []
+        now = _instant(self.clock())
+        for item in items:
+            if not isinstance(item, dict):
+                raise ValueError("each item is an object")
+            amount = int(item["amount_fen"])
+            resource: dict[str, Any] = {
+                "resourceType": "ChargeItem",
+                "extension": [{"url": "https://carehub.example/fhir/StructureDefinition/charge-category",
+                               "valueCode": str(item.get("category", "exam"))}],
+                "status": str(item.get("status", "billable")),
+                "code": {"coding": [{"system": "urn:his:charge-code", "code": str(item["code"]),
+                                     "display": str(item["name"])}], "text": str(item["name"])},
+                "subject": {"reference": f"Patient/{patient}"},
+                "occurrenceDateTime": now,
+                "quantity": {"value": int(item.get("quantity", 1))},
+                "priceOverride": {"value": round(amount / 100, 2), "currency": "CNY"},
+                "enteredDate": now,
+            }
+            if data.get("visit_id"):
+                resource["context"] = {"reference": f"Encounter/E{data['visit_id']}", "identifier": {
+                    "system": "urn:carehub:booking", "value": str(data["visit_id"])}}
+            if data.get("slip"):
+                resource["supportingInformation"] = [{"reference": str(data["slip"])}]
+            status, issues = validate_other("ChargeItem", resource)
+            if status:
+                raise ValueError("; ".join(i["diagnostics"] for i in issues))
+            stored, _ = self._store_other("ChargeItem", self._new_other_id("ChargeItem"), resource)
+            created.append({"id": stored.id, "resource": stored.current})
+        return created
+
     def _capability_statement(self) -> dict[str, Any]:
         search = [
             {"name": "_id", "type": "token"},
@@ -1061,7 +1411,20 @@ class HisSimulator:
                             "conditionalUpdate": True,
                             "interaction": [{"code": code} for code in interactions],
                             "searchParam": search,
-                        }
+                        },
+                        *(
+                            {
+                                "type": kind,
+                                "versioning": "versioned-update",
+                                "updateCreate": True,
+                                "conditionalUpdate": True,
+                                "interaction": [{"code": c} for c in ("read", "update", "create", "search-type")],
+                                "searchParam": [{"name": n, "type": "reference" if n in (
+                                    "patient", "subject", "context", "encounter") else "token"}
+                                    for n in sorted(_OTHER_SEARCH[kind] - {"_count", "_offset"})],
+                            }
+                            for kind in OTHER_TYPES
+                        ),
                     ],
                 }
             ],
@@ -1089,6 +1452,20 @@ class HisSimulator:
                     rid = str(data.get("id") or self._new_id())
                     stored, _ = self._store(rid, data)
                     return 201, {"id": stored.id, "version": stored.version}
+                case "POST", "/_sim/charges":
+                    return 201, {"charges": self.seed_charges(data)}
+                case "GET", "/_sim/charges":
+                    wanted = args.get("patient")
+                    return 200, {"charges": [
+                        {"id": st.id, "version": st.version, "resource": st.current}
+                        for st in self.others["ChargeItem"].values()
+                        if wanted is None or st.current.get("subject", {}).get("reference") == f"Patient/{wanted}"
+                    ]}
+                case "GET", "/_sim/service-requests":
+                    return 200, {"service_requests": [
+                        {"id": st.id, "version": st.version, "resource": st.current}
+                        for st in self.others["ServiceRequest"].values()
+                    ]}
                 case "GET", "/_sim/requests":
                     limit = int(args.get("limit", "100"))
                     return 200, {"requests": list(reversed(self.requests))[:limit]}
@@ -1105,8 +1482,8 @@ class HisSimulator:
                     return 200, {"reset": True}
                 case "GET", "/_sim/health":
                     return 200, {"ok": True, "appointments": len(self.appointments)}
-        except (ValueError, TypeError) as err:
-            return 400, {"error": str(err)}
+        except (ValueError, TypeError, KeyError) as err:
+            return 400, {"error": f"{type(err).__name__}: {err}"}
         return 404, {"error": f"no admin route {method} {path}"}
 
 

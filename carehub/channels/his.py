@@ -36,12 +36,27 @@ Errors (each says whether pushing again later may succeed, ``retryable``)::
                          diagnostics are in the message and in ``issues`` (not retryable)
 
 Patient names are personal data: they are sent to the HIS but never logged.
+
+Charges (OUT-13, OUT-14). What a patient owes is, at the HIS, a list of R4 ``ChargeItem``
+resources: ``subject`` the patient, ``context`` the visit (an Encounter, with the booking id as
+its identifier when it came from a CareHub booking), ``supportingInformation`` the slip it was
+ordered on (``ServiceRequest/...`` for an exam, ``MedicationRequest/...`` for a prescription),
+``code`` the item, ``quantity`` and ``priceOverride`` (R4: "total price of the charge", Money in
+yuan). ``status`` is ``billable`` while it is owed and ``billed`` once paid; a refunded charge
+becomes ``aborted``. R4 defines no ``status`` search parameter for ChargeItem, so
+:meth:`HisClient.charge_items` searches by patient and the caller filters. A payment is written
+back with :meth:`HisClient.set_charge_status`: a read, then an update with ``If-Match`` (retried on
+a version conflict); the payment's ``out_trade_no`` goes in the :data:`PAYMENT_EXTENSION_URL`
+extension. A self-service test order reaches the HIS as a ``ServiceRequest`` (intent ``order``)
+plus its ``ChargeItem``, both written by identifier with conditional updates
+(:meth:`HisClient.push_service_request`, :meth:`HisClient.push_charge_item`), so repeating is safe.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import decimal
 import logging
 import re
 from collections.abc import Mapping
@@ -60,6 +75,19 @@ DEFAULT_IDENTIFIER_SYSTEM = "urn:carehub:booking"
 CHANNEL_EXTENSION_URL = "https://carehub.example/fhir/StructureDefinition/booking-channel"
 APPOINTMENT_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v2-0276"
 PARTICIPATION_TYPE_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType"
+
+#: Identifier systems of what CareHub itself writes as charges and orders.
+BILL_IDENTIFIER_SYSTEM = "urn:carehub:bill"
+TEST_ORDER_IDENTIFIER_SYSTEM = "urn:carehub:test-order"
+#: The code system of CareHub's self-service test catalogue.
+CATALOGUE_CODE_SYSTEM = "https://carehub.example/fhir/CodeSystem/self-service-tests"
+#: CareHub's extension naming the payment that settled a charge (valueIdentifier: out_trade_no).
+PAYMENT_EXTENSION_URL = "https://carehub.example/fhir/StructureDefinition/charge-payment"
+PAYMENT_IDENTIFIER_SYSTEM = "https://pay.weixin.qq.com/out-trade-no"
+#: The hospital's extension giving a charge's category (exam, lab, drug, treatment, other).
+CATEGORY_EXTENSION_URL = "https://carehub.example/fhir/StructureDefinition/charge-category"
+#: R4 ChargeItem.status (value set chargeitem-status).
+CHARGE_STATUSES = frozenset({"planned", "billable", "not-billable", "aborted", "billed", "entered-in-error", "unknown"})
 
 #: CareHub's booking state -> FHIR R4 Appointment.status.
 STATUS_TO_FHIR: Mapping[str, str] = {
@@ -252,7 +280,133 @@ def _issues(body: bytes) -> tuple[str, ...]:
     return tuple(texts)
 
 
-_LOCATION_ID = re.compile(r"Appointment/([A-Za-z0-9\-.]{1,64})(?:/_history/|$)")
+@dataclasses.dataclass(frozen=True)
+class Charge:
+    """One ChargeItem as CareHub reads it. ``amount_fen`` is the total of the line (priceOverride)."""
+
+    his_id: str
+    version: str
+    status: str
+    patient_id: str
+    code: str
+    name: str
+    category: str
+    quantity: int
+    amount_fen: int
+    visit_id: str | None
+    slip: str | None
+    occurred_at: dt.datetime | None
+    payment: str | None  # the out_trade_no in the payment extension, if any
+    bill_id: str | None = None  # set on the charges CareHub wrote itself (self-service orders)
+
+
+def yuan(fen: int) -> float:
+    """Fen as the decimal yuan of a FHIR Money value (2 decimals)."""
+    return round(fen / 100, 2)
+
+
+def fen(value: Any) -> int:
+    """A FHIR Money value (yuan, a JSON number) in fen; ValueError if it is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"{value!r} is not an amount")
+    return int(decimal.Decimal(str(value)).scaleb(2).to_integral_value(decimal.ROUND_HALF_UP))
+
+
+def _reference_id(ref: Any, kind: str) -> str | None:
+    if isinstance(ref, dict) and isinstance(ref.get("reference"), str):
+        head, _, tail = ref["reference"].rpartition("/")
+        if head.endswith(kind) and tail:
+            return tail
+    return None
+
+
+def charge_from_resource(resource: Mapping[str, Any], *, booking_system: str = DEFAULT_IDENTIFIER_SYSTEM) -> Charge:
+    """Read a ChargeItem; ValueError when it lacks what a bill needs (id, subject, code, price)."""
+    try:
+        patient = _reference_id(resource.get("subject"), "Patient")
+        if patient is None:
+            raise ValueError("subject is not a Patient reference")
+        code = resource["code"]
+        coding: dict[str, Any] = next(iter(code.get("coding") or []), {})
+        name = str(code.get("text") or coding.get("display") or coding.get("code") or "")
+        price = resource.get("priceOverride") or {}
+        if price.get("currency", "CNY") != "CNY":
+            raise ValueError(f"price in {price.get('currency')}, not CNY")
+        quantity = int((resource.get("quantity") or {}).get("value", 1))
+        context = resource.get("context") or {}
+        ident = context.get("identifier") or {}
+        visit = ident.get("value") if ident.get("system") == booking_system else _reference_id(context, "Encounter")
+        slip = next((str(r["reference"]) for r in resource.get("supportingInformation") or []
+                     if isinstance(r, dict) and isinstance(r.get("reference"), str)), None)
+        extensions = {e.get("url"): e for e in resource.get("extension") or [] if isinstance(e, dict)}
+        payment = (extensions.get(PAYMENT_EXTENSION_URL) or {}).get("valueIdentifier", {}).get("value")
+        category = str((extensions.get(CATEGORY_EXTENSION_URL) or {}).get("valueCode") or "other")
+        when = resource.get("occurrenceDateTime") or resource.get("enteredDate")
+        own = next((str(i.get("value")) for i in resource.get("identifier") or []
+                    if isinstance(i, dict) and i.get("system") == BILL_IDENTIFIER_SYSTEM), None)
+        return Charge(
+            his_id=str(resource["id"]), version=str((resource.get("meta") or {}).get("versionId", "")),
+            status=str(resource["status"]), patient_id=patient, code=str(coding.get("code") or name)[:40],
+            name=name[:100], category=category[:20], quantity=quantity, amount_fen=fen(price["value"]),
+            visit_id=str(visit) if visit else None, slip=slip, payment=str(payment) if payment else None, bill_id=own,
+            occurred_at=dt.datetime.fromisoformat(when) if isinstance(when, str) and "T" in when else None,
+        )
+    except (KeyError, TypeError, AttributeError, decimal.InvalidOperation) as err:
+        raise ValueError(f"ChargeItem/{resource.get('id')}: {type(err).__name__}: {err}") from None
+
+
+@dataclasses.dataclass(frozen=True)
+class SelfServiceOrder:
+    """A self-service test order (OUT-14) as the HIS should know it: a ServiceRequest and its ChargeItem."""
+
+    order_id: str
+    bill_id: str
+    patient_id: str
+    code: str
+    name: str
+    category: str
+    amount_fen: int
+    created: dt.datetime
+    paid_by: str | None  # out_trade_no once paid
+    status: str  # active (paid, to be performed) | revoked (refunded)
+
+
+def service_request_resource(info: SelfServiceOrder) -> dict[str, Any]:
+    """The R4 ServiceRequest of a self-service test order (a function of ``info`` alone)."""
+    return {
+        "resourceType": "ServiceRequest",
+        "identifier": [{"use": "usual", "system": TEST_ORDER_IDENTIFIER_SYSTEM, "value": info.order_id}],
+        "status": info.status,
+        "intent": "order",
+        "code": {"coding": [{"system": CATALOGUE_CODE_SYSTEM, "code": info.code, "display": info.name}],
+                 "text": info.name},
+        "subject": {"reference": f"Patient/{info.patient_id}"},
+        "authoredOn": fhir_instant(info.created),
+        "requester": {"reference": f"Patient/{info.patient_id}"},
+        "note": [{"text": "患者自助开单 (CareHub)"}],
+    }
+
+
+def self_service_charge_resource(info: SelfServiceOrder, service_request_id: str) -> dict[str, Any]:
+    """The R4 ChargeItem of a self-service test order: billed once paid, aborted once refunded."""
+    resource: dict[str, Any] = {
+        "resourceType": "ChargeItem",
+        "extension": [{"url": CATEGORY_EXTENSION_URL, "valueCode": info.category}],
+        "identifier": [{"use": "usual", "system": BILL_IDENTIFIER_SYSTEM, "value": info.bill_id}],
+        "status": "billed" if info.status == "active" else "aborted",
+        "code": {"coding": [{"system": CATALOGUE_CODE_SYSTEM, "code": info.code, "display": info.name}],
+                 "text": info.name},
+        "subject": {"reference": f"Patient/{info.patient_id}"},
+        "occurrenceDateTime": fhir_instant(info.created),
+        "quantity": {"value": 1},
+        "priceOverride": {"value": yuan(info.amount_fen), "currency": "CNY"},
+        "enteredDate": fhir_instant(info.created),
+        "supportingInformation": [{"reference": f"ServiceRequest/{service_request_id}"}],
+    }
+    if info.paid_by:
+        resource["extension"].append({"url": PAYMENT_EXTENSION_URL, "valueIdentifier": {
+            "system": PAYMENT_IDENTIFIER_SYSTEM, "value": info.paid_by}})
+    return resource
 
 
 class HisClient:
@@ -340,6 +494,96 @@ class HisClient:
             raise HisError(f"booking {booking_id}: {len(found)} appointments at the HIS carry it ({ids})")
         return found[0] if found else None
 
+    # -- charges (OUT-13, OUT-14) ---------------------------------------------------------------
+
+    async def charge_items(self, patient_id: str, *, max_pages: int = 20) -> list[Charge]:
+        """Every ChargeItem of a patient (all statuses: R4 has no status search parameter for
+        ChargeItem), following the Bundle's ``next`` links. Unreadable items are skipped and logged."""
+        what = f"charges of patient {patient_id}"
+        params: Mapping[str, str] | None = {"patient": f"Patient/{patient_id}", "_count": "100"}
+        url = self._base + "/ChargeItem"
+        charges: list[Charge] = []
+        for _ in range(max_pages):
+            response = await self._request("GET", url, params=params or {}, what=what, absolute=True)
+            bundle = self._json(response, what)
+            if bundle.get("resourceType") != "Bundle":
+                raise HisError(f"{what}: the answer is not a Bundle", status=response.status_code)
+            for entry in bundle.get("entry") or []:
+                resource = entry.get("resource") if isinstance(entry, dict) else None
+                if not isinstance(resource, dict) or resource.get("resourceType") != "ChargeItem":
+                    continue
+                try:
+                    charges.append(charge_from_resource(resource, booking_system=self.config.identifier_system))
+                except ValueError as err:
+                    log.warning("%s: skipped an unreadable ChargeItem: %s", what, err)
+            following = next((link.get("url") for link in bundle.get("link") or []
+                              if isinstance(link, dict) and link.get("relation") == "next"), None)
+            if not following or not str(following).startswith(self._base + "/"):
+                return charges
+            url, params = str(following), None
+        log.warning("%s: more than %d pages, the rest is left out", what, max_pages)
+        return charges
+
+    async def set_charge_status(self, his_id: str, status: str, *, payment: str | None = None,
+                                attempts: int = 3) -> Charge:
+        """Set a ChargeItem's status (``billed`` once paid, with the payment's ``out_trade_no``;
+        ``aborted`` once refunded): read, change, update with ``If-Match``; a version conflict
+        (412) reads again. Nothing is written when the item already says so (idempotent)."""
+        if status not in CHARGE_STATUSES:
+            raise ValueError(f"{status!r} is not a ChargeItem status")
+        what = f"status {status} of ChargeItem/{his_id}"
+        for _ in range(attempts):
+            response = await self._request("GET", f"/ChargeItem/{his_id}", params={}, what=what)
+            resource = self._json(response, what)
+            extensions = [e for e in resource.get("extension") or [] if e.get("url") != PAYMENT_EXTENSION_URL]
+            if payment:
+                extensions.append({"url": PAYMENT_EXTENSION_URL, "valueIdentifier": {
+                    "system": PAYMENT_IDENTIFIER_SYSTEM, "value": payment}})
+            current = charge_from_resource(resource, booking_system=self.config.identifier_system)
+            if current.status == status and (payment is None or current.payment == payment):
+                return current
+            changed = {k: v for k, v in resource.items() if k not in ("meta", "extension")} | {"status": status}
+            if extensions:
+                changed["extension"] = extensions
+            etag = response.headers.get("etag") or f'W/"{current.version}"'
+            try:
+                answer = await self._request(
+                    "PUT", f"/ChargeItem/{his_id}", params={}, what=what, content=orjson.dumps(changed),
+                    headers={"content-type": FHIR_JSON, "if-match": etag, "prefer": "return=representation"},
+                )
+            except HisRejected as err:
+                if err.status == 412:
+                    log.info("%s: version conflict, reading again", what)
+                    continue
+                raise
+            log.info("ChargeItem/%s is now %s", his_id, status)
+            return charge_from_resource(self._json(answer, what), booking_system=self.config.identifier_system)
+        raise HisUnavailable(f"{what}: still a version conflict after {attempts} attempts")
+
+    async def push_service_request(self, order: SelfServiceOrder) -> str:
+        """Create or update the ServiceRequest of a self-service test order (by identifier)."""
+        return await self._conditional_put(
+            "ServiceRequest", TEST_ORDER_IDENTIFIER_SYSTEM, order.order_id, service_request_resource(order),
+            f"push of test order {order.order_id}")
+
+    async def push_charge_item(self, order: SelfServiceOrder, service_request_id: str) -> str:
+        """Create or update the ChargeItem of a self-service test order (by identifier)."""
+        return await self._conditional_put(
+            "ChargeItem", BILL_IDENTIFIER_SYSTEM, order.bill_id,
+            self_service_charge_resource(order, service_request_id), f"push of bill {order.bill_id}")
+
+    async def _conditional_put(self, kind: str, system: str, value: str, resource: dict[str, Any],
+                               what: str) -> str:
+        response = await self._request(
+            "PUT", f"/{kind}", params={"identifier": identifier_search(system, value)}, what=what,
+            content=orjson.dumps(resource), headers={"content-type": FHIR_JSON, "prefer": "return=representation"},
+        )
+        resource_id = self._resource_id(response, kind)
+        if resource_id is None:
+            raise HisError(f"{what}: HTTP {response.status_code} names no {kind} id", retryable=True,
+                           status=response.status_code)
+        return resource_id
+
     # -- the wire -------------------------------------------------------------------------------
 
     async def _request(
@@ -351,12 +595,13 @@ class HisClient:
         what: str,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
+        absolute: bool = False,
     ) -> httpx.Response:
         all_headers = {"accept": FHIR_JSON, "authorization": f"Bearer {self.config.token}", **(headers or {})}
         try:
             response = await self._http.request(
                 method,
-                self._base + path,
+                path if absolute else self._base + path,
                 params=params,
                 content=content,
                 headers=all_headers,
@@ -395,14 +640,14 @@ class HisClient:
         return value
 
     @staticmethod
-    def _resource_id(response: httpx.Response) -> str | None:
+    def _resource_id(response: httpx.Response, kind: str = "Appointment") -> str | None:
         if response.content:
             try:
                 value = orjson.loads(response.content)
             except orjson.JSONDecodeError:
                 value = None
-            if isinstance(value, dict) and value.get("resourceType") == "Appointment" and value.get("id"):
+            if isinstance(value, dict) and value.get("resourceType") == kind and value.get("id"):
                 return str(value["id"])
         location = response.headers.get("location") or response.headers.get("content-location") or ""
-        match = _LOCATION_ID.search(location)
+        match = re.search(rf"{kind}/([A-Za-z0-9\-.]{{1,64}})(?:/_history/|$)", location)
         return match.group(1) if match else None

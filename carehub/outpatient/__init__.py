@@ -12,6 +12,7 @@ import dataclasses
 from carehub.channels.his import HisClient
 from carehub.channels.payment import WeChatPay
 
+from .bills import BillRefused, Bills
 from .booking import BookingRefused, Bookings
 from .schedule import Schedule, ScheduleError
 
@@ -22,6 +23,7 @@ class Outpatient:
     bookings: Bookings
     pay: WeChatPay | None
     his: HisClient | None
+    bills: Bills
 
 
-__all__ = ["BookingRefused", "Bookings", "Outpatient", "Schedule", "ScheduleError"]
+__all__ = ["BillRefused", "Bills", "BookingRefused", "Bookings", "Outpatient", "Schedule", "ScheduleError"]

@@ -132,6 +132,19 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/admin/blacklist"): frozenset({"admin"}),
     ("POST", "/api/v1/admin/blacklist/<entry_id>/lift"): frozenset({"admin"}),
     ("PUT", "/api/v1/admin/no-show-rule"): frozenset({"admin"}),
+    # outpatient bills and self-service test orders (carehub/http/rest/bills.py)
+    ("GET", "/api/v1/me/bills"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/me/bills/visits"): SIGNED_IN_PEOPLE,
+    ("POST", "/api/v1/me/bills/pay"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/me/bill-orders"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/me/bill-orders/<out_trade_no>"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/tests"): EVERYONE,
+    ("POST", "/api/v1/me/test-orders"): SIGNED_IN_PEOPLE,
+    ("GET", "/api/v1/admin/tests"): frozenset({"admin"}),
+    ("PUT", "/api/v1/admin/tests/<code>"): frozenset({"admin"}),
+    ("DELETE", "/api/v1/admin/tests/<code>"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/bill-orders/<out_trade_no>/refund"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/slip-codes"): frozenset({"admin"}),
 }
 
 LOGINS = {

@@ -365,7 +365,9 @@ def register(r: RouteDecorator) -> None:
             if note.event_type in ("TRANSACTION.SUCCESS", "REFUND.SUCCESS") or mixed_paid:
                 out_trade_no = str(resource["out_trade_no"])
                 order = await _order(ctx, out_trade_no)
-                if order is None:
+                if order is None:  # not a booking's: a bill order (BILL-...), carehub/outpatient/bills.py
+                    if await out.bills.on_notification(note.event_type, resource):
+                        return json_response(None, 204)
                     return _fail(404, "unknown order")
                 address = pool_address(order["doctor_id"], order["day"])
                 amount = resource.get("amount") or {}
