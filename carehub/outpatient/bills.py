@@ -331,8 +331,13 @@ class Bills:
         if self.gateway is None:
             raise BillRefused("本院尚未开通在线支付 (no payment gateway is configured)", status=409,
                               code="payment_unavailable")
-        rows = await self.db.fetch("SELECT * FROM bills WHERE id = ANY($1::varchar[])", ids)
         family = await self.family(account_id)
+        rows = await self.db.fetch("SELECT * FROM bills WHERE id = ANY($1::varchar[])", ids)
+        # the HIS first: a charge paid at a window or withdrawn since it was listed is not taken again
+        for patient in {r["patient_id"] for r in rows} if len(rows) == len(ids) else family:
+            if patient in family:
+                await self.refresh(patient)
+        rows = await self.db.fetch("SELECT * FROM bills WHERE id = ANY($1::varchar[])", ids)
         if len(rows) != len(ids) or any(r["patient_id"] not in family for r in rows):
             raise BillRefused("没有这些费用 (no such bills on this account)", status=404, code="not_found")
         patients = {r["patient_id"] for r in rows}
