@@ -500,11 +500,11 @@ class HisClient:
         """Every ChargeItem of a patient (all statuses: R4 has no status search parameter for
         ChargeItem), following the Bundle's ``next`` links. Unreadable items are skipped and logged."""
         what = f"charges of patient {patient_id}"
-        params: Mapping[str, str] | None = {"patient": f"Patient/{patient_id}", "_count": "100"}
+        params: Mapping[str, str] = {"patient": f"Patient/{patient_id}", "_count": "100"}
         url = self._base + "/ChargeItem"
         charges: list[Charge] = []
         for _ in range(max_pages):
-            response = await self._request("GET", url, params=params or {}, what=what, absolute=True)
+            response = await self._request("GET", url, params=params, what=what, absolute=True)
             bundle = self._json(response, what)
             if bundle.get("resourceType") != "Bundle":
                 raise HisError(f"{what}: the answer is not a Bundle", status=response.status_code)
@@ -520,7 +520,8 @@ class HisClient:
                               if isinstance(link, dict) and link.get("relation") == "next"), None)
             if not following or not str(following).startswith(self._base + "/"):
                 return charges
-            url, params = str(following), None
+            link = httpx.URL(str(following))
+            url, params = str(link.copy_with(query=None)), dict(link.params)
         log.warning("%s: more than %d pages, the rest is left out", what, max_pages)
         return charges
 
