@@ -71,6 +71,18 @@ _CODE = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 _SLIP = re.compile(r"^(ServiceRequest|MedicationRequest)/[A-Za-z0-9\-.]{1,64}$")
 
 
+_BILL_ID = re.compile(r"^(his|self)-[A-Za-z0-9\-.]{1,64}$")
+_PATIENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+_ORDER_NO = re.compile(r"^BILL-[0-9a-f]{20}$")
+
+
+def _text(value: str, what: str) -> str:
+    """Free text bound for the database: PostgreSQL text cannot hold NUL (nor should anyone type it)."""
+    if "\x00" in value:
+        raise BillRefused(f"{what} 含有不允许的字符 (NUL)", status=422, code="invalid")
+    return value
+
+
 class BillRefused(Exception):
     """A request about bills that the rules refuse; ``status`` suggests the HTTP answer."""
 
@@ -303,6 +315,8 @@ class Bills:
         return [await self._order_view(r) for r in rows]
 
     async def order(self, out_trade_no: str, account_id: str | None) -> dict[str, Any]:
+        if not _ORDER_NO.match(out_trade_no):
+            raise BillRefused("没有这笔缴费订单 (no such bill order)", status=404, code="not_found")
         row = await self.db.fetchrow("SELECT * FROM bill_orders WHERE out_trade_no = $1", out_trade_no)
         if row is None or (account_id is not None and row["account_id"] != account_id):
             raise BillRefused("没有这笔缴费订单 (no such bill order)", status=404, code="not_found")
@@ -328,6 +342,10 @@ class Bills:
         ids = sorted(set(bill_ids))
         if not 1 <= len(ids) <= MAX_BILLS_PER_ORDER:
             raise BillRefused(f"一次缴费需选择 1 到 {MAX_BILLS_PER_ORDER} 项费用", status=422, code="invalid")
+        if not all(_BILL_ID.match(i) for i in ids):
+            raise BillRefused("没有这些费用 (no such bills on this account)", status=404, code="not_found")
+        _text(openid, "openid")
+        _text(client_ref or "", "client_ref")
         if self.gateway is None:
             raise BillRefused("本院尚未开通在线支付 (no payment gateway is configured)", status=409,
                               code="payment_unavailable")
@@ -471,9 +489,11 @@ class Bills:
     async def refund(self, out_trade_no: str, reason: str, by: str) -> dict[str, Any]:
         """Refund a paid order whole, by its original method (an admin's decision, audited); the HIS
         is told its charges are void."""
-        reason = reason.strip()[:80]
+        reason = _text(reason, "退费原因").strip()[:80]
         if not reason:
             raise BillRefused("退费需要填写原因", status=422, code="invalid")
+        if not _ORDER_NO.match(out_trade_no):
+            raise BillRefused("没有这笔缴费订单 (no such bill order)", status=404, code="not_found")
         now = dt.datetime.now(dt.UTC)
 
         async def op(conn: asyncpg.Connection) -> bool:
@@ -528,7 +548,7 @@ class Bills:
         return patient_id, slip
 
     def issue_slip_code(self, patient_id: str, slip: str) -> str:
-        if not _SLIP.match(slip) or not re.fullmatch(r"[A-Za-z0-9_-]{1,32}", patient_id):
+        if not _SLIP.match(slip) or not _PATIENT_ID.match(patient_id):
             raise BillRefused("slip 应为 ServiceRequest/<id> 或 MedicationRequest/<id>", status=422, code="invalid")
         return self.slip_code(patient_id, slip)
 
@@ -554,6 +574,8 @@ class Bills:
             problems.append("价格为 1 分到 10 万元")
         if len(entry.description) > 500 or len(entry.notice) > 500:
             problems.append("说明和注意事项各不超过 500 字")
+        if any("\x00" in text for text in (entry.name, entry.description, entry.notice)):
+            problems.append("文字中含有不允许的字符 (NUL)")
         if problems:
             raise BillRefused("; ".join(problems), status=422, code="invalid")
         now = dt.datetime.now(dt.UTC)
@@ -580,6 +602,8 @@ class Bills:
 
     async def withdraw_test(self, code: str, by: str) -> None:
         """Take a test off the catalogue (kept for the orders that name it)."""
+        if not _CODE.match(code):
+            raise BillRefused("没有这个项目 (no such test)", status=404, code="not_found")
         done = await self.db.execute("UPDATE test_catalogue SET active = false, updated_at = $2, updated_by = $3"
                                      " WHERE code = $1", code, dt.datetime.now(dt.UTC), by)
         if done == "UPDATE 0":
@@ -589,6 +613,11 @@ class Bills:
     async def order_test(self, account_id: str, patient_id: str, code: str,
                          client_ref: str | None = None) -> dict[str, Any]:
         """A catalogue test ordered for a verified family member: a new unpaid bill (OUT-14)."""
+        if not _PATIENT_ID.match(patient_id):
+            raise BillRefused("没有这个就诊人 (no such person on this account)", status=404, code="not_found")
+        if not _CODE.match(code):
+            raise BillRefused("没有这个自助开单项目 (no such test in the catalogue)", status=404, code="not_found")
+        _text(client_ref or "", "client_ref")
         await self.patients.for_booking(account_id, patient_id)  # linked, consented, real-name verified
         test = await self.db.fetchrow("SELECT * FROM test_catalogue WHERE code = $1 AND active", code)
         if test is None:
