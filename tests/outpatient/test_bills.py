@@ -205,6 +205,35 @@ async def test_the_his_learns_that_a_paid_charge_is_billed(hospital: Hospital) -
     assert payment["valueIdentifier"]["value"] == out_trade_no
 
 
+async def test_the_his_learns_of_a_payment_even_when_it_was_down_at_the_time(hospital: Hospital) -> None:
+    """The HIS push is a durable effect: a failed attempt is retried until the HIS takes it."""
+    me = await self_patient(hospital.server, "patient1")
+    [charge_id] = await seed(hospital, me, ("LAB3", "肝功能", 6000))
+    out_trade_no = (await pay(hospital, [f"his-{charge_id}"]))["order"]["out_trade_no"]
+    async with hospital.his_admin() as his:
+        assert (await his.post("/_sim/faults", json={"kind": "unavailable", "count": 2})).status_code == 200
+    await user_pays(hospital, out_trade_no)
+
+    async def billed() -> bool:
+        return bool((await his_charges(hospital, me))[charge_id]["status"] == "billed")
+
+    await until(billed, timeout=40)
+    async with hospital.his_admin() as his:
+        statuses = [r["status"] for r in (await his.get("/_sim/requests")).json()["requests"]]
+    assert statuses.count(503) == 2
+
+
+async def test_bills_already_known_are_shown_while_the_his_is_unreachable(hospital: Hospital) -> None:
+    me = await self_patient(hospital.server, "patient1")
+    await seed(hospital, me, ("CT01", "胸部CT平扫", 28000))
+    assert len(await pending(hospital)) == 1
+    async with hospital.his_admin() as his:
+        await his.post("/_sim/faults", json={"kind": "unavailable", "count": 1})
+    response = await get(hospital, "patient1", "/api/v1/me/bills")
+    assert response.status_code == 200
+    assert response.json()["fresh"] is False and [b["name"] for b in response.json()["bills"]] == ["胸部CT平扫"]
+
+
 async def test_a_second_order_paid_for_the_same_bills_is_refunded_whole(hospital: Hospital) -> None:
     """A bill is paid exactly once: the patient gave up on one order, paid another, then the first too."""
     me = await self_patient(hospital.server, "patient1")
