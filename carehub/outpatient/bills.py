@@ -363,14 +363,15 @@ class Bills:
             raise BillRefused("一次只能为一位就诊人缴费 (one family member per payment)", status=422, code="invalid")
         patient_id = patients.pop()
         await self.patients.for_booking(account_id, patient_id)  # linked, consented, real-name verified
+        seed = f"{account_id}\x00{client_ref}" if client_ref else uuid.uuid4().hex
+        out_trade_no = ORDER_PREFIX + hashlib.sha256(seed.encode()).hexdigest()[:20]
+        earlier = await self.db.fetchval("SELECT status FROM bill_orders WHERE out_trade_no = $1", out_trade_no)
         unpaid = [r for r in rows if r["status"] != "unpaid"]
-        if unpaid:
+        if unpaid and earlier in (None, "created"):
             raise BillRefused(f"{unpaid[0]['name']} 已缴费或已撤销 (already paid or withdrawn)", code="already_paid")
         total = sum(r["amount_fen"] for r in rows)
         if total <= 0:
             raise BillRefused("应缴金额为零, 无需支付", status=422, code="invalid")
-        seed = f"{account_id}\x00{client_ref}" if client_ref else uuid.uuid4().hex
-        out_trade_no = ORDER_PREFIX + hashlib.sha256(seed.encode()).hexdigest()[:20]
         now = dt.datetime.now(dt.UTC)
 
         async def op(conn: asyncpg.Connection) -> str:
@@ -408,6 +409,10 @@ class Bills:
         except PaymentTimeout as err:
             log.warning("order %s: no answer to the create (%s); querying the gateway", out_trade_no, err)
         except PaymentError as err:
+            if not err.retryable:  # refused outright: this order can never be paid
+                await self.db.execute("UPDATE bill_orders SET status = 'closed', note = $2, updated_at = $3"
+                                      " WHERE out_trade_no = $1 AND status = 'created'", out_trade_no,
+                                      f"下单失败: {err.code}"[:200], dt.datetime.now(dt.UTC))
             raise BillRefused(f"支付下单失败: {err.message}", status=409, code="payment_refused") from None
         # the create may or may not have landed: ask, never assume
         try:

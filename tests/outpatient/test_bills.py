@@ -234,6 +234,20 @@ async def test_bills_already_known_are_shown_while_the_his_is_unreachable(hospit
     assert response.json()["fresh"] is False and [b["name"] for b in response.json()["bills"]] == ["胸部CT平扫"]
 
 
+async def test_a_client_retrying_with_its_client_ref_gets_the_same_order(hospital: Hospital) -> None:
+    me = await self_patient(hospital.server, "patient1")
+    await seed(hospital, me, ("CT01", "胸部CT平扫", 28000))
+    body = {"bill_ids": [b["bill_id"] for b in await pending(hospital)], "client_ref": "pay-1"}
+    first = (await post(hospital, "patient1", "/api/v1/me/bills/pay", body)).json()
+    again = (await post(hospital, "patient1", "/api/v1/me/bills/pay", body)).json()
+    assert again["order"]["out_trade_no"] == first["order"]["out_trade_no"]
+    assert again["pay_params"]["package"] == first["pay_params"]["package"]
+    await user_pays(hospital, first["order"]["out_trade_no"])
+    await order_is(hospital, first["order"]["out_trade_no"], "paid")
+    after = await post(hospital, "patient1", "/api/v1/me/bills/pay", body)
+    assert after.status_code == 200 and after.json()["order"]["status"] == "paid" and after.json()["pay_params"] is None
+
+
 async def test_a_second_order_paid_for_the_same_bills_is_refunded_whole(hospital: Hospital) -> None:
     """A bill is paid exactly once: the patient gave up on one order, paid another, then the first too."""
     me = await self_patient(hospital.server, "patient1")
