@@ -112,7 +112,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 bookings = Bookings(db, hub, patients, ring, identity.audit)
                 bills = Bills(db, hub, patients, ring, identity.audit, pay, his)
                 outpatient = Outpatient(Schedule(db, hub, identity.audit), bookings, pay, his, bills)
-                for effect in (RefundEffect(hub, pay), SmsEffect(db, ring, sms), HisEffect(hub, db, his),
+                for effect in (RefundEffect(hub, pay), SmsEffect(db, ring, sms), HisEffect(hub, db, ring, his),
                                BlacklistEffect(bookings), BillHisEffect(bills), BillRefundEffect(bills)):
                     hub.add_effect(effect)
                 services = Services(

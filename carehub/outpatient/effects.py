@@ -111,9 +111,10 @@ class HisEffect(Effect):
     kind = "his"
     messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"PushAppointment": PushAppointment}
 
-    def __init__(self, hub: Hub, db: Database, his: HisClient | None) -> None:
+    def __init__(self, hub: Hub, db: Database, keyring: KeyRing, his: HisClient | None) -> None:
         self.hub = hub
         self.db = db
+        self.keyring = keyring
         self.his = his
 
     async def perform(self, message: msgspec.Struct, ctx: Context) -> None:
@@ -122,16 +123,21 @@ class HisEffect(Effect):
             return  # no HIS interface configured: nothing to keep in step
         b: dict[str, Any] = await self.hub.ask(message.pool, GetBooking(message.booking_id))
         row = await self.db.fetchrow(
-            "SELECT a.display_name AS doctor_name, d.name AS department_name, s.slot_minutes, k.created_at"
-            " FROM bookings k JOIN clinic_sessions s ON s.id = k.session_id JOIN accounts a ON a.id = k.doctor_id"
-            " JOIN departments d ON d.id = k.department_id WHERE k.id = $1", b["booking_id"],
+            "SELECT a.display_name AS doctor_name, d.name AS department_name, s.slot_minutes, k.created_at,"
+            " p.name_enc FROM bookings k JOIN clinic_sessions s ON s.id = k.session_id"
+            " JOIN accounts a ON a.id = k.doctor_id JOIN departments d ON d.id = k.department_id"
+            " LEFT JOIN patients p ON p.id = k.patient_id WHERE k.id = $1", b["booking_id"],
         )
         if row is None:
             raise LookupError(f"booking {b['booking_id']} has no projection row yet")
+        # the HIS registers the person by name (sent, never logged); partner bookings of people
+        # unknown here fall back to the masked name the booking carries
+        patient_name = (self.keyring.open(row["name_enc"], field="patients.name") if row["name_enc"]
+                        else b.get("label") or "患者")
         start = dt.datetime.fromisoformat(b["slot_at"])
         status = {"released": "cancelled"}.get(b["status"], b["status"])
         await self.his.push_appointment(AppointmentInfo(
-            booking_id=b["booking_id"], status=status, patient_id=b["patient_id"], patient_name="",
+            booking_id=b["booking_id"], status=status, patient_id=b["patient_id"], patient_name=patient_name,
             doctor_id=b["doctor_id"], doctor_name=row["doctor_name"], department_id=b["department_id"],
             department_name=row["department_name"], start=start,
             end=start + dt.timedelta(minutes=row["slot_minutes"]), channel=b["channel"], created=row["created_at"],
