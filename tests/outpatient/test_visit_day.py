@@ -142,3 +142,10 @@ async def test_the_visit_assistant_shows_the_current_step(server: Server) -> Non
         after = (await http.get("/api/v1/me/visits/today")).json()["visits"]
     assert [v["current"] for v in before] == ["paid"] and [v["current"] for v in after] == ["checked_in"]
     assert dt.datetime.fromisoformat(after[0]["slot_at"]).astimezone(BEIJING).date() == beijing_now().date()
+
+
+async def test_a_booking_with_a_malformed_patient_id_is_refused_with_a_message(server: Server) -> None:
+    async with server.http(await server.token("patient1")) as http:
+        response = await http.post("/api/v1/me/bookings", json={
+            "patient_id": "\u0000", "doctor_id": "x", "day": "2030-01-01", "period": "am"})
+    assert response.status_code == 422 and response.json()["error"]["message"]

@@ -13,7 +13,7 @@ import contextlib
 import datetime as dt
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from quart import Response, request
@@ -62,9 +62,15 @@ def outpatient_errors() -> Iterator[None]:
             raise ApiError(err.status, err.code, err.message) from None
 
 
+#: ids as CareHub makes them (checked before they reach storage: a NUL would make PostgreSQL refuse)
+Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
+#: free text without NUL characters
+Text = Annotated[str, msgspec.Meta(pattern=r"^[^\x00]*$", max_length=500)]
+
+
 class BookBody(msgspec.Struct, forbid_unknown_fields=True):
-    patient_id: str
-    doctor_id: str
+    patient_id: Id
+    doctor_id: Id
     day: dt.date
     period: str
     slot_no: int | None = None
@@ -76,9 +82,9 @@ class BookBody(msgspec.Struct, forbid_unknown_fields=True):
 class PartnerBookBody(msgspec.Struct, forbid_unknown_fields=True):
     """A partner channel books for a patient it has verified itself (name and ID checked there)."""
 
-    patient_id: str
-    patient_label: str
-    doctor_id: str
+    patient_id: Id
+    patient_label: Annotated[str, msgspec.Meta(pattern=r"^[^\x00]+$", max_length=20)]
+    doctor_id: Id
     day: dt.date
     period: str
     client_ref: str
@@ -87,7 +93,7 @@ class PartnerBookBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str = "患者取消"
+    reason: Text = "患者取消"
 
 
 class PayBody(msgspec.Struct, forbid_unknown_fields=True):
