@@ -60,6 +60,18 @@ class Database:
         return await self.run(op)
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    """What a connection going back to the pool needs: no open transaction.
+
+    asyncpg's default reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL``
+    on every release, a round trip per operation; CareHub keeps no session state on pooled
+    connections (no advisory locks, cursors, LISTEN or SET), so a transaction left open by a
+    cancelled operation is all there is to undo.
+    """
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 @asynccontextmanager
 async def open_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> AsyncIterator[Database]:
     """Open a pool; needs a running trio-asyncio loop (``trio_asyncio.open_loop()``).
@@ -68,7 +80,8 @@ async def open_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> A
     operations fail with connection errors and later ones succeed once it is back.
     """
     pool = await trio_asyncio.aio_as_trio(asyncpg.create_pool)(
-        dsn, min_size=min_size, max_size=max_size, command_timeout=30, max_inactive_connection_lifetime=60
+        dsn, min_size=min_size, max_size=max_size, command_timeout=30, max_inactive_connection_lifetime=60,
+        reset=_reset,
     )
     try:
         yield Database(pool, dsn)
