@@ -10,7 +10,9 @@ Both drive a hub only over its public API, as patients' phones and a doctor's sc
     the doctors) open at the next whole minute, and approves one session per doctor. Every
     patient holds a kept-alive HTTP connection and sends **one** ``POST /api/v1/me/bookings`` to
     a doctor picked at random, at the release instant plus a random delay up to ``--spread``
-    seconds (default 0: all at once). Results: ``booked`` (201), ``full`` (a clear "full"
+    seconds (default 0: all at once). Each has opened the booking page (which lists their family
+    members, ``GET /api/v1/me/patients``) in the 14 s before the release, as people waiting for
+    a release do. Results: ``booked`` (201), ``full`` (a clear "full"
     refusal), other answers by code, ``unanswered`` (no answer in 60 s or a broken connection),
     answer-time percentiles from each request's send to its answer, ``bookings_per_s`` (booked
     over the time from the release to the last booking). Then the admin's booking search is read
@@ -37,6 +39,7 @@ from __future__ import annotations
 import argparse
 import array
 import collections
+import contextlib
 import datetime as dt
 import multiprocessing.connection
 import random
@@ -73,6 +76,8 @@ BEIJING = dt.timezone(dt.timedelta(hours=8))
 #: patients signing in from one source address (the hub allows 10 SMS codes a minute per address)
 PATIENTS_PER_ADDRESS = 10
 ANSWER_TIMEOUT = 60.0
+#: patients open the app (one signed-in request) in the last this many seconds before the release
+WARM_BEFORE = 14.0
 
 
 class Refused(Exception):
@@ -183,6 +188,12 @@ class OutpatientWorker(Worker):
         async def one(k: int, token: str, body: bytes) -> None:
             nonlocal last_booked
             http = self.bots[k]
+            # the patient has the booking page open before the release: it lists their family members
+            await trio.sleep(max(0.0, at - wall_minus_mono - WARM_BEFORE + random.random() * (WARM_BEFORE - 3.0)
+                                 - time.monotonic()))
+            if http is not None:
+                with contextlib.suppress(OSError, ConnectionError, trio.BrokenResourceError):
+                    await http.request("GET", "/api/v1/me/patients", None, f"Bearer {token}")
             await trio.sleep(max(0.0, at - wall_minus_mono + random.random() * spread - time.monotonic()))
             sent = time.monotonic()
             try:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import datetime as dt
+import time
 import uuid
 from typing import Any
 
@@ -38,6 +39,10 @@ RELATIONS = ("self", "child", "parent", "spouse", "other")
 PHOTO_TYPES = ("image/jpeg", "image/png")
 MAX_PHOTO_BYTES = 2 * 1024 * 1024
 GUARDIAN_AGE = 14
+#: How long "this account may book for this person" is remembered after it was read (listing
+#: the family members, or a booking). Only a yes is remembered, and removing the person from
+#: the account forgets it at once on this node; the time bounds what another node may miss.
+BOOKABLE_SECONDS = 60.0
 
 
 class PatientRefused(Exception):
@@ -74,6 +79,8 @@ class Patients:
         self.keyring = keyring
         self.audit = audit
         self.face = face
+        #: (account, patient) -> (until, masked name): may book, remembered (BOOKABLE_SECONDS)
+        self._bookable: dict[tuple[str, str], tuple[float, str]] = {}
 
     # ---- reading ----------------------------------------------------------------------------------
 
@@ -120,13 +127,23 @@ class Patients:
     async def for_booking(self, account_id: str, patient_id: str) -> str:
         """Check ``account_id`` may book and pay for ``patient_id`` (linked, consented, real-name
         verified: OUT-2, SEC-1); returns the masked name shown on queue screens."""
+        known = self._bookable.get((account_id, patient_id))
+        if known is not None and known[0] > time.monotonic():
+            return known[1]
         link = await self._own_link(account_id, patient_id)
         if link.consent_status != "granted":
             raise PatientRefused("该就诊人尚未同意关联 (waiting for the person's consent)", code="consent_pending")
         if link.patient.verified_at is None:
             raise PatientRefused("该就诊人尚未完成实名认证, 不能预约或支付 (real-name verification required)",
                                  code="verification_required", status=403)
-        return mask_name(self.keyring.open(link.patient.name_enc, field="patients.name"))
+        return self._remember_bookable(link)
+
+    def _remember_bookable(self, link: LinkRow) -> str:
+        label = mask_name(self.keyring.open(link.patient.name_enc, field="patients.name"))
+        if len(self._bookable) > 200_000:
+            self._bookable.clear()
+        self._bookable[(link.account_id, link.patient.id)] = (time.monotonic() + BOOKABLE_SECONDS, label)
+        return label
 
     async def insurance_identity(self, patient_id: str, *, actor_id: str | None = None) -> tuple[str, str]:
         """Full name and ID number for a medical-insurance payment (the gateway encrypts them
@@ -140,7 +157,12 @@ class Patients:
                 self.keyring.open(p.id_number_enc, field="patients.id_number"))
 
     async def list_for(self, account_id: str) -> list[dict[str, Any]]:
-        return [self.view(link) for link in await self.store.links_of(account_id)]
+        links = await self.store.links_of(account_id)
+        views = [self.view(link) for link in links]  # checks each row's integrity tag
+        for link in links:  # the app lists family members before booking: remember who may book
+            if link.consent_status == "granted" and link.patient.verified_at is not None:
+                self._remember_bookable(link)
+        return views
 
     async def _own_link(self, account_id: str, patient_id: str) -> LinkRow:
         link = await self.store.link(account_id, patient_id)
@@ -207,6 +229,7 @@ class Patients:
         return self.view(link)
 
     async def remove(self, account_id: str, patient_id: str, *, ip: str | None = None) -> None:
+        self._bookable.pop((account_id, patient_id), None)
         if not await self.store.remove_link(account_id, patient_id):
             raise PatientNotFound()
         await self._audit("patient.remove", account_id, patient_id, ip, {})

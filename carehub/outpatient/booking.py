@@ -11,8 +11,12 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import math
+import time
 import uuid
 from typing import Any
+
+import trio
 
 from carehub.actors.slot_pool import (
     BEIJING,
@@ -30,6 +34,13 @@ from carehub.storage.db import Database
 from carehub.storage.keyring import KeyRing
 
 QR_DOMAIN = "visit-qr"
+#: How long a pool's "full" answer is given again without asking the pool. In a release burst
+#: the thousands who come after the last slot cost no storage read and no actor turn; a slot
+#: freed meanwhile (a cancellation, an unpaid hold released) is offered again within this time.
+SOLD_OUT_SECONDS = 2.0
+#: Bookings check the blacklist in memory, read again from storage at most this long after a
+#: change made on another node (changes made here are seen at once).
+BANS_REFRESH_SECONDS = 30.0
 
 
 class BookingRefused(Exception):
@@ -54,6 +65,13 @@ class Bookings:
         self.patients = patients
         self.keyring = keyring
         self.audit = audit
+        #: (pool address, period, channel) -> (until, the pool's "full" message)
+        self._sold_out: dict[tuple[str, str, str], tuple[float, str]] = {}
+        #: patient -> the active blacklist entry ending last; read at ``_bans_read`` (monotonic)
+        self._bans: dict[str, dict[str, Any]] = {}
+        self._bans_read = -math.inf
+        self._bans_lock = trio.Lock()
+        self._bans_generation = 0
 
     # ---- search ----------------------------------------------------------------------------
 
@@ -95,21 +113,59 @@ class Bookings:
         )
         return None if row is None else dict(row)
 
+    async def _banned(self, patient_id: str, now: dt.datetime) -> dict[str, Any] | None:
+        """The patient's active blacklist entry, from the in-memory copy of the active entries."""
+        if time.monotonic() - self._bans_read > BANS_REFRESH_SECONDS:
+            async with self._bans_lock:  # one read for everyone waiting
+                if time.monotonic() - self._bans_read > BANS_REFRESH_SECONDS:
+                    read_at, generation = time.monotonic(), self._bans_generation
+                    rows = await self.db.fetch(
+                        "SELECT DISTINCT ON (patient_id) id, patient_id, until, reason FROM blacklist"
+                        " WHERE until > $1 AND removed_at IS NULL ORDER BY patient_id, until DESC", now,
+                    )
+                    self._bans = {r["patient_id"]: dict(r) for r in rows}
+                    if generation == self._bans_generation:  # else a change landed during the read
+                        self._bans_read = read_at
+        ban = self._bans.get(patient_id)
+        return ban if ban is not None and ban["until"] > now else None
+
+    def _check_sold_out(self, board_key: tuple[str, str, str], client_ref: str | None) -> None:
+        sold_out = self._sold_out.get(board_key)
+        if sold_out is not None and client_ref is None:  # a retry (client_ref) may find its own booking
+            if sold_out[0] > time.monotonic():
+                raise Refusal(sold_out[1], code="full")
+            self._sold_out.pop(board_key, None)
+
+    def _bans_changed(self) -> None:
+        self._bans_generation += 1
+        self._bans_read = -math.inf
+
     async def book(
         self, *, account_id: str, patient_id: str, doctor_id: str, day: dt.date, period: str, channel: str,
         slot_no: int | None = None, client_ref: str | None = None, revisit: bool = False, label: str | None = None,
     ) -> dict[str, Any]:
+        address = pool_address(doctor_id, day)
+        board_key = (address, period, channel)
+        self._check_sold_out(board_key, client_ref)
         now = dt.datetime.now(dt.UTC)
         if label is None:
             label = await self.patients.for_booking(account_id, patient_id)
-        ban = await self.blacklisted(patient_id, now)
+        ban = await self._banned(patient_id, now)
         if ban is not None:
             until = ban["until"].astimezone(BEIJING).strftime("%Y-%m-%d")
             raise BookingRefused(f"因{ban['reason']}, 该就诊人 {until} 前不能预约 (blacklisted until {until})",
                                  status=403, code="blacklisted")
         message = Book(booking_id_for(account_id, client_ref), period, patient_id, account_id, label, channel,
                        slot_no, revisit)
-        reply: dict[str, Any] = await self.hub.ask(pool_address(doctor_id, day), message)
+        self._check_sold_out(board_key, client_ref)  # it may have sold out while we read
+        try:
+            reply: dict[str, Any] = await self.hub.ask(address, message)
+        except Refusal as err:
+            if err.code == "full":
+                if len(self._sold_out) > 10_000:
+                    self._sold_out.clear()
+                self._sold_out[board_key] = (time.monotonic() + SOLD_OUT_SECONDS, err.message)
+            raise
         return reply
 
     async def locate(self, booking_id: str) -> tuple[str, dict[str, Any]]:
@@ -221,6 +277,7 @@ class Bookings:
             " VALUES ($1, $2, $3, $4, $5, 'system')",
             entry_id, patient_id, now, until, reason,
         )
+        self._bans_changed()
         await self.audit.append(AuditEntry(action="blacklist.add", target=f"patient/{patient_id}", actor_id=None,
                                            detail={"entry": entry_id, "until": until.isoformat(), "reason": reason}))
         return {"id": entry_id, "until": until, "reason": reason}
@@ -233,6 +290,7 @@ class Bookings:
             " WHERE id = $1 AND removed_at IS NULL",
             entry_id, dt.datetime.now(dt.UTC), actor_id, reason[:200],
         )
+        self._bans_changed()
         if done.endswith(" 0"):
             raise BookingRefused("没有这条有效的黑名单记录 (no such active entry)", status=404, code="not_found")
         await self.audit.append(AuditEntry(action="blacklist.remove", target=f"blacklist/{entry_id}",
