@@ -201,8 +201,9 @@ class OutpatientWorker(Worker):
                     http = await LeanHTTP.open(self.host, self.port, self.src)
                 with trio.fail_after(ANSWER_TIMEOUT):
                     status, payload = await http.post("/api/v1/me/bookings", body, f"Bearer {token}")
-            except (trio.TooSlowError, OSError, ConnectionError, trio.BrokenResourceError):
+            except (trio.TooSlowError, OSError, ConnectionError, trio.BrokenResourceError) as err:
                 outcomes["unanswered"] += 1
+                outcomes[f"unanswered: {type(err).__name__}: {str(err)[:60]}"] += 1
                 return
             done = time.monotonic()
             lat.append((done - sent) * 1000.0)
@@ -336,67 +337,73 @@ class OutpatientBench:
             doctors = doctors[: args.doctors] if args.doctors else doctors
             if slots > 500 * len(doctors):
                 raise SystemExit(f"scripts/bench: {slots} slots do not fit {len(doctors)} doctors (500 a session)")
-            share = [slots // len(doctors) + (1 if k < slots % len(doctors) else 0) for k in range(len(doctors))]
-            doctors = [d for d, n in zip(doctors, share, strict=True) if n]
-            share = [n for n in share if n]
-            # the release: the next whole minute at least 30 s away (rules open at HH:MM)
-            release = (dt.datetime.now(BEIJING) + dt.timedelta(seconds=90)).replace(second=0, microsecond=0)
-            ahead = random.randint(20, 80)
-            day = release.date() + dt.timedelta(days=ahead)
-            for doctor, capacity in zip(doctors, share, strict=True):
-                self.call("PUT", f"/api/v1/admin/doctors/{doctor}/slot-rule", json={
-                    "slot_minutes": 5, "daily_max": 500, "quota_app": capacity, "quota_kiosk": 0, "quota_partner": 0,
-                    "open_days_ahead": ahead, "open_time": f"{release:%H:%M}", "fee_fen": 2500, "hold_minutes": 15})
-                roster = self.call("POST", "/api/v1/admin/rosters", 201, json={
-                    "kind": "extra", "doctor_id": doctor, "reason": "压测放号",
-                    "sessions": [{"day": day.isoformat(), "period": "am", "room": "压测诊室", "capacity": capacity}]})
-                self.call("POST", f"/api/v1/admin/rosters/{roster['id']}/decide", json={"approve": True})
-            note(f"release-burst: {slots} slots over {len(doctors)} doctors on {day}, released at {release:%H:%M:%S}"
-                 f" Beijing time; {len(people)} patients, {procs} client processes")
-            picks = [random.randrange(len(doctors)) for _ in people]
-            bodies = [(token, orjson.dumps({"patient_id": pid, "doctor_id": doctors[pick], "day": day.isoformat(),
-                                             "period": "am"}))
-                      for (token, pid), pick in zip(people, picks, strict=True)]
-            parts = split(bodies, procs)
-            pool.all("connect", [{"n": len(part)} for part in parts])
-            at = release.timestamp() + 0.05
-            note(f"release-burst: {len(people)} connections open; waiting {at - time.time():.0f} s for the release")
-            replies = pool.all("burst", [{"at": at, "spread": args.spread, "requests": part} for part in parts],
-                               timeout=ANSWER_TIMEOUT + max(at - time.time(), 0) + args.spread + 60)
-            outcomes: collections.Counter[str] = collections.Counter()
-            booked: list[tuple[str, str]] = []
-            for r in replies:
-                outcomes.update(r["outcomes"])
-                booked.extend(r["booked"])
-            lat = merge_samples([r["lat"] for r in replies])
-            last_booked = max((r["last_booked"] for r in replies), default=0.0)
-            # read back what the hub holds
-            active: list[dict[str, Any]] = []
-            oversold = max(0, len(booked) - slots)
-            for doctor, capacity in zip(doctors, share, strict=True):
-                rows = self.call("GET", "/api/v1/admin/bookings", params={
-                    "doctor": doctor, "from": day.isoformat(), "to": day.isoformat(), "limit": 1000})["bookings"]
-                mine = [b for b in rows if b["status"] in ("held", "booked", "checked_in", "seen")]
-                oversold += max(0, len(mine) - capacity)
-                active.extend(mine)
-            per_patient = collections.Counter(b["patient_id"] for b in active)
-            answered_twice = len(booked) - len({p for p, _ in booked})
-            double_booked = sum(1 for n in per_patient.values() if n > 1) + answered_twice
-            unanswered = outcomes.pop("unanswered", 0)
-            n_booked = outcomes.pop("booked", 0)
-            emit({
-                "bench": "release-burst", "url": self.url,
-                "requests": len(people), "slots": slots, "doctors": len(doctors),
-                "booked": n_booked, "full": outcomes.pop("full", 0), "other": dict(outcomes),
-                "oversold": oversold, "double_booked": double_booked, "unanswered": unanswered,
-                "bookings_in_hub": len(active),
-                **latency_fields(lat),
-                "bookings_per_s": rounded(n_booked / max(last_booked - release.timestamp(), 1e-3), 1),
-                "spread_s": args.spread,
-                "client_procs": procs,
-            })
+            aheads = random.sample(range(20, 90), len(args.spread))  # each round books a day of its own
+            for spread, ahead in zip(args.spread, aheads, strict=True):
+                self._burst(pool, procs, people, doctors, slots, spread, ahead)
         finally:
             pool.close()
+
+    def _burst(self, pool: Workers, procs: int, people: list[tuple[str, str]], doctors: list[str], slots: int,
+               spread: float, ahead: int) -> None:
+        """One release: ``slots`` slots over ``doctors`` open at the next whole minute; everyone books once."""
+        share = [slots // len(doctors) + (1 if k < slots % len(doctors) else 0) for k in range(len(doctors))]
+        doctors = [d for d, n in zip(doctors, share, strict=True) if n]
+        share = [n for n in share if n]
+        # the release: the next whole minute at least 30 s away (rules open at HH:MM)
+        release = (dt.datetime.now(BEIJING) + dt.timedelta(seconds=90)).replace(second=0, microsecond=0)
+        day = release.date() + dt.timedelta(days=ahead)
+        for doctor, capacity in zip(doctors, share, strict=True):
+            self.call("PUT", f"/api/v1/admin/doctors/{doctor}/slot-rule", json={
+                "slot_minutes": 5, "daily_max": 500, "quota_app": capacity, "quota_kiosk": 0, "quota_partner": 0,
+                "open_days_ahead": ahead, "open_time": f"{release:%H:%M}", "fee_fen": 2500, "hold_minutes": 15})
+            roster = self.call("POST", "/api/v1/admin/rosters", 201, json={
+                "kind": "extra", "doctor_id": doctor, "reason": "压测放号",
+                "sessions": [{"day": day.isoformat(), "period": "am", "room": "压测诊室", "capacity": capacity}]})
+            self.call("POST", f"/api/v1/admin/rosters/{roster['id']}/decide", json={"approve": True})
+        note(f"release-burst: {slots} slots over {len(doctors)} doctors on {day}, released at {release:%H:%M:%S}"
+             f" Beijing time; {len(people)} patients, {procs} client processes")
+        picks = [random.randrange(len(doctors)) for _ in people]
+        bodies = [(token, orjson.dumps({"patient_id": pid, "doctor_id": doctors[pick], "day": day.isoformat(),
+                                         "period": "am"}))
+                  for (token, pid), pick in zip(people, picks, strict=True)]
+        parts = split(bodies, procs)
+        pool.all("connect", [{"n": len(part)} for part in parts])
+        at = release.timestamp() + 0.05
+        note(f"release-burst: {len(people)} connections open; waiting {at - time.time():.0f} s for the release")
+        replies = pool.all("burst", [{"at": at, "spread": spread, "requests": part} for part in parts],
+                           timeout=ANSWER_TIMEOUT + max(at - time.time(), 0) + spread + 60)
+        outcomes: collections.Counter[str] = collections.Counter()
+        booked: list[tuple[str, str]] = []
+        for r in replies:
+            outcomes.update(r["outcomes"])
+            booked.extend(r["booked"])
+        lat = merge_samples([r["lat"] for r in replies])
+        last_booked = max((r["last_booked"] for r in replies), default=0.0)
+        # read back what the hub holds
+        active: list[dict[str, Any]] = []
+        oversold = max(0, len(booked) - slots)
+        for doctor, capacity in zip(doctors, share, strict=True):
+            rows = self.call("GET", "/api/v1/admin/bookings", params={
+                "doctor": doctor, "from": day.isoformat(), "to": day.isoformat(), "limit": 1000})["bookings"]
+            mine = [b for b in rows if b["status"] in ("held", "booked", "checked_in", "seen")]
+            oversold += max(0, len(mine) - capacity)
+            active.extend(mine)
+        per_patient = collections.Counter(b["patient_id"] for b in active)
+        answered_twice = len(booked) - len({p for p, _ in booked})
+        double_booked = sum(1 for n in per_patient.values() if n > 1) + answered_twice
+        unanswered = outcomes.pop("unanswered", 0)
+        n_booked = outcomes.pop("booked", 0)
+        emit({
+            "bench": "release-burst", "url": self.url,
+            "requests": len(people), "slots": slots, "doctors": len(doctors),
+            "booked": n_booked, "full": outcomes.pop("full", 0), "other": dict(outcomes),
+            "oversold": oversold, "double_booked": double_booked, "unanswered": unanswered,
+            "bookings_in_hub": len(active),
+            **latency_fields(lat),
+            "bookings_per_s": rounded(n_booked / max(last_booked - release.timestamp(), 1e-3), 1),
+            "spread_s": spread,
+            "client_procs": procs,
+        })
 
     # -- waiting queue
 
@@ -480,13 +487,24 @@ class OutpatientBench:
                 nursery.start_soon(one, token, pid)
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds or a comma-separated list, got {text!r}") from None
+    if not values or any(v < 0 for v in values):
+        raise argparse.ArgumentTypeError("seconds must be >= 0")
+    return values
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("outpatient workloads (release-burst, queue)")
     group.add_argument("--requests", type=int, default=10_000, help="release-burst: patients, one booking each")
     group.add_argument("--slots", type=int, default=500, help="release-burst: slots released at one instant")
     group.add_argument("--doctors", type=int, default=0, help="release-burst: doctors sharing the slots (default all)")
-    group.add_argument("--spread", type=float, default=0.0,
-                       help="release-burst: patients send within this many seconds after the release (default 0)")
+    group.add_argument("--spread", type=_floats, default=[0.0],
+                       help="release-burst: patients send within this many seconds after the release (default 0);"
+                       " a list runs one release for each, with the same patients")
     group.add_argument("--waiting", type=int, default=200, help="queue: patients checked in and waiting")
     group.add_argument("--calls", type=int, default=20, help="queue: calls the doctor makes")
     group.add_argument("--call-interval", type=float, default=2.0, help="queue: seconds between calls")
