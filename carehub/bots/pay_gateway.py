@@ -38,14 +38,26 @@ Medical-insurance mixed orders (移动医保支付 2.0):
   cash part's ``prepay_id`` must be an unpaid JSAPI order of exactly ``wechat_pay_cash_fee``.
   Idempotent on ``out_trade_no`` like JSAPI orders.
 - ``GET /v3/med-ins/orders/out-trade-no/{out_trade_no}`` and ``…/mix-trade-no/{mix_trade_no}``.
-  ``mix_pay_status`` MIX_PAY_CREATED|SUCCESS|FAIL, ``med_ins_pay_status`` MED_INS_PAY_CREATED|
-  SUCCESS|FAIL (NO_MED_INS_PAY without an insurance part), ``self_pay_status`` SELF_PAY_CREATED|
-  SUCCESS|FAIL (NO_SELF_PAY without cash). The sub-status names are [unverified].
+  ``mix_pay_status`` MIX_PAY_CREATED|SUCCESS|REFUND|FAIL, ``med_ins_pay_status`` MED_INS_PAY_CREATED|
+  SUCCESS|REFUND|FAIL (NO_MED_INS_PAY without an insurance part), ``self_pay_status`` SELF_PAY_CREATED|
+  SUCCESS|REFUND|FAIL (NO_SELF_PAY without cash). The sub-status names are [unverified]; so is
+  ``med_ins_refunds`` (the insurance refunds told so far) in the answer.
+- ``POST /v3/med-ins/refunds/notify?mix_trade_no=…`` ``{med_refund_total_fee, med_refund_gov_fee,
+  med_refund_self_fee, med_refund_other_fee, refund_time, out_refund_no}``: the hospital tells
+  WeChat that the insurance part was refunded at the NHSA (6203). Refused unless the order was
+  paid, ``total = gov + self + other``, no fund goes back beyond what it paid (``403 NOTENOUGH``),
+  the NHSA side has in fact refunded at least that much (``400 INVALID_REQUEST``), and, when
+  the order has a cash part, ``out_refund_no`` is a refund of that cash order (the same number
+  as the cash refund's). A repeat with the same ``out_refund_no`` and amounts is answered the
+  same; other amounts under it are ``400 INVALID_REQUEST``. Answers the order (as the query).
+  ``mix_pay_status`` becomes MIX_PAY_REFUND once both parts are back (the cash refund
+  ``SUCCESS`` and the whole insurance part told), whichever comes last.
 
 The NHSA side is minimal (its mobile-payment specification is not public): the admin API issues
 ``pay_auth_no`` (the patient authorizing 医保电子凭证, expiring after ``pay_auth_ttl_seconds``)
 and pre-settles (6201 + pre-settlement: the split, and a ``pay_order_id``); paying a mixed order
-settles or fails the insurance part there.
+settles or fails the insurance part there; ``/_sim/nhsa/refund`` stands in for 6203 (医保退费),
+which in real life the HIS sends over its NHSA interface.
 
 Notifications (``TRANSACTION.SUCCESS``, ``REFUND.SUCCESS|ABNORMAL|CLOSED`` to the order's or the
 refund's ``notify_url``, ``MEDICAL_INSURANCE.SUCCESS`` to a mixed order's ``callback_url``):
@@ -76,6 +88,13 @@ The admin API under ``/_sim/`` (no authentication; bind it to localhost):
 - ``POST /_sim/nhsa/auth`` ``{"ttl_seconds"?}`` -> ``{pay_auth_no, expires_at}``;
   ``POST /_sim/nhsa/presettle`` ``{pay_auth_no, total_fee, med_ins_gov_fee, med_ins_self_fee,
   med_ins_other_fee, med_ins_cash_fee}`` -> ``{pay_order_id, …}``.
+- ``POST /_sim/nhsa/refund`` — 【6203】医保退费 of a settled ``payOrdId``, with the field names seen
+  in public HIS code (the specification is not public): ``{payOrdId, appRefdSn, appRefdTime
+  (yyyyMMddHHmmss), totlRefdAmt, fundRefdAmt (统筹 + other funds), psnAcctRefdAmt (个账),
+  cashRefdAmt, refdType: ALL|HI|CASH}``, amounts in yuan as strings ("6.00"). Answers the
+  refund ``{…, refStatus: "SUCC", refdTime}``; idempotent by ``appRefdSn`` (same content: the
+  same record; other content: 400); 400 for a settlement not settled or amounts beyond what was
+  settled and not yet refunded. The answer shape is [unverified].
 - ``POST /_sim/clock`` ``{"advance_seconds": S}`` — business time only (expiry of orders and
   authorizations); signature timestamps are checked against the real clock.
 - ``GET``/``POST /_sim/config`` — ``auto_pay_seconds`` (None: wait for the pay trigger; a number:
@@ -320,6 +339,8 @@ class MixedRecord:
     med_ins_pay_status: str = "MED_INS_PAY_CREATED"
     paid_time: dt.datetime | None = None
     passthrough: str | None = None
+    #: out_refund_no -> the insurance refund the hospital told (``/v3/med-ins/refunds/notify``)
+    med_refunds: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def insured(self) -> int:
@@ -338,6 +359,8 @@ class MixedRecord:
             answer["paid_time"] = _rfc3339(self.paid_time)
         if self.passthrough:
             answer["passthrough_response_content"] = self.passthrough
+        if self.med_refunds:
+            answer["med_ins_refunds"] = list(self.med_refunds.values())
         return answer
 
 
@@ -352,8 +375,13 @@ class Presettlement:
     pay_order_id: str
     pay_auth_no: str
     fees: dict[str, int]
-    status: str = "PRESETTLED"  # SETTLED, FAILED
+    status: str = "PRESETTLED"  # SETTLED, FAILED, REFUNDED (6203 gave everything back)
     setl_id: str | None = None
+    #: 6203 refunds, each with its amounts in fen (``fund``, ``psn_acct``, ``cash``)
+    refunds: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def refunded(self, part: str) -> int:
+        return sum(int(r[part]) for r in self.refunds)
 
 
 @dataclasses.dataclass
@@ -650,6 +678,8 @@ class PayGateway:
                 if found is None:
                     raise Refused(404, "ORDER_NOT_EXIST", "订单不存在")
                 return Reply(200, self._mixed_order(found).view())
+            case "POST", ["v3", "med-ins", "refunds", "notify"]:
+                return Reply(200, self._med_refund_notify(args.get("mix_trade_no", ""), data))
         raise Refused(404, "NOT_FOUND", f"接口不存在: {method} {path}")
 
     def _check_mchid(self, mchid: Any) -> None:
@@ -864,6 +894,8 @@ class PayGateway:
         if status == "SUCCESS":
             refund.success_time = self.now()
             order.trade_state = "REFUND"
+            if order.mixed is not None:
+                self._mixed_refund_state(self.mixed[order.mixed])
         plaintext: dict[str, Any] = {
             "mchid": self.mchid,
             "out_trade_no": order.out_trade_no,
@@ -1044,6 +1076,149 @@ class PayGateway:
             mixed.mix_pay_status = "MIX_PAY_FAIL"
         log.info("mixed order %s: %s", mixed.out_trade_no, mixed.mix_pay_status)
 
+    def _cash_order(self, mixed: MixedRecord) -> Order | None:
+        cash_no = self.by_prepay.get(str(mixed.body.get("prepay_id") or ""))
+        return self.orders[cash_no] if cash_no is not None else None
+
+    def _med_refund_notify(self, mix_trade_no: str, data: dict[str, Any]) -> dict[str, Any]:
+        """``POST /v3/med-ins/refunds/notify``: the insurance part was refunded at the NHSA (6203)."""
+        if not mix_trade_no:
+            raise Refused(400, "PARAM_ERROR", "参数错误: mix_trade_no")
+        found = self.by_mix_trade_no.get(mix_trade_no)
+        if found is None:
+            raise Refused(404, "ORDER_NOT_EXIST", "订单不存在")
+        mixed = self.mixed[found]
+        out_refund_no = _field(data, "out_refund_no")
+        if not _OUT_REFUND_NO.match(out_refund_no):
+            raise Refused(400, "PARAM_ERROR", "参数错误: out_refund_no")
+        names = ("med_refund_total_fee", "med_refund_gov_fee", "med_refund_self_fee", "med_refund_other_fee")
+        fees = {name: _field(data, name, int) for name in names}
+        try:
+            refund_time = dt.datetime.fromisoformat(_field(data, "refund_time"))
+        except ValueError:
+            raise Refused(400, "PARAM_ERROR", "参数错误: refund_time 须为RFC3339格式") from None
+        if refund_time.tzinfo is None:
+            raise Refused(400, "PARAM_ERROR", "参数错误: refund_time 须带时区")
+        total, gov, own, other = (fees[name] for name in names)
+        if min(gov, own, other) < 0 or total <= 0 or total != gov + own + other:
+            raise Refused(400, "PARAM_ERROR", "金额校验失败: med_refund_total_fee 须为统筹、个账、其他之和且大于0")
+        existing = mixed.med_refunds.get(out_refund_no)
+        if existing is not None:
+            if any(existing[name] != fees[name] for name in names):
+                raise Refused(400, "INVALID_REQUEST", "退款单号已用于其他医保退款通知")
+            return mixed.view()
+        if mixed.mix_pay_status not in ("MIX_PAY_SUCCESS", "MIX_PAY_REFUND"):
+            raise Refused(400, "INVALID_REQUEST", "订单未支付成功，不能退款")
+        told = {name: sum(int(r[name]) for r in mixed.med_refunds.values()) for name in names}
+        paid = {"med_refund_gov_fee": int(mixed.body["med_ins_gov_fee"]),
+                "med_refund_self_fee": int(mixed.body["med_ins_self_fee"]),
+                "med_refund_other_fee": int(mixed.body["med_ins_other_fee"])}
+        if any(told[name] + fees[name] > paid[name] for name in paid):
+            raise Refused(403, "NOTENOUGH", "医保退款金额超过订单医保支付金额")
+        cash = self._cash_order(mixed)
+        if cash is not None and out_refund_no not in cash.refunds:
+            raise Refused(400, "INVALID_REQUEST", "out_refund_no 须与现金部分的退款单号一致")
+        presettlement = self.presettlements[str(mixed.body["pay_order_id"])]
+        fund = told["med_refund_gov_fee"] + told["med_refund_other_fee"] + gov + other
+        psn_acct = told["med_refund_self_fee"] + own
+        if presettlement.refunded("fund") < fund or presettlement.refunded("psn_acct") < psn_acct:
+            raise Refused(400, "INVALID_REQUEST", "医保侧尚未退费（6203），不能通知医保退款")
+        mixed.med_refunds[out_refund_no] = {"out_refund_no": out_refund_no, **fees,
+                                            "refund_time": _rfc3339(refund_time)}
+        self._mixed_refund_state(mixed)
+        log.info("mixed order %s: insurance refund %s told, %d fen", mixed.out_trade_no, out_refund_no, total)
+        return mixed.view()
+
+    def _mixed_refund_state(self, mixed: MixedRecord) -> None:
+        """The statuses after a refund of either part: MIX_PAY_REFUND once both parts are back."""
+        told = sum(int(r["med_refund_total_fee"]) for r in mixed.med_refunds.values())
+        insurance_back = told >= mixed.insured
+        if mixed.insured and insurance_back:
+            mixed.med_ins_pay_status = "MED_INS_PAY_REFUND"
+        cash = self._cash_order(mixed)
+        cash_back = True
+        if cash is not None:
+            returned = sum(self.refunds[n].amount for n in cash.refunds if self.refunds[n].status == "SUCCESS")
+            cash_back = returned >= cash.total
+            if cash_back:
+                mixed.self_pay_status = "SELF_PAY_REFUND"
+        if insurance_back and cash_back and mixed.mix_pay_status == "MIX_PAY_SUCCESS":
+            mixed.mix_pay_status = "MIX_PAY_REFUND"
+            log.info("mixed order %s: both parts refunded", mixed.out_trade_no)
+
+    # -- the NHSA stand-in -------------------------------------------------------------------
+
+    def nhsa_refund(self, data: Mapping[str, Any]) -> tuple[int, Any]:
+        """【6203】医保退费 of a settled pre-settlement (field names as in public HIS code)."""
+
+        def text(name: str) -> str:
+            value = data.get(name)
+            if not isinstance(value, str) or not value.strip():
+                raise Refused(400, "PARAM_ERROR", f"参数错误: {name}")
+            return value.strip()
+
+        def fen(name: str) -> int:
+            value = data.get(name, "0.00")
+            if not isinstance(value, str) or not re.fullmatch(r"\d{1,9}(\.\d{1,2})?", value):
+                raise Refused(400, "PARAM_ERROR", f"参数错误: {name} 须为以元为单位的金额字符串（如 6.00）")
+            yuan, _, cents = value.partition(".")
+            return int(yuan) * 100 + int(cents.ljust(2, "0"))
+
+        pay_ord_id, refund_sn = text("payOrdId"), text("appRefdSn")
+        if len(refund_sn) > 64:
+            raise Refused(400, "PARAM_ERROR", "参数错误: appRefdSn 超长")
+        try:
+            asked_at = dt.datetime.strptime(text("appRefdTime"), "%Y%m%d%H%M%S")
+        except ValueError:
+            raise Refused(400, "PARAM_ERROR", "参数错误: appRefdTime 须为 yyyyMMddHHmmss") from None
+        kind = text("refdType").upper()
+        if kind not in ("ALL", "HI", "CASH"):
+            raise Refused(400, "PARAM_ERROR", "参数错误: refdType 须为 ALL、HI 或 CASH")
+        amounts = {"total": fen("totlRefdAmt"), "fund": fen("fundRefdAmt"), "psn_acct": fen("psnAcctRefdAmt"),
+                   "cash": fen("cashRefdAmt")}
+        presettlement = self.presettlements.get(pay_ord_id)
+        if presettlement is None:
+            raise Refused(404, "NOT_FOUND", "医保支付订单不存在")
+        content = {"payOrdId": pay_ord_id, "refdType": kind, **amounts}
+        for earlier in presettlement.refunds:
+            if earlier["appRefdSn"] == refund_sn:
+                if earlier["content"] != content:
+                    raise Refused(400, "INVALID_REQUEST", "应用退款流水号已用于其他退费")
+                return 200, self._nhsa_refund_view(presettlement, earlier)
+        if presettlement.status not in ("SETTLED", "REFUNDED"):
+            raise Refused(400, "INVALID_REQUEST", "医保支付订单未结算，不能退费")
+        if amounts["total"] <= 0 or amounts["total"] != amounts["fund"] + amounts["psn_acct"] + amounts["cash"]:
+            raise Refused(400, "INVALID_REQUEST", "totlRefdAmt 须为基金、个账、现金退费金额之和且大于0")
+        if (kind == "HI" and amounts["cash"]) or (kind == "CASH" and (amounts["fund"] or amounts["psn_acct"])):
+            raise Refused(400, "INVALID_REQUEST", f"退费类型 {kind} 与退费金额不符")
+        fees = presettlement.fees
+        settled = {"fund": fees["med_ins_gov_fee"] + fees["med_ins_other_fee"], "psn_acct": fees["med_ins_self_fee"],
+                   "cash": fees["med_ins_cash_fee"]}
+        if any(presettlement.refunded(part) + amounts[part] > settled[part] for part in settled):
+            raise Refused(400, "INVALID_REQUEST", "退费金额超过结算金额（含已退金额）")
+        record = {"appRefdSn": refund_sn, "appRefdTime": asked_at.strftime("%Y%m%d%H%M%S"), "content": content,
+                  "trxSn": f"RF{_digits(22)}", "refdTime": self.now().astimezone(BEIJING).strftime("%Y%m%d%H%M%S"),
+                  **amounts}
+        presettlement.refunds.append(record)
+        if all(presettlement.refunded(part) >= settled[part] for part in settled if part != "cash"):
+            presettlement.status = "REFUNDED"
+        log.info("NHSA 6203: %s refunded %d fen (%s)", pay_ord_id, amounts["total"], refund_sn)
+        return 200, self._nhsa_refund_view(presettlement, record)
+
+    @staticmethod
+    def _nhsa_refund_view(presettlement: Presettlement, record: Mapping[str, Any]) -> dict[str, Any]:
+        def yuan(fen: int) -> str:
+            return f"{fen // 100}.{fen % 100:02d}"
+
+        return {
+            "payOrdId": presettlement.pay_order_id, "appRefdSn": record["appRefdSn"],
+            "appRefdTime": record["appRefdTime"], "refdType": record["content"]["refdType"],
+            "totlRefdAmt": yuan(record["total"]), "fundRefdAmt": yuan(record["fund"]),
+            "psnAcctRefdAmt": yuan(record["psn_acct"]), "cashRefdAmt": yuan(record["cash"]),
+            "trxSn": record["trxSn"], "refStatus": "SUCC", "refdTime": record["refdTime"],
+            "setlStatus": presettlement.status,
+        }
+
     # -- the admin API -----------------------------------------------------------------------
 
     def handle_admin(self, method: str, path: str, query: str, body: bytes) -> tuple[int, Any]:
@@ -1091,6 +1266,8 @@ class PayGateway:
                     return 200, {"pay_auth_no": auth.pay_auth_no, "expires_at": _rfc3339(auth.expires_at)}
                 case "POST", ["nhsa", "presettle"]:
                     return self._admin_presettle(data)
+                case "POST", ["nhsa", "refund"]:
+                    return self.nhsa_refund(data)
                 case "POST", ["clock"]:
                     self.offset += dt.timedelta(seconds=float(data.get("advance_seconds", 0)))
                     return 200, {"now": _rfc3339(self.now())}

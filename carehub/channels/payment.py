@@ -10,6 +10,10 @@
   :meth:`~WeChatPay.query_mixed`: one payment split between medical insurance (统筹, 个账, other
   funds, all settled by the NHSA) and cash (a normal JSAPI order whose ``prepay_id`` the mixed
   order carries);
+- refunding a mixed order takes three calls: :meth:`~WeChatPay.refund` of the cash part,
+  :meth:`~WeChatPay.nhsa_refund` (NHSA message 6203, through :class:`NhsaClient`) of the
+  insurance part, then :meth:`~WeChatPay.notify_med_ins_refund`
+  (``POST /v3/med-ins/refunds/notify``) with the cash refund's ``out_refund_no``;
 - :meth:`~WeChatPay.parse_notification` verifies and decrypts what WeChat POSTs to ``notify_url``.
 
 Every request carries a ``WECHATPAY2-SHA256-RSA2048`` Authorization header (SHA256withRSA,
@@ -31,8 +35,12 @@ again later may succeed, ``retryable``)::
     ├── OrderPaid            ORDERPAID: the order is paid (closing or re-ordering it is refused)
     ├── OrderClosed          ORDER_CLOSED
     ├── OrderNotFound        ORDER_NOT_EXIST / RESOURCE_NOT_EXISTS
-    └── RuleLimit            RULE_LIMIT, and mixed-order amounts that break the formulas (raised
-                             before sending)
+    ├── RuleLimit            RULE_LIMIT, and mixed-order amounts that break the formulas (raised
+    │                        before sending)
+    └── NhsaRefused          the NHSA refused a 6203 refund (unknown or unsettled payOrdId,
+                             amounts beyond what was settled, a refund number reused with other
+                             amounts); an NHSA that is down or silent raises PaymentProviderDown
+                             / PaymentTimeout like WeChat
 
 Amounts are integer fen. Patient names and ID numbers are never logged; they are sent only
 RSA-OAEP-encrypted with the platform key (``payer`` of a mixed order).
@@ -137,6 +145,10 @@ class RuleLimit(PaymentError):
     """``RULE_LIMIT``: a business rule refused it (for mixed orders: the amount formulas)."""
 
 
+class NhsaRefused(PaymentError):
+    """The NHSA refused a request (6203 医保退费): trying again will not help."""
+
+
 class NotificationRejected(ValueError):
     """A notification that must not be trusted; answer it with 4xx/5xx and
     :func:`notification_refusal`."""
@@ -187,6 +199,8 @@ class WeChatPayConfig:
     apiv3_key: str = dataclasses.field(repr=False)
     notify_url: str
     timeout_seconds: float = 5.0
+    #: Where :class:`NhsaClient` sends 6203; None: the simulator's stand-in, ``<base_url>/_sim/nhsa``.
+    nhsa_url: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -438,6 +452,23 @@ class MixedTransaction:
 
 
 @dataclasses.dataclass(frozen=True)
+class NhsaRefund:
+    """A 6203 refund as the NHSA answered it (amounts in fen; ``fund`` = 统筹 + other funds,
+    ``psn_acct`` = 个账). A repeat of the same ``refund_sn`` answers the first refund again, with
+    its ``refund_time``."""
+
+    pay_order_id: str
+    refund_sn: str
+    total_fen: int
+    fund_fen: int
+    psn_acct_fen: int
+    cash_fen: int
+    refund_time: dt.datetime
+    trx_sn: str
+    raw: Mapping[str, Any] = dataclasses.field(repr=False, compare=False)
+
+
+@dataclasses.dataclass(frozen=True)
 class Notification:
     """A verified, decrypted notification. ``event_type``: ``TRANSACTION.SUCCESS``,
     ``REFUND.SUCCESS|ABNORMAL|CLOSED``, ``MEDICAL_INSURANCE.SUCCESS``...; ``id`` is the same on
@@ -567,6 +598,102 @@ def _segment(value: str) -> str:
     return quote(value, safe="")
 
 
+def _yuan(fen: int) -> str:
+    return f"{fen // 100}.{fen % 100:02d}"
+
+
+def _fen(value: Any) -> int:
+    yuan, _, cents = str(value).partition(".")
+    return int(yuan) * 100 + int(cents.ljust(2, "0")[:2])
+
+
+def _nhsa_time(value: Any) -> dt.datetime:
+    return dt.datetime.strptime(str(value), "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
+
+
+# ---- the NHSA (6203) ----------------------------------------------------------------------------
+
+
+class NhsaClient:
+    """NHSA message 6203 (医保退费): give back the insurance part of a mobile-payment settlement.
+
+    In real life CareHub does not talk to the NHSA: the hospital's HIS does, over its NHSA
+    interface (定点医药机构接口, SM2-signed and SM4-encrypted with the institution's keys), and
+    CareHub would ask the HIS to send 6203. No such HIS interface exists here yet, so this small
+    client posts the 6203 fields (names as seen in public HIS code; the specification is not
+    public) as JSON to a stand-in: the payment simulator's ``/_sim/nhsa/refund``. Swap the
+    transport, not the callers, when the HIS offers one.
+    """
+
+    def __init__(self, http: httpx.AsyncClient, base_url: str, *, timeout_seconds: float = 5.0) -> None:
+        self._http = http
+        self._base = base_url.rstrip("/")
+        self._timeout = timeout_seconds
+
+    async def refund(
+        self,
+        pay_order_id: str,
+        refund_sn: str,
+        *,
+        fund_fen: int,
+        psn_acct_fen: int,
+        cash_fen: int = 0,
+        refund_type: Literal["ALL", "HI", "CASH"] = "HI",
+        asked_at: dt.datetime | None = None,
+    ) -> NhsaRefund:
+        """Refund ``fund_fen`` (统筹 + other funds) and ``psn_acct_fen`` (个账) of the settlement
+        ``pay_order_id``. Idempotent by ``refund_sn`` (``appRefdSn``): after a timeout or an error,
+        repeat the same call. Raises :class:`NhsaRefused`, :class:`PaymentProviderDown` (retryable)
+        or :class:`PaymentTimeout` (retryable: the refund may have been made; repeat it)."""
+        if min(fund_fen, psn_acct_fen, cash_fen) < 0 or fund_fen + psn_acct_fen + cash_fen <= 0:
+            raise ValueError("refund amounts must be non-negative and not all zero")
+        if not _OUT_REFUND_NO.match(refund_sn):
+            raise ValueError("refund_sn: 1-64 characters of [0-9A-Za-z_-|*@]")
+        when = (asked_at or _utcnow()).astimezone(BEIJING)
+        body = {
+            "payOrdId": pay_order_id,
+            "appRefdSn": refund_sn,
+            "appRefdTime": when.strftime("%Y%m%d%H%M%S"),
+            "totlRefdAmt": _yuan(fund_fen + psn_acct_fen + cash_fen),
+            "fundRefdAmt": _yuan(fund_fen),
+            "psnAcctRefdAmt": _yuan(psn_acct_fen),
+            "cashRefdAmt": _yuan(cash_fen),
+            "refdType": refund_type,
+        }
+        what = "NHSA 6203"
+        try:
+            response = await self._http.post(f"{self._base}/refund", content=orjson.dumps(body),
+                                             headers={"Content-Type": "application/json"}, timeout=self._timeout)
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as err:
+            raise PaymentProviderDown("NHSA_UNREACHABLE", f"{what}: {type(err).__name__}: {err}") from err
+        except httpx.TransportError as err:
+            raise PaymentTimeout("NHSA_NO_ANSWER", f"{what}: {type(err).__name__}: {err}") from err
+        try:
+            answer = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            answer = None
+        if response.status_code >= 500 or response.status_code == 429:
+            raise PaymentProviderDown("NHSA_DOWN", f"{what}: HTTP {response.status_code}", status=response.status_code)
+        if not response.is_success:
+            detail = answer.get("error") if isinstance(answer, dict) else response.text[:200]
+            code = str(answer.get("code") or "NHSA_REFUSED") if isinstance(answer, dict) else "NHSA_REFUSED"
+            log.warning("%s of %s refused: %s", what, pay_order_id, detail)
+            raise NhsaRefused(code, f"{what}: {detail}", status=response.status_code)
+        if not isinstance(answer, dict):
+            raise PaymentTimeout("NHSA_BAD_ANSWER", f"{what}: the answer is not a JSON object")
+        try:
+            refund = NhsaRefund(
+                pay_order_id=str(answer["payOrdId"]), refund_sn=str(answer["appRefdSn"]),
+                total_fen=_fen(answer["totlRefdAmt"]), fund_fen=_fen(answer["fundRefdAmt"]),
+                psn_acct_fen=_fen(answer["psnAcctRefdAmt"]), cash_fen=_fen(answer["cashRefdAmt"]),
+                refund_time=_nhsa_time(answer["refdTime"]), trx_sn=str(answer.get("trxSn", "")), raw=answer,
+            )
+        except (KeyError, ValueError) as err:
+            raise PaymentTimeout("NHSA_BAD_ANSWER", f"{what}: an answer that is not a refund ({err!r})") from err
+        log.info("%s of %s: %s, %d fen", what, pay_order_id, refund_sn, refund.total_fen)
+        return refund
+
+
 # ---- the adapter --------------------------------------------------------------------------------
 
 
@@ -592,6 +719,9 @@ class WeChatPay:
         self._apiv3_key = config.apiv3_key.encode()
         if len(self._apiv3_key) != 32:
             raise ValueError("the APIv3 key must be 32 ASCII characters")
+        #: 6203 refunds of the insurance part (see :class:`NhsaClient` for who really sends them)
+        self.nhsa = NhsaClient(http, config.nhsa_url or f"{self._base}/_sim/nhsa",
+                               timeout_seconds=config.timeout_seconds)
 
     # -- JSAPI orders ------------------------------------------------------------------------
 
@@ -766,6 +896,46 @@ class WeChatPay:
     async def query_mixed_by_mix_trade_no(self, mix_trade_no: str) -> MixedTransaction:
         path = f"/v3/med-ins/orders/mix-trade-no/{_segment(mix_trade_no)}"
         return MixedTransaction.from_json(await self._json("GET", path))
+
+    async def nhsa_refund(
+        self, pay_order_id: str, refund_sn: str, *, fund_fen: int, psn_acct_fen: int
+    ) -> NhsaRefund:
+        """The insurance part of a mixed order back to the patient's funds: 6203 at the NHSA
+        (:meth:`NhsaClient.refund`, type ``HI``: the cash part goes back through :meth:`refund`).
+        Use the cash refund's ``out_refund_no`` as ``refund_sn``: it is idempotent by it."""
+        return await self.nhsa.refund(pay_order_id, refund_sn, fund_fen=fund_fen, psn_acct_fen=psn_acct_fen)
+
+    async def notify_med_ins_refund(
+        self,
+        mix_trade_no: str,
+        *,
+        out_refund_no: str,
+        gov_fen: int,
+        self_fen: int,
+        other_fen: int,
+        refund_time: dt.datetime,
+    ) -> MixedTransaction:
+        """``POST /v3/med-ins/refunds/notify?mix_trade_no=…``: tell WeChat the insurance part was
+        refunded at the NHSA (after :meth:`nhsa_refund`). ``out_refund_no`` must be the cash
+        refund's when the order has a cash part. Repeating it with the same content is harmless;
+        the answer is the order (``mix_pay_status`` is ``MIX_PAY_REFUND`` once both parts are back)."""
+        if min(gov_fen, self_fen, other_fen) < 0 or gov_fen + self_fen + other_fen <= 0:
+            raise ValueError("refund amounts must be non-negative and not all zero")
+        if not _OUT_REFUND_NO.match(out_refund_no):
+            raise ValueError("out_refund_no: 1-64 characters of [0-9A-Za-z_-|*@]")
+        body = {
+            "med_refund_total_fee": gov_fen + self_fen + other_fen,
+            "med_refund_gov_fee": gov_fen,
+            "med_refund_self_fee": self_fen,
+            "med_refund_other_fee": other_fen,
+            "refund_time": _rfc3339(refund_time),
+            "out_refund_no": out_refund_no,
+        }
+        path = f"/v3/med-ins/refunds/notify?mix_trade_no={_segment(mix_trade_no)}"
+        order = MixedTransaction.from_json(await self._json("POST", path, body))
+        log.info("med-ins refund %s of %s told: %d fen, %s", out_refund_no, mix_trade_no,
+                 body["med_refund_total_fee"], order.mix_pay_status)
+        return order
 
     # -- notifications -----------------------------------------------------------------------
 

@@ -30,6 +30,7 @@ from carehub.channels.payment import (
     BEIJING,
     NOTIFICATION_ACK_STATUS,
     MixedOrderRequest,
+    NhsaRefused,
     Notification,
     NotificationRejected,
     OrderAlreadyExists,
@@ -601,3 +602,114 @@ async def test_reposting_an_identical_mixed_order_returns_the_same_mix_trade_no(
         first = await pay.query_mixed("MIX20260302006")
         again = await pay.create_mixed_order(request)
     assert again.mix_trade_no == first.mix_trade_no
+
+
+# ---- refunding a mixed order: cash through WeChat, insurance through the NHSA (6203) (OUT-7) ----
+
+
+async def paid_mixed_order(pay: WeChatPay, admin: httpx.AsyncClient, receiver: Receiver, out_trade_no: str) -> str:
+    """A paid CASH_AND_INSURANCE order (6000 统筹, 1500 个账, 2500 cash); its pay_order_id."""
+    request = await mixed_order(pay, admin, out_trade_no)
+    await pay_in_wechat(admin, out_trade_no)
+    await receiver.next("MEDICAL_INSURANCE.SUCCESS")
+    return request.pay_order_id
+
+
+async def test_a_mixed_order_is_mix_pay_refund_once_the_cash_and_the_insurance_part_are_back(
+    pay: WeChatPay, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """OUT-7: cash refund, 6203 at the NHSA, then the med-ins refund notify with the same refund number."""
+    with trio.fail_after(10):
+        pay_order_id = await paid_mixed_order(pay, admin, receiver, "MIX20260302101")
+        await pay.refund("MIX20260302101C", "MIX20260302101R", 2500, 2500, "退号")
+        await receiver.next("REFUND.SUCCESS")
+        assert (await pay.query_mixed("MIX20260302101")).mix_pay_status == "MIX_PAY_SUCCESS"
+        nhsa = await pay.nhsa_refund(pay_order_id, "MIX20260302101R", fund_fen=6000, psn_acct_fen=1500)
+        mix_trade_no = (await pay.query_mixed("MIX20260302101")).mix_trade_no
+        told = await pay.notify_med_ins_refund(mix_trade_no, out_refund_no="MIX20260302101R", gov_fen=6000,
+                                               self_fen=1500, other_fen=0, refund_time=nhsa.refund_time)
+        queried = await pay.query_mixed("MIX20260302101")
+        [presettlement] = (await sim(admin, "/_sim/orders"))["nhsa"]["presettlements"]
+    assert (nhsa.total_fen, nhsa.fund_fen, nhsa.psn_acct_fen, nhsa.cash_fen) == (7500, 6000, 1500, 0)
+    assert told.mix_pay_status == queried.mix_pay_status == "MIX_PAY_REFUND"
+    assert (queried.med_ins_pay_status, queried.self_pay_status) == ("MED_INS_PAY_REFUND", "SELF_PAY_REFUND")
+    assert presettlement["status"] == "REFUNDED"
+
+
+async def test_the_med_ins_refund_notify_is_refused_before_the_nhsa_has_refunded(
+    pay: WeChatPay, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    with trio.fail_after(10):
+        await paid_mixed_order(pay, admin, receiver, "MIX20260302102")
+        await pay.refund("MIX20260302102C", "MIX20260302102R", 2500, 2500, "退号")
+        mix_trade_no = (await pay.query_mixed("MIX20260302102")).mix_trade_no
+        with pytest.raises(PaymentError) as refused:
+            await pay.notify_med_ins_refund(mix_trade_no, out_refund_no="MIX20260302102R", gov_fen=6000,
+                                            self_fen=1500, other_fen=0, refund_time=dt.datetime.now(dt.UTC))
+    assert (refused.value.code, refused.value.retryable) == ("INVALID_REQUEST", False)
+    assert "6203" in refused.value.message
+
+
+async def test_the_med_ins_refund_notify_must_carry_the_cash_refunds_out_refund_no(
+    pay: WeChatPay, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    with trio.fail_after(10):
+        pay_order_id = await paid_mixed_order(pay, admin, receiver, "MIX20260302103")
+        await pay.refund("MIX20260302103C", "MIX20260302103R", 2500, 2500, "退号")
+        nhsa = await pay.nhsa_refund(pay_order_id, "MIX20260302103X", fund_fen=6000, psn_acct_fen=1500)
+        mix_trade_no = (await pay.query_mixed("MIX20260302103")).mix_trade_no
+        with pytest.raises(PaymentError) as refused:
+            await pay.notify_med_ins_refund(mix_trade_no, out_refund_no="MIX20260302103X", gov_fen=6000,
+                                            self_fen=1500, other_fen=0, refund_time=nhsa.refund_time)
+    assert refused.value.code == "INVALID_REQUEST"
+    assert "out_refund_no" in refused.value.message
+
+
+async def test_a_repeated_nhsa_refund_and_notify_change_nothing(
+    pay: WeChatPay, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    """What a retried refund effect does: the same 6203 and notify again, after they succeeded."""
+    with trio.fail_after(10):
+        pay_order_id = await paid_mixed_order(pay, admin, receiver, "MIX20260302104")
+        await pay.refund("MIX20260302104C", "MIX20260302104R", 2500, 2500, "退号")
+        first = await pay.nhsa_refund(pay_order_id, "MIX20260302104R", fund_fen=6000, psn_acct_fen=1500)
+        mix_trade_no = (await pay.query_mixed("MIX20260302104")).mix_trade_no
+        for _ in range(2):
+            await pay.notify_med_ins_refund(mix_trade_no, out_refund_no="MIX20260302104R", gov_fen=6000,
+                                            self_fen=1500, other_fen=0, refund_time=first.refund_time)
+        again = await pay.nhsa_refund(pay_order_id, "MIX20260302104R", fund_fen=6000, psn_acct_fen=1500)
+        orders = await sim(admin, "/_sim/orders")
+    assert (again.trx_sn, again.refund_time) == (first.trx_sn, first.refund_time)
+    assert len(orders["nhsa"]["presettlements"][0]["refunds"]) == 1
+    assert len(orders["mixed_orders"][0]["med_ins_refunds"]) == 1
+
+
+async def test_the_nhsa_refuses_to_refund_more_than_was_settled(
+    pay: WeChatPay, admin: httpx.AsyncClient, receiver: Receiver
+) -> None:
+    with trio.fail_after(10):
+        pay_order_id = await paid_mixed_order(pay, admin, receiver, "MIX20260302105")
+        await pay.nhsa_refund(pay_order_id, "MIX20260302105A", fund_fen=6000, psn_acct_fen=0)
+        with pytest.raises(NhsaRefused) as refused:
+            await pay.nhsa_refund(pay_order_id, "MIX20260302105B", fund_fen=1, psn_acct_fen=1500)
+    assert not refused.value.retryable
+    assert "超过" in refused.value.message
+
+
+async def test_the_nhsa_refuses_a_refund_of_an_unsettled_pre_settlement(
+    pay: WeChatPay, admin: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(10):
+        _, pay_order_id = await presettled(admin, split())
+        with pytest.raises(NhsaRefused) as refused:
+            await pay.nhsa_refund(pay_order_id, "RF20260302106", fund_fen=6000, psn_acct_fen=1500)
+    assert "未结算" in refused.value.message
+
+
+async def test_an_unreachable_nhsa_is_a_retryable_provider_down(gateway: GatewayHandle, receiver: Receiver) -> None:
+    config = config_for(gateway, receiver.url, nhsa_url="http://127.0.0.1:9/_sim/nhsa")
+    with trio.fail_after(10):
+        async with open_wechat_pay(config) as pay:
+            with pytest.raises(PaymentProviderDown) as failed:
+                await pay.nhsa_refund("ORD1", "RF20260302107", fund_fen=100, psn_acct_fen=0)
+    assert failed.value.retryable
