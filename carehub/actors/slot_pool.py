@@ -75,6 +75,11 @@ class SessionPlan(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class PayOrder(msgspec.Struct):
+    """A payment order of a booking. An order with an insurance part (``insurance``, ``mixed``) is
+    a med-ins mixed order at the gateway (``mix_trade_no``); it is ``refunded`` only when the cash
+    part (WeChat refund) and the insurance part (NHSA 6203 + med-ins refund notify) are both back.
+    Fields added later have defaults, so stored states still decode."""
+
     out_trade_no: str
     method: str  # self | insurance | mixed
     total_fen: int
@@ -83,8 +88,12 @@ class PayOrder(msgspec.Struct):
     status: str = "created"  # created | paid | refunding | refunded
     transaction_id: str | None = None
     refund_no: str | None = None
+    #: everything given back so far (cash + insurance)
     refunded_fen: int = 0
     created_at: dt.datetime | None = None
+    mix_trade_no: str | None = None
+    cash_refunded_fen: int = 0
+    insurance_refunded_fen: int = 0
 
 
 class Booking(msgspec.Struct):
@@ -161,12 +170,20 @@ class PaymentConfirmed(msgspec.Struct, forbid_unknown_fields=True):
     out_trade_no: str
     transaction_id: str
     paid_fen: int
+    #: the med-ins mixed order's number, for orders with an insurance part (their refund needs it)
+    mix_trade_no: str | None = None
 
 
 class RefundSettled(msgspec.Struct, forbid_unknown_fields=True):
+    """One part of an order's refund is back with the patient: ``cash`` (the WeChat refund
+    succeeded: ``REFUND.SUCCESS`` callback or the refund effect) or ``insurance`` (the refund
+    effect did NHSA 6203 and told WeChat). Idempotent per part; the order is ``refunded`` once
+    every part it has is back."""
+
     out_trade_no: str
     refund_no: str
     refunded_fen: int
+    part: str = "cash"  # cash | insurance
 
 
 class ReleaseHold(msgspec.Struct, forbid_unknown_fields=True):
@@ -241,7 +258,9 @@ class JoinQueue(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Refund(msgspec.Struct, forbid_unknown_fields=True):
-    """Effect ``refund/<out_trade_no>``: refund by the original method (same refund number on retry)."""
+    """Effect ``refund/<out_trade_no>``: refund by the original method (same refund number on retry):
+    ``refund_fen`` of the cash part (``total_fen``) through WeChat Pay, and an insurance part
+    (``insurance_fen`` > 0) through NHSA 6203 and the med-ins refund notify of ``mix_trade_no``."""
 
     pool: str
     out_trade_no: str
@@ -250,6 +269,7 @@ class Refund(msgspec.Struct, forbid_unknown_fields=True):
     total_fen: int
     insurance_fen: int
     reason: str
+    mix_trade_no: str | None = None
 
 
 class CloseOrder(msgspec.Struct, forbid_unknown_fields=True):
@@ -568,7 +588,8 @@ class SlotPool(Behaviour[PoolState]):
             return Decision.answer(state, {"status": order.status, "booking_status": b.status, "changed": False})
         if m.paid_fen != order.cash_fen and m.paid_fen != order.total_fen:
             raise Refusal(f"支付金额 {m.paid_fen} 与订单不符 (amount mismatch)", code="amount_mismatch")
-        paid = msgspec.structs.replace(order, status="paid", transaction_id=m.transaction_id)
+        paid = msgspec.structs.replace(order, status="paid", transaction_id=m.transaction_id,
+                                       mix_trade_no=m.mix_trade_no or order.mix_trade_no)
         if b.status == "held":
             nb = self._replace_order(b, paid, status="booked", updated_at=ctx.now)
             new = self._put(state, nb)
@@ -603,13 +624,33 @@ class SlotPool(Behaviour[PoolState]):
         b, order = found
         if order.status == "refunded":
             return Decision.answer(state, {"status": "refunded", "changed": False})
-        done = msgspec.structs.replace(order, status="refunded", refunded_fen=m.refunded_fen)
+        if m.part not in ("cash", "insurance"):
+            raise Refusal(f"refund part is cash or insurance, not {m.part!r}", code="invalid")
+        cash, insurance = order.cash_refunded_fen, order.insurance_refunded_fen
+        if m.part == "cash":
+            cash = m.refunded_fen
+        else:
+            insurance = m.refunded_fen
+        if (cash, insurance) == (order.cash_refunded_fen, order.insurance_refunded_fen):
+            return Decision.answer(state, {"status": order.status, "changed": False})  # this part again
+        # a part is back once a refund of it succeeded (a part of 0 fen has nothing to give back)
+        both_back = (order.cash_fen == 0 or cash > 0) and (order.insurance_fen == 0 or insurance > 0)
+        done = msgspec.structs.replace(order, status="refunded" if both_back else order.status,
+                                       cash_refunded_fen=cash, insurance_refunded_fen=insurance,
+                                       refunded_fen=cash + insurance)
         nb = self._replace_order(b, done, updated_at=ctx.now)
         new = self._put(state, nb)
+        if not both_back:
+            return Decision(
+                new, reply={"status": done.status, "changed": True},
+                events=(Event("RefundPartSettled", {"booking": b.id, "order": order.out_trade_no, "part": m.part,
+                                                    "fen": m.refunded_fen}),),
+                records=(self._order_record(nb, done, ctx.now),),
+            )
         return Decision(
             new, reply={"status": "refunded", "changed": True},
-            events=(Event("Refunded", {"booking": b.id, "order": order.out_trade_no, "fen": m.refunded_fen}),),
-            deliveries=(self._notice(nb, "booking.refunded", f"退款{_fen(m.refunded_fen)}已原路退回"),),
+            events=(Event("Refunded", {"booking": b.id, "order": order.out_trade_no, "fen": done.refunded_fen}),),
+            deliveries=(self._notice(nb, "booking.refunded", f"退款{_fen(done.refunded_fen)}已原路退回"),),
             records=(self._order_record(nb, done, ctx.now),),
         )
 
@@ -877,10 +918,10 @@ class SlotPool(Behaviour[PoolState]):
     @staticmethod
     def _refund(ctx: Context, o: PayOrder, reason: str) -> Tell:
         assert o.refund_no is not None
-        # the cash part goes back through WeChat Pay; the insurance part needs NHSA 6203 (not yet)
+        # the cash part goes back through WeChat Pay; the insurance part through NHSA 6203 (the effect)
         return Tell(make_address("refund", o.out_trade_no), Refund(
-            ctx.address, o.out_trade_no, o.refund_no, o.cash_fen - o.refunded_fen, o.cash_fen, o.insurance_fen,
-            reason[:80]))
+            ctx.address, o.out_trade_no, o.refund_no, o.cash_fen - o.cash_refunded_fen, o.cash_fen,
+            o.insurance_fen - o.insurance_refunded_fen, reason[:80], mix_trade_no=o.mix_trade_no))
 
     def _booking_record(self, state: PoolState, b: Booking) -> Record:
         plan = state.sessions[b.period]

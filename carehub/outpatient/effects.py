@@ -5,7 +5,10 @@ Each is retried until it succeeds and is safe to repeat:
 - ``refund/<out_trade_no>``: refund a paid order by its original method with the same refund
   number every time (WeChat Pay treats a repeated ``out_refund_no`` as the same refund), or
   close an unpaid one; a close that finds the order paid reports the payment to the pool,
-  which then refunds it.
+  which then refunds it. An order with an insurance part (OUT-7) goes back in three steps, each
+  idempotent so a retry after a crash anywhere repeats them harmlessly: the cash part through
+  WeChat Pay, the insurance part through NHSA 6203 (same refund number), then the med-ins
+  refund notify (same ``out_refund_no`` as the cash refund); the pool hears of each part.
 - ``sms/<id>``: a notice by SMS (template ``notice``) to the account's phone.
 - ``his/<booking_id>``: push the booking's *current* state to the HIS as a FHIR Appointment
   (asking the pool first, so pushes performed out of order still leave the latest state).
@@ -31,7 +34,7 @@ from carehub.actors.slot_pool import (
     SmsNotice,
 )
 from carehub.channels.his import AppointmentInfo, HisClient
-from carehub.channels.payment import OrderNotFound, OrderPaid, WeChatPay
+from carehub.channels.payment import MixedTransaction, OrderNotFound, OrderPaid, WeChatPay
 from carehub.channels.sms import TEMPLATES, SmsChannel
 from carehub.hub import Context, Effect, Hub
 from carehub.storage.accounts import AccountStore
@@ -61,17 +64,10 @@ class RefundEffect(Effect):
             raise NotConfigured("no payment gateway configured (CAREHUB_PAY_URL)")
         match message:
             case Refund():
-                if message.refund_fen <= 0:  # insurance only: nothing to send back through WeChat Pay
-                    await self.hub.ask(message.pool, RefundSettled(message.out_trade_no, message.refund_no, 0))
-                    return
-                refund = await self.pay.refund(message.out_trade_no, message.refund_no, message.refund_fen,
-                                               message.total_fen, message.reason)
-                if refund.status == "SUCCESS":
-                    await self.hub.ask(message.pool, RefundSettled(message.out_trade_no, message.refund_no,
-                                                                   refund.refund_fen))
-                elif refund.status in ("CLOSED", "ABNORMAL"):
-                    self.hub.alarm("error", f"refund {message.refund_no} is {refund.status}: needs the finance desk")
-                # PROCESSING: the REFUND.SUCCESS notification settles it
+                if message.refund_fen > 0:
+                    await self._refund_cash(self.pay, message)
+                if message.insurance_fen > 0:
+                    await self._refund_insurance(self.pay, message)
             case CloseOrder():
                 try:
                     await self.pay.close(message.out_trade_no)
@@ -82,6 +78,38 @@ class RefundEffect(Effect):
                     if tx.trade_state == "SUCCESS" and tx.transaction_id:
                         await self.hub.ask(message.pool, PaymentConfirmed(
                             message.out_trade_no, tx.transaction_id, tx.payer_total_fen or tx.total_fen or 0))
+
+
+    async def _refund_cash(self, pay: WeChatPay, message: Refund) -> None:
+        refund = await pay.refund(message.out_trade_no, message.refund_no, message.refund_fen,
+                                  message.total_fen, message.reason)
+        if refund.status == "SUCCESS":
+            await self.hub.ask(message.pool, RefundSettled(message.out_trade_no, message.refund_no, refund.refund_fen))
+        elif refund.status in ("CLOSED", "ABNORMAL"):
+            self.hub.alarm("error", f"refund {message.refund_no} is {refund.status}: needs the finance desk")
+        # PROCESSING: the REFUND.SUCCESS notification settles the cash part
+
+    async def _refund_insurance(self, pay: WeChatPay, message: Refund) -> None:
+        """NHSA 6203 of the mixed order's insurance split, then ``/v3/med-ins/refunds/notify``.
+
+        The split (统筹, 个账, other funds) and the NHSA ``pay_order_id`` come from the gateway's
+        own record of the mixed order, so what goes back is exactly what was paid. Both calls are
+        idempotent by the refund number, and the NHSA answers a repeat with the first refund's
+        time, so a retried notify carries identical content.
+        """
+        mixed: MixedTransaction = await (pay.query_mixed_by_mix_trade_no(message.mix_trade_no) if message.mix_trade_no
+                                         else pay.query_mixed(message.out_trade_no))
+        gov, own, other = mixed.med_ins_gov_fee, mixed.med_ins_self_fee, mixed.med_ins_other_fee
+        if gov + own + other != message.insurance_fen:
+            # the order as booked and the gateway disagree: refund nothing automatically (retried,
+            # so the effect's alarm reaches the finance desk)
+            raise RuntimeError(f"refund {message.refund_no}: insurance part {message.insurance_fen} fen, but mixed "
+                               f"order {mixed.mix_trade_no} paid {gov + own + other} fen from insurance")
+        nhsa = await pay.nhsa_refund(mixed.pay_order_id, message.refund_no, fund_fen=gov + other, psn_acct_fen=own)
+        await pay.notify_med_ins_refund(mixed.mix_trade_no, out_refund_no=message.refund_no, gov_fen=gov,
+                                        self_fen=own, other_fen=other, refund_time=nhsa.refund_time)
+        await self.hub.ask(message.pool, RefundSettled(message.out_trade_no, message.refund_no, nhsa.total_fen,
+                                                       part="insurance"))
 
 
 class SmsEffect(Effect):

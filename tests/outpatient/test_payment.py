@@ -142,3 +142,83 @@ async def test_a_mixed_payment_splits_insurance_and_cash(paying: tuple[Server, G
         "SELECT method, status, insurance_fen, cash_fen FROM payment_orders WHERE booking_id = $1",
         booking["booking_id"])
     assert dict(row) == {"method": "mixed", "status": "paid", "insurance_fen": 600, "cash_fen": 400}
+
+
+async def paid_with_insurance(server: Server, sim: httpx.AsyncClient, booking_id: str, insurance_fen: int) -> None:
+    """The patient authorizes 医保电子凭证, the HIS pre-settles, the patient pays (mixed, or insurance only)."""
+    auth = (await sim.post("/_sim/nhsa/auth", json={})).json()["pay_auth_no"]
+    pre = (await sim.post("/_sim/nhsa/presettle", json={
+        "pay_auth_no": auth, "total_fee": 1000, "med_ins_gov_fee": insurance_fen, "med_ins_self_fee": 0,
+        "med_ins_other_fee": 0, "med_ins_cash_fee": 1000 - insurance_fen})).json()
+    method = "insurance" if insurance_fen == 1000 else "mixed"
+    started = await pay(server, booking_id, method=method, insurance_fen=insurance_fen, pay_auth_no=auth,
+                        pay_order_id=pre["pay_order_id"])
+    await sim.post(f"/_sim/orders/{started['order']['out_trade_no']}/pay", json={})
+    await until(server, booking_id, lambda b: b["status"] == "booked")
+
+
+async def cancel(server: Server, booking_id: str) -> None:
+    async with server.http(await server.token("patient1")) as http:
+        cancelled = await http.post(f"/api/v1/me/bookings/{booking_id}/cancel", json={})
+    assert cancelled.status_code == 200, cancelled.text
+
+
+async def test_a_cancelled_mixed_payment_returns_the_insurance_part_through_the_nhsa_and_the_cash_part_through_wechat(
+    paying: tuple[Server, GatewayHandle],
+) -> None:
+    """OUT-7: 6.00 back to 统筹 by NHSA 6203 + the med-ins refund notify, 4.00 by the WeChat refund."""
+    server, gateway = paying
+    booking = await held_booking(server)
+    async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
+        await paid_with_insurance(server, sim, booking["booking_id"], 600)
+        await cancel(server, booking["booking_id"])
+        refunded = await until(server, booking["booking_id"], lambda b: b["order"]["status"] == "refunded")
+        seen = (await sim.get("/_sim/orders", params={"out_trade_no": refunded["order"]["out_trade_no"]})).json()
+        presettlements = (await sim.get("/_sim/orders")).json()["nhsa"]["presettlements"]
+    [cash] = seen["orders"]
+    [mixed] = seen["mixed_orders"]
+    [presettlement] = presettlements
+    assert refunded["order"]["refunded_fen"] == 1000
+    assert [(r["out_refund_no"], r["amount"]["refund"], r["status"]) for r in cash["refunds"]] == [
+        (f"{cash['out_trade_no']}R", 400, "SUCCESS")]
+    assert mixed["mix_pay_status"] == "MIX_PAY_REFUND"
+    assert [(r["out_refund_no"], r["med_refund_gov_fee"]) for r in mixed["med_ins_refunds"]] == [
+        (f"{cash['out_trade_no']}R", 600)]
+    assert presettlement["status"] == "REFUNDED" and [r["fund"] for r in presettlement["refunds"]] == [600]
+
+
+async def test_a_cancelled_insurance_only_payment_is_returned_through_the_nhsa_alone(
+    paying: tuple[Server, GatewayHandle],
+) -> None:
+    """OUT-7: no cash part, so no WeChat refund; the order is refunded once the insurance part is back."""
+    server, gateway = paying
+    booking = await held_booking(server)
+    async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
+        await paid_with_insurance(server, sim, booking["booking_id"], 1000)
+        await cancel(server, booking["booking_id"])
+        refunded = await until(server, booking["booking_id"], lambda b: b["order"]["status"] == "refunded")
+        seen = (await sim.get("/_sim/orders")).json()
+    assert refunded["order"]["refunded_fen"] == 1000
+    assert seen["orders"] == []
+    assert seen["mixed_orders"][0]["mix_pay_status"] == "MIX_PAY_REFUND"
+
+
+async def test_a_mixed_refund_retried_after_a_lost_answer_does_not_refund_twice(
+    paying: tuple[Server, GatewayHandle],
+) -> None:
+    """OUT-7: the med-ins refund notify is carried out but its answer is lost; the effect tries again."""
+    server, gateway = paying
+    booking = await held_booking(server)
+    async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
+        await paid_with_insurance(server, sim, booking["booking_id"], 600)
+        fault = {"kind": "500", "count": 1, "path": "/v3/med-ins/refunds/notify", "accept": True}
+        assert (await sim.post("/_sim/faults", json=fault)).status_code == 200
+        await cancel(server, booking["booking_id"])
+        refunded = await until(server, booking["booking_id"], lambda b: b["order"]["status"] == "refunded", 40)
+        seen = (await sim.get("/_sim/orders")).json()
+        faults_left = (await sim.post("/_sim/faults", json={"kind": "500", "count": 1, "path": "/nowhere"})).json()
+    assert refunded["order"]["refunded_fen"] == 1000
+    assert len(seen["orders"][0]["refunds"]) == 1
+    assert len(seen["mixed_orders"][0]["med_ins_refunds"]) == 1
+    assert len(seen["nhsa"]["presettlements"][0]["refunds"]) == 1
+    assert [f["path"] for f in faults_left["faults"]] == ["/nowhere"]  # the lost answer did happen

@@ -388,8 +388,10 @@ def register(r: RouteDecorator) -> None:
                     await ctx.services.hub.ask(address, PaymentConfirmed(
                         out_trade_no, str(resource.get("transaction_id") or ""), paid))
                 else:
+                    mix_trade_no = str(resource.get("mix_trade_no") or "")
                     await ctx.services.hub.ask(address, PaymentConfirmed(
-                        out_trade_no, str(resource.get("mix_trade_no") or ""), int(resource.get("total_fee", 0))))
+                        out_trade_no, mix_trade_no, int(resource.get("total_fee", 0)),
+                        mix_trade_no=mix_trade_no or None))
         except Refusal as err:
             log.warning("payment notification for %s refused: %s", resource.get("out_trade_no"), err.message)
             return json_response(None, 204)  # nothing to retry: the order does not accept it
