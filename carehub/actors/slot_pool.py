@@ -187,9 +187,13 @@ class RefundSettled(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class ReleaseHold(msgspec.Struct, forbid_unknown_fields=True):
-    """Reminder: an unpaid hold expired."""
+    """Reminder: an unpaid hold expired. A booking with an insurance (med-ins mixed) order still
+    ``created`` is not released yet: that order's paid callback is sent once and retried only for
+    about 30 s, so the ``refund/<out_trade_no>`` effect asks the gateway first (:class:`CheckMixedOrder`)
+    and answers :class:`PaymentConfirmed` when it was paid, or this message again with ``checked``."""
 
     booking_id: str
+    checked: bool = False
 
 
 class CancelBooking(msgspec.Struct, forbid_unknown_fields=True):
@@ -273,10 +277,21 @@ class Refund(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class CloseOrder(msgspec.Struct, forbid_unknown_fields=True):
-    """Effect ``refund/<out_trade_no>``: close an unpaid order at the gateway (hold expired)."""
+    """Effect ``refund/<out_trade_no>``: close an unpaid order at the gateway (hold expired);
+    ``insurance``: it is a med-ins mixed order too, whose payment is looked up after the close."""
 
     pool: str
     out_trade_no: str
+    insurance: bool = False
+
+
+class CheckMixedOrder(msgspec.Struct, forbid_unknown_fields=True):
+    """Effect ``refund/<out_trade_no>``: was this med-ins mixed order paid after all (its callback
+    lost)? Answered to the pool as :class:`PaymentConfirmed` or ``ReleaseHold(checked=True)``."""
+
+    pool: str
+    out_trade_no: str
+    booking_id: str
 
 
 class SmsNotice(msgspec.Struct, forbid_unknown_fields=True):
@@ -374,8 +389,8 @@ class SlotPool(Behaviour[PoolState]):
                 return self._payment_confirmed(state, message, ctx)
             case RefundSettled():
                 return self._refund_settled(state, message, ctx)
-            case ReleaseHold(booking_id=booking_id):
-                return self._release(state, booking_id, ctx)
+            case ReleaseHold():
+                return self._release(state, message, ctx)
             case CancelBooking():
                 return self._cancel_booking(state, message, ctx)
             case CheckIn():
@@ -654,14 +669,22 @@ class SlotPool(Behaviour[PoolState]):
             records=(self._order_record(nb, done, ctx.now),),
         )
 
-    def _release(self, state: PoolState, booking_id: str, ctx: Context) -> Decision[PoolState]:
-        b = state.bookings.get(booking_id)
+    def _release(self, state: PoolState, m: ReleaseHold, ctx: Context) -> Decision[PoolState]:
+        b = state.bookings.get(m.booking_id)
         if b is None or b.status != "held":
             return Decision.answer(state, {"released": False})
+        unsure = [o for o in b.orders if o.status == "created" and o.insurance_fen > 0]
+        if unsure and not m.checked:
+            # poll CREATED mixed orders: a paid one confirms the booking instead of losing the slot
+            return Decision(
+                state, reply={"released": False, "checking": [o.out_trade_no for o in unsure]},
+                tells=tuple(Tell(make_address("refund", o.out_trade_no),
+                                 CheckMixedOrder(ctx.address, o.out_trade_no, b.id)) for o in unsure),
+            )
         nb = msgspec.structs.replace(b, status="released", updated_at=ctx.now, note="超时未支付")
         new = self._free_slot(self._put(state, nb), nb)
         closes = tuple(
-            Tell(make_address("refund", o.out_trade_no), CloseOrder(ctx.address, o.out_trade_no))
+            Tell(make_address("refund", o.out_trade_no), CloseOrder(ctx.address, o.out_trade_no, o.insurance_fen > 0))
             for o in nb.orders if o.status == "created"
         )
         return Decision(
@@ -697,7 +720,8 @@ class SlotPool(Behaviour[PoolState]):
                     o = msgspec.structs.replace(o, status="refunding", refund_no=f"{o.out_trade_no}R")
                     tells.append(self._refund(ctx, o, reason))
                 elif o.status == "created":
-                    tells.append(Tell(make_address("refund", o.out_trade_no), CloseOrder(ctx.address, o.out_trade_no)))
+                    tells.append(Tell(make_address("refund", o.out_trade_no),
+                                      CloseOrder(ctx.address, o.out_trade_no, o.insurance_fen > 0)))
                 orders.append(o)
             nb = msgspec.structs.replace(b, status="cancelled", orders=orders, updated_at=ctx.now, note=reason)
             new = self._free_slot(self._put(new, nb), nb)

@@ -99,7 +99,9 @@ The admin API under ``/_sim/`` (no authentication; bind it to localhost):
   authorizations); signature timestamps are checked against the real clock.
 - ``GET``/``POST /_sim/config`` — ``auto_pay_seconds`` (None: wait for the pay trigger; a number:
   orders pay themselves that long after creation, for benchmarks), ``refund_seconds``,
-  ``notify_time_scale``, ``notify_timeout_seconds``, ``pay_auth_ttl_seconds``.
+  ``notify_time_scale``, ``notify_timeout_seconds``, ``pay_auth_ttl_seconds``,
+  ``deliver_notifications`` (false: every notification attempt is lost on the way, so the
+  merchant's polling is exercised).
 - ``GET /_sim/credentials`` — the configuration the merchant side needs (test keys only).
 - ``POST /_sim/reset``, ``GET /_sim/health``.
 
@@ -259,6 +261,8 @@ class GatewaySettings:
     mixed_notify_retry_seconds: tuple[float, ...] = MIXED_NOTIFY_RETRY_SECONDS
     #: An attempt not answered within this is a failure (WeChat: 5 s).
     notify_timeout_seconds: float = 5.0
+    #: False: every delivery attempt is lost on the way (recorded, never sent), so callers must poll.
+    deliver_notifications: bool = True
     #: How long a ``pay_auth_no`` stays usable [unverified: the real lifetime is not public].
     pay_auth_ttl_seconds: float = 600.0
     #: Seconds a ``hang`` fault keeps the request open (unless the client leaves first).
@@ -1390,6 +1394,7 @@ class PayGateway:
             "notify_timeout_seconds": s.notify_timeout_seconds,
             "pay_auth_ttl_seconds": s.pay_auth_ttl_seconds,
             "hang_seconds": s.hang_seconds,
+            "deliver_notifications": s.deliver_notifications,
         }
 
     def _configure(self, data: Mapping[str, Any]) -> tuple[int, Any]:
@@ -1403,6 +1408,8 @@ class PayGateway:
         for name in ("notify_retry_seconds", "mixed_notify_retry_seconds"):
             if name in data:
                 setattr(s, name, tuple(float(x) for x in data[name]))
+        if "deliver_notifications" in data:
+            s.deliver_notifications = bool(data["deliver_notifications"])
         return 200, self._config_view()
 
 
@@ -1506,6 +1513,10 @@ class GatewayServer:
         headers = {"Content-Type": "application/json", "User-Agent": "Mozilla/4.0"}
         headers |= self.gateway.signed_headers(notice.body, probe=notice.kind == "signtest")
         entry: dict[str, Any] = {"attempt": attempt, "at": _rfc3339(self.gateway.now())}
+        if not self.gateway.settings.deliver_notifications and notice.kind != "signtest":
+            entry["error"] = "lost on the way (deliver_notifications is off)"
+            notice.attempts.append(entry)
+            return False
         limit = self.gateway.settings.notify_timeout_seconds
         started = time.monotonic()
         ok = False

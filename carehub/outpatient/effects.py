@@ -17,6 +17,7 @@ Each is retried until it succeeds and is safe to repeat:
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -24,6 +25,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import msgspec
 
 from carehub.actors.slot_pool import (
+    CheckMixedOrder,
     CloseOrder,
     GetBooking,
     NoShowRecorded,
@@ -31,6 +33,7 @@ from carehub.actors.slot_pool import (
     PushAppointment,
     Refund,
     RefundSettled,
+    ReleaseHold,
     SmsNotice,
 )
 from carehub.channels.his import AppointmentInfo, HisClient
@@ -53,7 +56,8 @@ class NotConfigured(RuntimeError):
 
 class RefundEffect(Effect):
     kind = "refund"
-    messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"Refund": Refund, "CloseOrder": CloseOrder}
+    messages: ClassVar[dict[str, type[msgspec.Struct]]] = {
+        "Refund": Refund, "CloseOrder": CloseOrder, "CheckMixedOrder": CheckMixedOrder}
 
     def __init__(self, hub: Hub, pay: WeChatPay | None) -> None:
         self.hub = hub
@@ -68,7 +72,22 @@ class RefundEffect(Effect):
                     await self._refund_cash(self.pay, message)
                 if message.insurance_fen > 0:
                     await self._refund_insurance(self.pay, message)
+            case CheckMixedOrder():
+                mixed = await self._paid_mixed(self.pay, message.out_trade_no)
+                if mixed is None:
+                    await self.hub.ask(message.pool, ReleaseHold(message.booking_id, checked=True))
+                else:
+                    await self._confirm_mixed(message.pool, mixed)
             case CloseOrder():
+                if message.insurance:
+                    # the cash part (a JSAPI order of the same number, if any) can be closed; the
+                    # mixed order cannot: a payment that happened anyway is reported, then refunded
+                    with contextlib.suppress(OrderNotFound, OrderPaid):
+                        await self.pay.close(message.out_trade_no)
+                    mixed = await self._paid_mixed(self.pay, message.out_trade_no)
+                    if mixed is not None:
+                        await self._confirm_mixed(message.pool, mixed)
+                    return
                 try:
                     await self.pay.close(message.out_trade_no)
                 except OrderNotFound:
@@ -79,6 +98,19 @@ class RefundEffect(Effect):
                         await self.hub.ask(message.pool, PaymentConfirmed(
                             message.out_trade_no, tx.transaction_id, tx.payer_total_fen or tx.total_fen or 0))
 
+
+    @staticmethod
+    async def _paid_mixed(pay: WeChatPay, out_trade_no: str) -> MixedTransaction | None:
+        """The mixed order if the gateway says it was paid (None: not paid, or never created)."""
+        try:
+            mixed = await pay.query_mixed(out_trade_no)
+        except OrderNotFound:
+            return None
+        return mixed if mixed.mix_pay_status == "MIX_PAY_SUCCESS" else None
+
+    async def _confirm_mixed(self, pool: str, mixed: MixedTransaction) -> None:
+        await self.hub.ask(pool, PaymentConfirmed(mixed.out_trade_no, mixed.mix_trade_no, mixed.total_fee,
+                                                  mix_trade_no=mixed.mix_trade_no))
 
     async def _refund_cash(self, pay: WeChatPay, message: Refund) -> None:
         refund = await pay.refund(message.out_trade_no, message.refund_no, message.refund_fen,

@@ -222,3 +222,48 @@ async def test_a_mixed_refund_retried_after_a_lost_answer_does_not_refund_twice(
     assert len(seen["mixed_orders"][0]["med_ins_refunds"]) == 1
     assert len(seen["nhsa"]["presettlements"][0]["refunds"]) == 1
     assert [f["path"] for f in faults_left["faults"]] == ["/nowhere"]  # the lost answer did happen
+
+
+async def test_a_mixed_payment_whose_callback_was_lost_confirms_the_booking_when_the_hold_expires(
+    paying: tuple[Server, GatewayHandle],
+) -> None:
+    """OUT-7: the med-ins callback is sent once with short retries; the hold's end polls the order instead."""
+    server, gateway = paying
+    booking = await held_booking(server, hold_seconds=3)
+    async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
+        await sim.post("/_sim/config", json={"deliver_notifications": False})
+        auth = (await sim.post("/_sim/nhsa/auth", json={})).json()["pay_auth_no"]
+        pre = (await sim.post("/_sim/nhsa/presettle", json={
+            "pay_auth_no": auth, "total_fee": 1000, "med_ins_gov_fee": 600, "med_ins_self_fee": 0,
+            "med_ins_other_fee": 0, "med_ins_cash_fee": 400})).json()
+        started = await pay(server, booking["booking_id"], method="mixed", insurance_fen=600, pay_auth_no=auth,
+                            pay_order_id=pre["pay_order_id"])
+        await sim.post(f"/_sim/orders/{started['order']['out_trade_no']}/pay", json={})
+        confirmed = await until(server, booking["booking_id"], lambda b: b["status"] != "held", 40)
+        notices = (await sim.get("/_sim/notifications")).json()["notifications"]
+    assert confirmed["status"] == "booked" and confirmed["order"]["status"] == "paid"
+    assert all(n["outcome"] != "delivered" for n in notices)
+
+
+async def test_an_unpaid_mixed_order_is_looked_up_and_then_its_hold_is_released(
+    paying: tuple[Server, GatewayHandle],
+) -> None:
+    """OUT-6, OUT-7: polling a created mixed order does not keep an unpaid slot."""
+    server, gateway = paying
+    booking = await held_booking(server, hold_seconds=3)
+    async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
+        auth = (await sim.post("/_sim/nhsa/auth", json={})).json()["pay_auth_no"]
+        pre = (await sim.post("/_sim/nhsa/presettle", json={
+            "pay_auth_no": auth, "total_fee": 1000, "med_ins_gov_fee": 600, "med_ins_self_fee": 0,
+            "med_ins_other_fee": 0, "med_ins_cash_fee": 400})).json()
+        started = await pay(server, booking["booking_id"], method="mixed", insurance_fen=600, pay_auth_no=auth,
+                            pay_order_id=pre["pay_order_id"])
+        released = await until(server, booking["booking_id"], lambda b: b["status"] != "held", 40)
+        with trio.fail_after(15):  # the cash part is closed by the effect after the release
+            while True:
+                params = {"out_trade_no": started["order"]["out_trade_no"]}
+                [cash] = (await sim.get("/_sim/orders", params=params)).json()["orders"]
+                if cash["trade_state"] == "CLOSED":
+                    break
+                await trio.sleep(0.2)
+    assert released["status"] == "released" and released["order"]["status"] == "created"
