@@ -38,6 +38,10 @@ QR_DOMAIN = "visit-qr"
 #: the thousands who come after the last slot cost no storage read and no actor turn; a slot
 #: freed meanwhile (a cancellation, an unpaid hold released) is offered again within this time.
 SOLD_OUT_SECONDS = 2.0
+#: Booking requests one pool works on at once (its batch); the rest wait here, in order, where
+#: the sold-out board answers them once the pool is full, instead of filling its mailbox.
+POOL_GATE = 64
+GATE_WAIT_SECONDS = 20.0
 #: Bookings check the blacklist in memory, read again from storage at most this long after a
 #: change made on another node (changes made here are seen at once).
 BANS_REFRESH_SECONDS = 30.0
@@ -72,6 +76,8 @@ class Bookings:
         self._bans_read = -math.inf
         self._bans_lock = trio.Lock()
         self._bans_generation = 0
+        #: pool address -> the gate of its booking requests (POOL_GATE at a time)
+        self._gates: dict[str, trio.Semaphore] = {}
 
     # ---- search ----------------------------------------------------------------------------
 
@@ -147,6 +153,28 @@ class Bookings:
         address = pool_address(doctor_id, day)
         board_key = (address, period, channel)
         self._check_sold_out(board_key, client_ref)
+        gate = self._gates.get(address)
+        if gate is None:
+            if len(self._gates) > 10_000:
+                self._gates = {a: g for a, g in self._gates.items() if g.value < POOL_GATE}  # keep those in use
+            gate = self._gates[address] = trio.Semaphore(POOL_GATE)
+        with trio.move_on_after(GATE_WAIT_SECONDS) as waited:
+            await gate.acquire()
+        if waited.cancelled_caught:
+            raise BookingRefused("预约人数过多, 请稍后重试 (too many bookings in progress, try again)",
+                                 status=503, code="busy")
+        try:
+            self._check_sold_out(board_key, client_ref)  # it may have sold out while we waited
+            return await self._book(address, board_key, account_id=account_id, patient_id=patient_id,
+                                    period=period, channel=channel, slot_no=slot_no, client_ref=client_ref,
+                                    revisit=revisit, label=label)
+        finally:
+            gate.release()
+
+    async def _book(
+        self, address: str, board_key: tuple[str, str, str], *, account_id: str, patient_id: str, period: str,
+        channel: str, slot_no: int | None, client_ref: str | None, revisit: bool, label: str | None,
+    ) -> dict[str, Any]:
         now = dt.datetime.now(dt.UTC)
         if label is None:
             label = await self.patients.for_booking(account_id, patient_id)
