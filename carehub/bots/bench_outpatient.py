@@ -39,7 +39,6 @@ from __future__ import annotations
 import argparse
 import array
 import collections
-import contextlib
 import datetime as dt
 import multiprocessing.connection
 import random
@@ -158,25 +157,6 @@ class OutpatientWorker(Worker):
 
     # -- release burst
 
-    async def cmd_connect(self, n: int, concurrency: int = 100) -> dict[str, Any]:
-        """Open ``n`` kept-alive HTTP connections, one per patient of this worker."""
-        self.bots = [None] * n
-        limiter = trio.CapacityLimiter(concurrency)
-        failed = 0
-
-        async def one(k: int) -> None:
-            nonlocal failed
-            async with limiter:
-                try:
-                    self.bots[k] = await LeanHTTP.open(self.host, self.port, self.src)
-                except OSError:
-                    failed += 1
-
-        async with trio.open_nursery() as nursery:
-            for k in range(n):
-                nursery.start_soon(one, k)
-        return {"open": n - failed}
-
     async def cmd_burst(self, at: float, spread: float, requests: list[tuple[str, bytes]]) -> dict[str, Any]:
         """At wall-clock ``at`` (+ up to ``spread`` s each), patient k sends ``requests[k]`` (token, body)."""
         lat = array.array("d")
@@ -184,16 +164,21 @@ class OutpatientWorker(Worker):
         booked: list[tuple[str, str]] = []  # (patient id, booking id)
         last_booked = 0.0
         wall_minus_mono = time.time() - time.monotonic()
+        self.bots = [None] * len(requests)
 
         async def one(k: int, token: str, body: bytes) -> None:
             nonlocal last_booked
-            http = self.bots[k]
+            http: LeanHTTP | None = None
             # the patient has the booking page open before the release: it lists their family members
             await trio.sleep(max(0.0, at - wall_minus_mono - WARM_BEFORE + random.random() * (WARM_BEFORE - 3.0)
                                  - time.monotonic()))
-            if http is not None:
-                with contextlib.suppress(OSError, ConnectionError, trio.BrokenResourceError):
-                    await http.request("GET", "/api/v1/me/patients", None, f"Bearer {token}")
+            try:
+                http = self.bots[k] = await LeanHTTP.open(self.host, self.port, self.src)
+                await http.request("GET", "/api/v1/me/patients", None, f"Bearer {token}")
+            except (OSError, ConnectionError, trio.BrokenResourceError):
+                if http is not None:
+                    await trio.aclose_forcefully(http.stream)
+                http = self.bots[k] = None  # the booking opens a connection of its own
             await trio.sleep(max(0.0, at - wall_minus_mono + random.random() * spread - time.monotonic()))
             sent = time.monotonic()
             try:
@@ -367,9 +352,8 @@ class OutpatientBench:
                                          "period": "am"}))
                   for (token, pid), pick in zip(people, picks, strict=True)]
         parts = split(bodies, procs)
-        pool.all("connect", [{"n": len(part)} for part in parts])
         at = release.timestamp() + 0.05
-        note(f"release-burst: {len(people)} connections open; waiting {at - time.time():.0f} s for the release")
+        note(f"release-burst: waiting {at - time.time():.0f} s for the release")
         replies = pool.all("burst", [{"at": at, "spread": spread, "requests": part} for part in parts],
                            timeout=ANSWER_TIMEOUT + max(at - time.time(), 0) + spread + 60)
         outcomes: collections.Counter[str] = collections.Counter()

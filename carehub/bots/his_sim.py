@@ -85,7 +85,7 @@ import itertools
 import logging
 import re
 import signal
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
@@ -910,6 +910,8 @@ class HisSimulator:
 
     def reset(self) -> None:
         self.appointments: dict[str, Stored] = {}
+        #: identifier value -> ids of the appointments that carried it (a lookup index)
+        self._by_identifier: dict[str, set[str]] = {}
         self.requests: collections.deque[dict[str, Any]] = collections.deque(maxlen=1000)
         self.faults: collections.deque[Fault] = collections.deque()
         self._ids = itertools.count(1001)
@@ -1024,7 +1026,13 @@ class HisSimulator:
         return used
 
     def _find(self, criteria: list[tuple[str, str]]) -> list[Stored]:
-        return [stored for stored in self.appointments.values() if _matches(stored.current, criteria)]
+        candidates: Iterable[Stored] = self.appointments.values()
+        for key, value in criteria:
+            if key == "identifier" and "," not in value:  # the usual lookup: by business identifier
+                ids = self._by_identifier.get(value.rpartition("|")[2], ())
+                candidates = [self.appointments[i] for i in ids if i in self.appointments]
+                break
+        return [stored for stored in candidates if _matches(stored.current, criteria)]
 
     def _search(self, params: list[tuple[str, str]], strict: bool, base: str) -> Reply:
         criteria = self._criteria(params, strict)
@@ -1098,6 +1106,9 @@ class HisSimulator:
             stored = self.appointments[rid] = Stored(rid, [saved])
         else:
             stored.versions.append(saved)
+        for ident in saved.get("identifier") or ():  # stale entries are harmless: _find checks each match
+            if isinstance(ident, dict) and isinstance(ident.get("value"), str):
+                self._by_identifier.setdefault(ident["value"], set()).add(rid)
         return stored, True
 
     def _create(self, headers: Mapping[str, str], body: bytes, base: str) -> Reply:
