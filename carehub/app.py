@@ -105,7 +105,11 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             behaviours = all_behaviours(config.actor_plugins)
             pay = await stack.enter_async_context(_open_pay(config))
             his = await stack.enter_async_context(_open_his(config))
-            async with open_hub_store(db, ring) as store, open_hub(store, behaviours, settings) as hub:
+            # the actors commit through connections of their own: under a burst of web requests the
+            # shared pool's queue is thousands deep, and every booking's answer waits for its commit
+            hub_db = await stack.enter_async_context(
+                open_database(database_url, min_size=2, max_size=config.hub_database_pool_size))
+            async with open_hub_store(hub_db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
                 partners = Partners(db, ring)
                 care = CareAccess(db, identity.audit)

@@ -24,6 +24,8 @@ class Config:
     #: ``None`` means: start the embedded PostgreSQL in ``data_dir / "pg"``.
     database_url: str | None = None
     database_pool_size: int = 10
+    #: connections of the actors' own pool (commits, reminders, streams): never behind web queries
+    hub_database_pool_size: int = 4
     seed_demo: bool = True
     ws_echo: bool = False
     #: Seconds an actor may stay idle before it is passivated.
