@@ -201,6 +201,7 @@ async def _open_pay(config: Config) -> AsyncIterator[WeChatPay | None]:
         platform_public_key_pem=config.pay_platform_public_key_pem, platform_key_id=config.pay_platform_key_id,
         apiv3_key=config.pay_apiv3_key,
         notify_url=config.pay_notify_url or f"http://{config.host}:{config.port}/api/v1/payments/wechat/notify",
+        nhsa_url=config.pay_nhsa_url or None,
     )
     async with open_wechat_pay(pay_config) as pay:
         yield pay

@@ -64,6 +64,8 @@ class Config:
     pay_apiv3_key: str = ""
     #: where the gateway posts payment and refund notifications (must reach this hub)
     pay_notify_url: str = ""
+    #: the NHSA settlement interface for insurance refunds (6203); empty: the pay gateway's simulator
+    pay_nhsa_url: str = ""
     #: the HIS's FHIR R4 base URL and bearer token (bookings are pushed as Appointments)
     his_url: str = ""
     his_token: str = ""
