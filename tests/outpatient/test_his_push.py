@@ -5,12 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from .conftest import Hospital
 from .helpers import beijing_now, book
-from .test_bills import Hospital, bill_keys, hospital, until  # noqa: F401  (fixtures with a HIS simulator)
+from .test_bills import until
 from .test_schedule_and_blacklist import approve_roster, free_clinic
 
 
-async def test_a_booking_reaches_the_his_as_an_appointment_naming_the_patient(hospital: Hospital) -> None:  # noqa: F811
+async def test_a_booking_reaches_the_his_as_an_appointment_naming_the_patient(hospital: Hospital) -> None:
     server = hospital.server
     await free_clinic(server, "doctor2")
     day = beijing_now().date() + dt.timedelta(days=2)
