@@ -136,10 +136,9 @@ class Patients:
         if link.patient.verified_at is None:
             raise PatientRefused("该就诊人尚未完成实名认证, 不能预约或支付 (real-name verification required)",
                                  code="verification_required", status=403)
-        return self._remember_bookable(link)
+        return self._remember_bookable(link, mask_name(self.keyring.open(link.patient.name_enc, field="patients.name")))
 
-    def _remember_bookable(self, link: LinkRow) -> str:
-        label = mask_name(self.keyring.open(link.patient.name_enc, field="patients.name"))
+    def _remember_bookable(self, link: LinkRow, label: str) -> str:
         if len(self._bookable) > 200_000:
             self._bookable.clear()
         self._bookable[(link.account_id, link.patient.id)] = (time.monotonic() + BOOKABLE_SECONDS, label)
@@ -159,9 +158,9 @@ class Patients:
     async def list_for(self, account_id: str) -> list[dict[str, Any]]:
         links = await self.store.links_of(account_id)
         views = [self.view(link) for link in links]  # checks each row's integrity tag
-        for link in links:  # the app lists family members before booking: remember who may book
+        for link, view in zip(links, views, strict=True):  # the app lists them before booking: remember
             if link.consent_status == "granted" and link.patient.verified_at is not None:
-                self._remember_bookable(link)
+                self._remember_bookable(link, view["name"])  # the masked name, as for_booking gives
         return views
 
     async def _own_link(self, account_id: str, patient_id: str) -> LinkRow:
