@@ -21,11 +21,13 @@ from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket
 
 
 class CallFailed(Exception):
-    def __init__(self, code: str, message: str, retryable: bool = False) -> None:
+    def __init__(self, code: str, message: str, retryable: bool = False, status: int | None = None) -> None:
         super().__init__(f"{code}: {message}")
         self.code = code
         self.message = message
         self.retryable = retryable
+        #: for commands: the HTTP status the same request gets from the route
+        self.status = status
 
 
 def ws_url(base_url: str) -> str:
@@ -140,6 +142,22 @@ class HubClient:
             err = frame.get("error", {})
             raise CallFailed(err.get("code", "?"), err.get("message", ""), err.get("retryable", False))
         return frame.get("result")
+
+    async def command(self, name: str, body: Any = None) -> tuple[int, Any]:
+        """Run a route's command over this connection: (status, result), or CallFailed with the status."""
+        ref = next(self._ids)
+        send, recv = trio.open_memory_channel[dict[str, Any]](1)
+        self._pending[ref] = send
+        frame: dict[str, Any] = {"op": "command", "id": ref, "name": name}
+        if body is not None:
+            frame["body"] = body
+        await self.send(frame)
+        reply = await recv.receive()
+        if not reply.get("ok"):
+            err = reply.get("error", {})
+            raise CallFailed(err.get("code", "?"), err.get("message", ""), err.get("retryable", False),
+                             err.get("status"))
+        return int(reply.get("status", 200)), reply.get("result")
 
     async def publish(self, topic: str, type: str, body: dict[str, Any]) -> int:
         ref = next(self._ids)

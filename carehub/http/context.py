@@ -19,6 +19,7 @@ from carehub.storage.db import Database
 from carehub.storage.hub_store import PostgresHubStore
 
 if TYPE_CHECKING:
+    from .routing import Command
     from .ws import Connection
 
 
@@ -44,6 +45,8 @@ class Services:
     signatures: Signatures
     outpatient: Outpatient
     connections: dict[Session, Connection] = dataclasses.field(default_factory=dict)
+    #: routes that are also commands on ``/ws``, by name (filled by the router)
+    commands: dict[str, Command] = dataclasses.field(default_factory=dict)
     stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
     draining: bool = False
     #: Set by the app: push a fresh ops snapshot to the ``ops`` topic now.

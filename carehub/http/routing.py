@@ -37,6 +37,8 @@ class RouteSpec:
     content_type: str = "application/json"
     #: set for third-party routes: HMAC-SM3 signed requests using this operation, no bearer token
     partner_op: str | None = None
+    #: set when the route is also a command on ``/ws`` (``{"op": "command", "name": ...}``)
+    command: str | None = None
 
     @property
     def openapi_path(self) -> str:
@@ -45,6 +47,14 @@ class RouteSpec:
     @property
     def path_params(self) -> list[str]:
         return re.findall(r"<(?:\w+:)?(\w+)>", self.path)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """A handler's answer with its status: a JSON response over HTTP, a reply frame's result on ``/ws``."""
+
+    payload: Any
+    status: int = 200
 
 
 @dataclasses.dataclass
@@ -110,6 +120,8 @@ class Router:
         self.app = app
         self.services = services
         self.specs: list[RouteSpec] = []
+        #: routes that are also WebSocket commands, by command name
+        self.commands: dict[str, Command] = services.commands
 
     def route(
         self,
@@ -123,8 +135,9 @@ class Router:
         query: tuple[str, ...] = (),
         content_type: str = "application/json",
         partner_op: str | None = None,
+        command: str | None = None,
     ) -> Callable[[Handler], Handler]:
-        spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type, partner_op)
+        spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type, partner_op, command)
         self.specs.append(spec)
 
         def decorate(fn: Handler) -> Handler:
@@ -147,9 +160,47 @@ class Router:
                     return error_response(err)
                 if isinstance(result, Response):
                     return result
+                if isinstance(result, Answer):
+                    return json_response(result.payload, result.status)
                 return json_response(result)
 
             self.app.add_url_rule(path, endpoint=f"{method}:{path}", view_func=view, methods=[method])
+            if command is not None:
+                # a command has no path, query or request object: only a body, and a signed-in account
+                assert not spec.path_params and not spec.query and spec.partner_op is None and permission, spec
+                assert command not in self.commands, command
+                self.commands[command] = Command(spec, fn)
             return fn
 
         return decorate
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A route run from a WebSocket frame: the same permission, body type and handler, no HTTP request.
+
+    A phone that keeps its ``/ws`` connection open sends a booking as one frame instead of one HTTP
+    request (measured: see docs/benchmarks.md "Release burst over the WebSocket").
+    """
+
+    spec: RouteSpec
+    handler: Handler
+
+    async def run(self, services: Services, principal: Principal, body: Any) -> Answer:
+        permission = self.spec.permission
+        if permission is not None and not principal.can(permission):
+            raise ApiError(403, "forbidden", f"需要权限 {permission} (your roles do not grant it)")
+        ctx = RequestContext(services, principal)
+        if self.spec.body is None:
+            result = await self.handler(ctx)
+        else:
+            if not isinstance(body, dict):
+                raise ApiError(400, "bad_request", "command needs a 'body' object")
+            try:
+                payload = msgspec.convert(body, self.spec.body, strict=True)
+            except msgspec.ValidationError as err:
+                raise ApiError(422, "invalid", f"request body: {err}") from None
+            result = await self.handler(ctx, payload)
+        if isinstance(result, Response):  # a route that builds its own HTTP response cannot be a command
+            raise TypeError(f"command {self.spec.command} answered with an HTTP response")
+        return result if isinstance(result, Answer) else Answer(result)

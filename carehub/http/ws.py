@@ -29,6 +29,8 @@ from carehub.hub import (
 from carehub.identity import AuthFailed, Principal, may_publish, may_subscribe
 
 from .context import Services
+from .errors import ApiError
+from .routing import Command
 
 log = logging.getLogger("carehub.ws")
 
@@ -215,15 +217,17 @@ class Connection:
         if op == "auth":
             await self._auth(frame)
             return
-        if op not in ("call", "ack", "resume", "subscribe", "unsubscribe", "publish"):
+        if op not in ("call", "command", "ack", "resume", "subscribe", "unsubscribe", "publish"):
             raise FrameError(
-                "unknown_op", f"unknown op {op!r}; ops are auth, call, ack, resume, subscribe, unsubscribe,"
-                " publish, ping, pong"
+                "unknown_op", f"unknown op {op!r}; ops are auth, call, command, ack, resume, subscribe,"
+                " unsubscribe, publish, ping, pong"
             )
         if self.principal is None:
             raise FrameError("not_authenticated", f"send an auth frame before {op!r}")
         if op == "call":
             self._call(frame)
+        elif op == "command":
+            self._command(frame)
         elif op == "ack":
             self._ack(frame)
         elif op == "resume":
@@ -374,10 +378,54 @@ class Connection:
         finally:
             self.calls -= 1
 
+    def _command(self, frame: dict[str, Any]) -> None:
+        ref = frame.get("id")
+        if not isinstance(ref, str | int) or isinstance(ref, bool):
+            raise FrameError("bad_frame", "command needs an 'id' (string or number) to match its reply")
+        name = frame.get("name")
+        if not isinstance(name, str):
+            raise FrameError("bad_frame", "command needs a 'name' (see docs/protocol.md for the commands)")
+        command = self.s.commands.get(name)
+        if command is None:
+            self.session.offer(self._reply_error(ref, "unknown_command", f"no command {name[:64]!r}", status=404))
+            return
+        if self.calls >= MAX_CALLS_IN_FLIGHT:
+            self.session.offer(
+                self._reply_error(ref, "too_many_calls", f"at most {MAX_CALLS_IN_FLIGHT} calls may be in flight")
+            )
+            return
+        assert self.nursery is not None
+        self.calls += 1
+        self.nursery.start_soon(self._run_command, ref, command, frame.get("body"))
+
+    async def _run_command(self, ref: Any, command: Command, body: Any) -> None:
+        assert self.principal is not None
+        try:
+            answer = await command.run(self.s, self.principal, body)
+        except ApiError as err:
+            retryable = err.status in (429, 503)
+            self.session.offer(self._reply_error(ref, err.code, err.message, retryable=retryable, status=err.status))
+        except Exception:
+            log.exception("command %s failed", command.spec.command)
+            self.session.offer(
+                self._reply_error(ref, "internal_error", "服务器内部错误 (logged for the operators)", status=500)
+            )
+        else:
+            self.session.offer(
+                Outbound({"op": "reply", "id": ref, "ok": True, "status": answer.status, "result": answer.payload})
+            )
+        finally:
+            self.calls -= 1
+
     @staticmethod
-    def _reply_error(ref: Any, code: str, message: str, *, retryable: bool = False) -> Outbound:
+    def _reply_error(
+        ref: Any, code: str, message: str, *, retryable: bool = False, status: int | None = None
+    ) -> Outbound:
+        error: dict[str, Any] = {"code": code, "message": message, "retryable": retryable}
+        if status is not None:
+            error["status"] = status
         return Outbound(
-            {"op": "reply", "id": ref, "ok": False, "error": {"code": code, "message": message, "retryable": retryable}}
+            {"op": "reply", "id": ref, "ok": False, "error": error}
         )
 
     def _subscribe(self, op: str, frame: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from trio_websocket import ConnectionClosed, open_websocket_url
 
-from carehub.bots.client import connect, ws_url
+from carehub.bots.client import CallFailed, connect, ws_url
 
 from ..servers import Server
 from .test_route_roles import LOGINS, POLICY, concrete
@@ -21,12 +21,16 @@ json_values = st.recursive(
     lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4),
     max_leaves=12,
 )
-OPS = st.sampled_from(["auth", "call", "ack", "resume", "subscribe", "unsubscribe", "publish", "ping", "pong", "x"])
+OPS = st.sampled_from(
+    ["auth", "call", "command", "ack", "resume", "subscribe", "unsubscribe", "publish", "ping", "pong", "x"]
+)
+COMMANDS = st.sampled_from(["booking.create", "patients.list"])
 frames = st.one_of(
     st.fixed_dictionaries({"op": OPS}, optional={
         "id": json_values, "to": st.text(max_size=40) | json_values, "type": st.text(max_size=20) | json_values,
         "body": json_values, "seq": json_values, "after": json_values, "topic": json_values, "token": json_values,
         "device": json_values, "resume_after": json_values, "critical": json_values, "coalesce": json_values,
+        "name": COMMANDS | json_values,
     }).map(json.dumps),
     json_values.map(json.dumps),
     st.text(max_size=200),
@@ -95,5 +99,24 @@ async def test_random_bodies_at_every_route_never_get_a_5xx(server: Server) -> N
         method, path, body = case
         if path != "/api/v1/auth/logout":  # would end the session the next cases use
             trio.from_thread.run(send_body, server, method, path, body)
+
+    await trio.to_thread.run_sync(check)
+
+
+async def test_random_bodies_at_every_websocket_command_never_get_a_5xx(server: Server) -> None:
+    names = sorted(spec.command for spec in server.app.router.specs if spec.command)
+    token = await server.token("patient1")
+
+    async def send_command(name: str, body: Any) -> None:
+        async with connect(server.base, token) as client:
+            try:
+                await client.command(name, body)
+            except CallFailed as err:
+                assert err.status is not None and err.status < 500 and err.message, (name, body, err)
+
+    @FUZZ
+    @given(name=st.sampled_from(names), body=json_values)
+    def check(name: str, body: Any) -> None:
+        trio.from_thread.run(send_command, name, body)
 
     await trio.to_thread.run_sync(check)

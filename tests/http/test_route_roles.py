@@ -221,6 +221,26 @@ async def test_every_websocket_operation_allows_exactly_the_roles_in_its_table(s
     assert mismatches == []
 
 
+async def test_every_websocket_command_allows_exactly_the_roles_of_its_route(server: Server) -> None:
+    """A command is its route run from a frame: the route's row of the table decides."""
+    commands = {spec.command: (spec.method, spec.path) for spec in server.app.router.specs if spec.command}
+    assert commands, "no route is a command"
+    mismatches = []
+    with trio.fail_after(60):
+        for role, login in LOGINS.items():
+            async with connect(server.base, await server.token(login)) as client:
+                for name, route in sorted(commands.items()):
+                    try:
+                        await client.command(name, {})
+                        allowed = True
+                    except CallFailed as err:
+                        assert err.status is not None and err.status < 500, (name, role, err)
+                        allowed = err.status not in (401, 403)
+                    if allowed != (role in POLICY[route]):
+                        mismatches.append((name, role, allowed))
+    assert mismatches == []
+
+
 async def first_answer(client: HubClient, topic: str) -> bool:
     """True when the subscription was confirmed, False when refused."""
     with trio.fail_after(5):

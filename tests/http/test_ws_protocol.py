@@ -204,6 +204,26 @@ async def test_a_call_with_an_unknown_message_type_is_answered_with_bad_message(
             assert (await client.call(address, "PostMessage", {"text": "still fine"}))["n"] == 1
 
 
+async def test_an_unknown_command_is_answered_with_404_and_the_connection_stays(server: Server) -> None:
+    with trio.fail_after(15):
+        async with connect(server.base, await server.token("patient1")) as client:
+            with pytest.raises(CallFailed) as unknown:
+                await client.command("booking.delete_everything", {})
+            status, _ = await client.command("patients.list")
+    assert (unknown.value.code, unknown.value.status) == ("unknown_command", 404) and status == 200
+
+
+async def test_a_command_with_a_malformed_body_is_answered_with_422_and_what_is_wrong(server: Server) -> None:
+    with trio.fail_after(15):
+        async with connect(server.base, await server.token("patient1")) as client:
+            with pytest.raises(CallFailed) as invalid:
+                await client.command("booking.create", {"patient_id": 42})
+            with pytest.raises(CallFailed) as missing:
+                await client.command("booking.create")
+    assert (invalid.value.code, invalid.value.status) == ("invalid", 422) and "patient_id" in invalid.value.message
+    assert (missing.value.code, missing.value.status) == ("bad_request", 400)
+
+
 async def test_a_connection_that_never_authenticates_is_closed_with_4001(server_factory) -> None:  # type: ignore[no-untyped-def]
     import carehub.http.ws as ws_module
 

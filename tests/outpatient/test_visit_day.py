@@ -9,7 +9,7 @@ import pytest
 import trio
 
 from carehub.actors.slot_pool import BEIJING, session_id
-from carehub.bots.client import connect
+from carehub.bots.client import CallFailed, connect
 
 from ..servers import Server
 from .helpers import beijing_now, book, open_session, plan
@@ -149,3 +149,34 @@ async def test_a_booking_with_a_malformed_patient_id_is_refused_with_a_message(s
         response = await http.post("/api/v1/me/bookings", json={
             "patient_id": "\u0000", "doctor_id": "x", "day": "2030-01-01", "period": "am"})
     assert response.status_code == 422 and response.json()["error"]["message"]
+
+
+async def test_a_booking_sent_over_the_websocket_is_made_like_one_sent_over_http(server: Server) -> None:
+    """OUT-2 on /ws: the booking command answers 201 with the booking, which the booking list then shows."""
+    day = beijing_now().date() + dt.timedelta(days=2)
+    await open_session(server, "doctor1", plan(day))
+    token = await server.token("patient2")
+    async with connect(server.base, token) as client:
+        _, listed = await client.command("patients.list")
+        patient = next(p["id"] for p in listed["patients"] if p["relation"] == "self")
+        status, booking = await client.command("booking.create", {
+            "patient_id": patient, "doctor_id": await server.account_id("doctor1"), "day": day.isoformat(),
+            "period": "am"})
+    async with server.http(token) as http:
+        mine = (await http.get("/api/v1/me/bookings")).json()["bookings"]
+    assert status == 201 and booking["status"] == "booked"  # a free session: booked at once
+    assert [b["booking_id"] for b in mine] == [booking["booking_id"]]
+
+
+async def test_a_second_booking_over_the_websocket_is_refused_with_the_reason_and_status(server: Server) -> None:
+    """SCH-7 on /ws: the same refusal as over HTTP, with its status."""
+    day = beijing_now().date() + dt.timedelta(days=2)
+    await open_session(server, "doctor1", plan(day))
+    first = await book(server, "patient1", "doctor1", day)
+    async with connect(server.base, await server.token("patient1")) as client:
+        with pytest.raises(CallFailed) as refused:
+            await client.command("booking.create", {
+                "patient_id": first.json()["patient_id"], "doctor_id": await server.account_id("doctor1"),
+                "day": day.isoformat(), "period": "am"})
+    assert first.status_code == 201
+    assert (refused.value.code, refused.value.status) == ("duplicate_booking", 409) and "重复" in refused.value.message

@@ -38,7 +38,7 @@ from carehub.outpatient import BookingRefused, ScheduleError
 from carehub.outpatient.schedule import RosterRequest, SlotRule
 
 from ..errors import ApiError, from_hub
-from ..routing import RequestContext, RouteDecorator, json_response
+from ..routing import Answer, RequestContext, RouteDecorator, json_response
 from .shared import _int_arg, patient_errors
 
 log = logging.getLogger("carehub.http.outpatient")
@@ -195,7 +195,7 @@ def register(r: RouteDecorator) -> None:
     # ---- a patient's bookings ----------------------------------------------------------------
 
     @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
-       permission="account.self", body=BookBody, tag="booking")
+       permission="account.self", body=BookBody, tag="booking", command="booking.create")
     async def book(ctx: RequestContext, body: BookBody) -> Any:
         assert ctx.principal is not None
         with outpatient_errors():
@@ -204,7 +204,7 @@ def register(r: RouteDecorator) -> None:
                 day=body.day, period=body.period, channel="app", slot_no=body.slot_no, client_ref=body.client_ref,
                 revisit=body.revisit,
             )
-        return json_response(reply, 201)
+        return Answer(reply, 201)
 
     @r("GET", "/api/v1/me/bookings", summary="My bookings (all family members)", permission="account.self",
        tag="booking", query=("from",))

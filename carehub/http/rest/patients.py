@@ -20,7 +20,7 @@ from .shared import (
 
 def register(r: RouteDecorator) -> None:
     @r("GET", "/api/v1/me/patients", summary="My family members (就诊人), masked", permission="account.self",
-       tag="patients")
+       tag="patients", command="patients.list")
     async def my_patients(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         with patient_errors():
