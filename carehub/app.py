@@ -47,7 +47,7 @@ from carehub.outpatient.bills import BillHisEffect, BillRefundEffect
 from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
-from carehub.storage.db import open_database
+from carehub.storage.db import open_database, open_threaded_database
 from carehub.storage.hub_store import open_hub_store
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
 from carehub.storage.migrate import migrate
@@ -105,10 +105,11 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             behaviours = all_behaviours(config.actor_plugins)
             pay = await stack.enter_async_context(_open_pay(config))
             his = await stack.enter_async_context(_open_his(config))
-            # the actors commit through connections of their own: under a burst of web requests the
-            # shared pool's queue is thousands deep, and every booking's answer waits for its commit
+            # the actors commit through connections of their own, on a loop of their own: under a burst
+            # of web requests the shared pool's queue is thousands deep and the Trio loop is slow to
+            # come round, and every booking's answer waits for its commit
             hub_db = await stack.enter_async_context(
-                open_database(database_url, min_size=2, max_size=config.hub_database_pool_size))
+                open_threaded_database(database_url, min_size=2, max_size=config.hub_database_pool_size))
             async with open_hub_store(hub_db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
                 partners = Partners(db, ring)

@@ -8,11 +8,13 @@ Both drive a hub only over its public API, as patients' phones and a doctor's sc
     verification simulator (a patient must be real-name verified to book). An admin then sets
     the slot rules of the hospital's doctors so that ``--slots`` slots (default 500, split over
     the doctors) open at the next whole minute, and approves one session per doctor. Every
-    patient holds a kept-alive HTTP connection and sends **one** ``POST /api/v1/me/bookings`` to
-    a doctor picked at random, at the release instant plus a random delay up to ``--spread``
-    seconds (default 0: all at once). Each has opened the booking page (which lists their family
-    members, ``GET /api/v1/me/patients``) in the 14 s before the release, as people waiting for
-    a release do. Results: ``booked`` (201), ``full`` (a clear "full"
+    patient sends **one** booking to a doctor picked at random, at the release instant plus a
+    random delay up to ``--spread`` seconds (default 0: all at once): with ``--via ws`` (default)
+    a ``booking.create`` command on the ``/ws`` connection their app holds, with ``--via http`` a
+    ``POST /api/v1/me/bookings`` on a kept-alive HTTP connection. Each has opened the booking page
+    (which connects and lists their family members: ``patients.list`` or ``GET
+    /api/v1/me/patients``) in the 14 s before the release, as people waiting for a release do.
+    Results: ``booked`` (201), ``full`` (a clear "full"
     refusal), other answers by code, ``unanswered`` (no answer in 60 s or a broken connection),
     answer-time percentiles from each request's send to its answer, ``bookings_per_s`` (booked
     over the time from the release to the last booking). Then the admin's booking search is read
@@ -53,9 +55,11 @@ import trio
 
 from carehub.bots.bench import (
     DEMO_TOTP_SECRET,
+    CallFailed,
     Frame,
     LeanHTTP,
     LeanWS,
+    ServerClosed,
     Worker,
     Workers,
     _array_bytes,
@@ -102,7 +106,9 @@ class OutpatientWorker(Worker):
 
     def __init__(self, conn: multiprocessing.connection.Connection, index: int, url: str, src: str | None) -> None:
         super().__init__(conn, index, url, src)
-        self.bots: list[LeanHTTP | None] = []
+        self.bots: list[LeanHTTP | LeanWS | None] = []
+        #: release-burst over /ws: each patient's held connection, by token
+        self.burst_ws: dict[str, LeanWS] = {}
         self.queue_seen: list[dict[int, float]] = []
 
     # -- patients
@@ -157,8 +163,48 @@ class OutpatientWorker(Worker):
 
     # -- release burst
 
-    async def cmd_burst(self, at: float, spread: float, requests: list[tuple[str, bytes]]) -> dict[str, Any]:
-        """At wall-clock ``at`` (+ up to ``spread`` s each), patient k sends ``requests[k]`` (token, body)."""
+    async def cmd_burst_connect(self, tokens: list[str]) -> dict[str, Any]:
+        """Open and hold each patient's ``/ws`` connection (pings answered), as their app does before a release."""
+        grp = await self._group("burst")
+        limiter = trio.CapacityLimiter(50)
+        failed: collections.Counter[str] = collections.Counter()
+        started = time.monotonic()
+
+        async def one(token: str) -> None:
+            async with limiter:
+                try:
+                    with trio.fail_after(120):
+                        ws = await open_session(self.host, self.port, self.src, token, "bench-burst")
+                except Exception as err:
+                    failed[f"{type(err).__name__}: {str(err)[:60]}"] += 1
+                    return
+            ws.tag = {}
+            ws.handler = _on_reply
+            self.burst_ws[token] = ws
+            grp.conns.append(ws)
+            assert grp.nursery is not None
+            grp.nursery.start_soon(self._hold_replies, grp, ws)
+
+        async with trio.open_nursery() as nursery:
+            for token in tokens:
+                nursery.start_soon(one, token)
+        return {"open": len(self.burst_ws), "failed": dict(failed.most_common(3)),
+                "seconds": time.monotonic() - started}
+
+    async def _hold_replies(self, grp: Any, ws: LeanWS) -> None:
+        try:
+            await self._hold(grp, ws)
+        finally:
+            for waiter in ws.tag.values():
+                waiter.wake(None, time.monotonic())
+            ws.tag.clear()
+
+    async def cmd_burst(self, at: float, spread: float, requests: list[tuple[str, bytes]], via: str) -> dict[str, Any]:
+        """At wall-clock ``at`` (+ up to ``spread`` s each), patient k sends ``requests[k]`` (token, body).
+
+        ``via`` "ws": the patient's app holds its ``/ws`` connection (opened with the booking page) and
+        books with a ``booking.create`` command; "http": a kept-alive HTTP connection and a POST.
+        """
         lat = array.array("d")
         outcomes: collections.Counter[str] = collections.Counter()
         booked: list[tuple[str, str]] = []  # (patient id, booking id)
@@ -166,37 +212,8 @@ class OutpatientWorker(Worker):
         wall_minus_mono = time.time() - time.monotonic()
         self.bots = [None] * len(requests)
 
-        async def one(k: int, token: str, body: bytes) -> None:
+        def record(status: int, answer: Any, done: float) -> None:
             nonlocal last_booked
-            http: LeanHTTP | None = None
-            # the patient has the booking page open before the release: it lists their family members
-            await trio.sleep(max(0.0, at - wall_minus_mono - WARM_BEFORE + random.random() * (WARM_BEFORE - 3.0)
-                                 - time.monotonic()))
-            try:
-                http = self.bots[k] = await LeanHTTP.open(self.host, self.port, self.src)
-                await http.request("GET", "/api/v1/me/patients", None, f"Bearer {token}")
-            except (OSError, ConnectionError, trio.BrokenResourceError):
-                if http is not None:
-                    await trio.aclose_forcefully(http.stream)
-                http = self.bots[k] = None  # the booking opens a connection of its own
-            await trio.sleep(max(0.0, at - wall_minus_mono + random.random() * spread - time.monotonic()))
-            sent = time.monotonic()
-            try:
-                if http is None:
-                    http = await LeanHTTP.open(self.host, self.port, self.src)
-                with trio.fail_after(ANSWER_TIMEOUT):
-                    status, payload = await http.post("/api/v1/me/bookings", body, f"Bearer {token}")
-            except (trio.TooSlowError, OSError, ConnectionError, trio.BrokenResourceError) as err:
-                outcomes["unanswered"] += 1
-                outcomes[f"unanswered: {type(err).__name__}: {str(err)[:60]}"] += 1
-                return
-            done = time.monotonic()
-            lat.append((done - sent) * 1000.0)
-            try:
-                answer = orjson.loads(payload)
-            except orjson.JSONDecodeError:
-                outcomes[f"http_{status}_unreadable"] += 1
-                return
             if status == 201:
                 outcomes["booked"] += 1
                 booked.append((answer["patient_id"], answer["booking_id"]))
@@ -205,12 +222,71 @@ class OutpatientWorker(Worker):
                 code = (answer.get("error") or {}).get("code") if isinstance(answer, dict) else None
                 outcomes[str(code or f"http_{status}")] += 1
 
+        async def warm_up(k: int, token: str) -> LeanHTTP | LeanWS | None:
+            """The patient opens the booking page before the release: it lists their family members."""
+            await trio.sleep(max(0.0, at - wall_minus_mono - WARM_BEFORE + random.random() * (WARM_BEFORE - 3.0)
+                                 - time.monotonic()))
+            if via == "ws":
+                ws = self.burst_ws.get(token)
+                if ws is not None:
+                    try:
+                        await _command(ws, "list", "patients.list", None)
+                    except (OSError, ConnectionError, trio.BrokenResourceError, trio.ClosedResourceError):
+                        return None
+                return ws
+            conn: LeanHTTP | None = None
+            try:
+                conn = await LeanHTTP.open(self.host, self.port, self.src)
+                await conn.request("GET", "/api/v1/me/patients", None, f"Bearer {token}")
+            except (OSError, ConnectionError, trio.BrokenResourceError):
+                if conn is not None:
+                    await trio.aclose_forcefully(conn.stream)
+                return None  # the booking opens a connection of its own
+            self.bots[k] = conn
+            return conn
+
+        async def one(k: int, token: str, body: bytes) -> None:
+            conn = await warm_up(k, token)
+            await trio.sleep(max(0.0, at - wall_minus_mono + random.random() * spread - time.monotonic()))
+            sent = time.monotonic()
+            try:
+                with trio.fail_after(ANSWER_TIMEOUT):
+                    if via == "ws":
+                        if not isinstance(conn, LeanWS):
+                            raise ConnectionError("the patient's connection could not be opened")
+                        reply, done = await _command(conn, "book", "booking.create", orjson.Fragment(body))
+                        if reply is None:
+                            raise ConnectionError("the connection closed before the answer")
+                        if reply.get("ok"):
+                            status, answer = int(reply["status"]), reply["result"]
+                        else:
+                            error = reply.get("error") or {}
+                            status, answer = int(error.get("status") or 0), {"error": error}
+                    else:
+                        if conn is None:
+                            conn = self.bots[k] = await LeanHTTP.open(self.host, self.port, self.src)
+                        assert isinstance(conn, LeanHTTP)
+                        status, payload = await conn.post("/api/v1/me/bookings", body, f"Bearer {token}")
+                        done = time.monotonic()
+                        try:
+                            answer = orjson.loads(payload)
+                        except orjson.JSONDecodeError:
+                            outcomes[f"http_{status}_unreadable"] += 1
+                            return
+            except (trio.TooSlowError, OSError, ConnectionError, trio.BrokenResourceError, trio.ClosedResourceError,
+                    CallFailed, ServerClosed) as err:
+                outcomes["unanswered"] += 1
+                outcomes[f"unanswered: {type(err).__name__}: {str(err)[:60]}"] += 1
+                return
+            lat.append((done - sent) * 1000.0)
+            record(status, answer, done)
+
         async with trio.open_nursery() as nursery:
             for k, (token, body) in enumerate(requests):
                 nursery.start_soon(one, k, token, body)
-        for http in self.bots:
-            if http is not None:
-                await trio.aclose_forcefully(http.stream)
+        for conn in self.bots:
+            if isinstance(conn, LeanHTTP):
+                await trio.aclose_forcefully(conn.stream)
         self.bots = []
         return {"lat": _array_bytes(lat), "outcomes": dict(outcomes), "booked": booked, "last_booked": last_booked}
 
@@ -250,6 +326,38 @@ class OutpatientWorker(Worker):
 
     async def cmd_queue_collect(self) -> dict[str, Any]:
         return {"seen": [sorted(seen.items()) for seen in self.queue_seen]}
+
+
+class _Waiter:
+    __slots__ = ("at", "event", "frame")
+
+    def __init__(self) -> None:
+        self.event = trio.Event()
+        self.frame: Frame | None = None
+        self.at = 0.0
+
+    def wake(self, frame: Frame | None, at: float) -> None:
+        self.frame, self.at = frame, at
+        self.event.set()
+
+
+def _on_reply(ws: LeanWS, frame: Frame, now: float) -> Frame | None:
+    if frame.get("op") == "reply":
+        waiter = ws.tag.pop(frame.get("id"), None)
+        if waiter is not None:
+            waiter.wake(frame, now)
+    return None
+
+
+async def _command(ws: LeanWS, ref: str, name: str, body: Any) -> tuple[Frame | None, float]:
+    """Send a command on a held connection; its reply (None if the connection ended) and when it came."""
+    waiter = ws.tag[ref] = _Waiter()
+    frame: Frame = {"op": "command", "id": ref, "name": name}
+    if body is not None:
+        frame["body"] = body
+    await ws.send(frame)
+    await waiter.event.wait()
+    return waiter.frame, waiter.at
 
 
 def worker_main(conn: multiprocessing.connection.Connection, index: int, url: str, src: str | None) -> None:
@@ -322,6 +430,17 @@ class OutpatientBench:
             doctors = doctors[: args.doctors] if args.doctors else doctors
             if slots > 500 * len(doctors):
                 raise SystemExit(f"scripts/bench: {slots} slots do not fit {len(doctors)} doctors (500 a session)")
+            if args.via == "ws":
+                # the apps are open before the release: each holds its /ws connection (opening one
+                # costs the hub 4-10 ms, docs/benchmarks.md "idle"; not part of the burst)
+                started = time.monotonic()
+                opened = pool.all("burst_connect", [{"tokens": [t for t, _ in part]}
+                                                    for part in split(people, procs)], timeout=3600)
+                failed = collections.Counter[str]()
+                for r in opened:
+                    failed.update(r["failed"])
+                note(f"release-burst: {sum(r['open'] for r in opened)} patients' /ws connections open in"
+                     f" {time.monotonic() - started:.0f} s" + (f"; failed: {dict(failed)}" if failed else ""))
             aheads = random.sample(range(20, 90), len(args.spread))  # each round books a day of its own
             for spread, ahead in zip(args.spread, aheads, strict=True):
                 self._burst(pool, procs, people, doctors, slots, spread, ahead)
@@ -354,7 +473,8 @@ class OutpatientBench:
         parts = split(bodies, procs)
         at = release.timestamp() + 0.05
         note(f"release-burst: waiting {at - time.time():.0f} s for the release")
-        replies = pool.all("burst", [{"at": at, "spread": spread, "requests": part} for part in parts],
+        replies = pool.all("burst", [{"at": at, "spread": spread, "requests": part, "via": self.args.via}
+                                     for part in parts],
                            timeout=ANSWER_TIMEOUT + max(at - time.time(), 0) + spread + 60)
         outcomes: collections.Counter[str] = collections.Counter()
         booked: list[tuple[str, str]] = []
@@ -386,6 +506,7 @@ class OutpatientBench:
             **latency_fields(lat),
             "bookings_per_s": rounded(n_booked / max(last_booked - release.timestamp(), 1e-3), 1),
             "spread_s": spread,
+            "via": self.args.via,
             "client_procs": procs,
         })
 
@@ -489,6 +610,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--spread", type=_floats, default=[0.0],
                        help="release-burst: patients send within this many seconds after the release (default 0);"
                        " a list runs one release for each, with the same patients")
+    group.add_argument("--via", choices=("ws", "http"), default="ws",
+                       help="release-burst: book with a booking.create command on the patient's open /ws connection"
+                       " (default, as the app does) or with POST /api/v1/me/bookings")
     group.add_argument("--waiting", type=int, default=200, help="queue: patients checked in and waiting")
     group.add_argument("--calls", type=int, default=20, help="queue: calls the doctor makes")
     group.add_argument("--call-interval", type=float, default=2.0, help="queue: seconds between calls")

@@ -209,6 +209,15 @@ async def _commit_many(conn: asyncpg.Connection, commits: Sequence[Commit]) -> l
         return [(await _commit_many(conn, [c]))[0] for c in commits]
 
 
+class _Done:
+    __slots__ = ("done", "error", "row_id")
+
+    def __init__(self, row_id: str) -> None:
+        self.row_id = row_id
+        self.done = trio.Event()
+        self.error: BaseException | None = None
+
+
 class _Pending:
     __slots__ = ("commit", "done", "error", "result")
 
@@ -245,11 +254,15 @@ class PostgresHubStore:
         self._running = False
         self.batches = 0
         self.batched_commits = 0
+        #: performed stored messages waiting for their row to be deleted (see complete_scheduled)
+        self._done: list[_Done] = []
+        self._done_wake = trio.Event()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
             for _ in range(self.writers):
                 nursery.start_soon(self._writer)
+            nursery.start_soon(self._completer)
             self._running = True
             task_status.started()
             try:
@@ -335,7 +348,38 @@ class PostgresHubStore:
         return value
 
     async def complete_scheduled(self, row_id: str) -> None:
-        await self.db.execute("DELETE FROM scheduled_messages WHERE id = $1", row_id)
+        """Delete a performed stored message's row.
+
+        While one delete runs, the next ones gather and go as one statement: in a booking release
+        every booking's HIS push ends here, and one commit (one WAL flush) each made the slot pools'
+        commits wait behind them.
+        """
+        if not self._running:
+            await self.db.execute("DELETE FROM scheduled_messages WHERE id = $1", row_id)
+            return
+        pending = _Done(row_id)
+        self._done.append(pending)
+        self._done_wake.set()
+        await pending.done.wait()
+        if pending.error is not None:
+            raise pending.error
+
+    async def _completer(self) -> None:
+        while True:
+            await self._done_wake.wait()
+            self._done_wake = trio.Event()
+            batch, self._done = self._done, []
+            if not batch:
+                continue
+            try:
+                await self.db.execute(
+                    "DELETE FROM scheduled_messages WHERE id = ANY($1::varchar[])", [p.row_id for p in batch]
+                )
+            except Exception as err:
+                for p in batch:
+                    p.error = err
+            for p in batch:
+                p.done.set()
 
     async def postpone_scheduled(self, row_id: str, due_at: dt.datetime) -> None:
         await self.db.execute(

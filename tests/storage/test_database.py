@@ -5,7 +5,10 @@ from __future__ import annotations
 import datetime as dt
 from urllib.parse import urlsplit, urlunsplit
 
-from carehub.storage.db import Database, open_database
+import asyncpg
+import trio
+
+from carehub.storage.db import Database, open_database, open_threaded_database
 from carehub.storage.hub_store import PostgresHubStore
 from carehub.storage.migrate import latest_version, migrate, schema_version
 
@@ -39,3 +42,41 @@ async def test_deliveries_older_than_the_retention_period_are_purged(db: Databas
     purged = await store.purge_deliveries(dt.datetime.now(dt.UTC) - dt.timedelta(days=30))
     assert purged == 1
     assert [r["seq"] for r in await db.fetch("SELECT seq FROM deliveries WHERE account_id = 'x'")] == [2]
+
+
+async def test_the_threaded_pool_answers_and_a_cancelled_operation_leaves_no_transaction_open(
+    aio_loop: None, database_url: str
+) -> None:
+    """The hub's own pool runs on a loop in another thread; Trio cancellation still reaches it."""
+
+    async def stuck(conn: asyncpg.Connection) -> None:
+        async with conn.transaction():
+            await conn.execute("SELECT pg_sleep(30)")
+
+    async def in_transaction(conn: asyncpg.Connection) -> bool:
+        return bool(conn.is_in_transaction())
+
+    async with open_threaded_database(database_url, min_size=1, max_size=1) as database:
+        assert await schema_version(database) == latest_version()
+        with trio.move_on_after(0.3) as waited:
+            await database.run(stuck)
+        with trio.fail_after(10):
+            left_open = await database.run(in_transaction)  # the one connection, back from the cancel
+    assert waited.cancelled_caught and left_open is False
+
+
+async def test_stored_messages_performed_together_are_all_marked_done(db: Database) -> None:
+    store = PostgresHubStore(db)
+    ids = [f"done-{i}" for i in range(40)]
+    for row_id in ids:
+        await db.execute(
+            "INSERT INTO scheduled_messages (id, target, type, body, due_at, created_at)"
+            " VALUES ($1, 'his/x', 'PushAppointment', '{}', now(), now())", row_id,
+        )
+    async with trio.open_nursery() as nursery:
+        await nursery.start(store.run)
+        async with trio.open_nursery() as performers:
+            for row_id in ids:
+                performers.start_soon(store.complete_scheduled, row_id)
+        nursery.cancel_scope.cancel()
+    assert await db.fetchval("SELECT count(*) FROM scheduled_messages WHERE id LIKE 'done-%'") == 0
