@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import random
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -107,6 +108,8 @@ class Session:
         self.gap_since: float | None = None
         self.topics: set[str] = set()
         self.opened_at = time.monotonic()
+        #: when the watch task pings this connection next (0: not yet seen by it)
+        self.next_ping = 0.0
 
     # ---- the buffer ---------------------------------------------------------------------
 
@@ -293,23 +296,29 @@ class PushChannel:
         kick: Callable[[Session], None],
         gap_wait_seconds: float = 0.5,
     ) -> None:
-        """One task for all connections: heartbeats, stuck consumers, stream gaps."""
-        last_ping = time.monotonic()
+        """One task for all connections: heartbeats, stuck consumers, stream gaps.
+
+        Each connection is pinged every ``heartbeat_seconds`` at a phase of its own (random when
+        the task first sees it): 10,000 connections pinged in the same instant, and their 10,000
+        pongs, held the hub up for ~3 s every heartbeat.
+        """
         async with trio.open_nursery() as nursery:
             while True:
                 await trio.sleep(0.25)
                 now = time.monotonic()
-                ping = now - last_ping >= heartbeat_seconds
-                if ping:
-                    last_ping = now
-                    frame = Outbound(
-                        {"op": "ping", "t": dt.datetime.now(dt.UTC).isoformat()}, Priority.LOW, "\x00ping"
-                    )
+                frame: Outbound | None = None
                 for session in tuple(self.sessions):
                     if session.is_stuck(now):
                         kick(session)
                         continue
-                    if ping:
+                    if session.next_ping == 0.0:
+                        session.next_ping = now + random.uniform(0.0, heartbeat_seconds)
+                    elif now >= session.next_ping:
+                        session.next_ping = now + heartbeat_seconds
+                        if frame is None:
+                            frame = Outbound(
+                                {"op": "ping", "t": dt.datetime.now(dt.UTC).isoformat()}, Priority.LOW, "\x00ping"
+                            )
                         session.offer(frame)
                     if session.gap_since is not None and now - session.gap_since > gap_wait_seconds:
                         session.gap_since = now  # one read per wait period

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 import trio
 
-from carehub.channels.push import Session
+from carehub.channels.push import PushChannel, Session
 from carehub.hub import Outbound, Priority, StreamItem
 
 
@@ -75,3 +76,32 @@ async def test_live_items_that_arrive_during_catch_up_follow_the_backlog_without
     session.offer_stream(item(5))
     session.caught_up([item(4), item(5)])
     assert [f.frame["seq"] for f in await drain(session)] == [4, 5, 6]
+
+
+async def test_connections_are_pinged_at_phases_spread_over_the_heartbeat_not_all_at_once() -> None:
+    """200 connections opened together: their pings come over the heartbeat period, one each."""
+    push = PushChannel()
+    sessions = [Session(codec="json", limit=10, stuck_seconds=60) for _ in range(200)]
+    for session in sessions:
+        push.add(session)
+    first_ping: dict[int, float] = {}
+
+    async def note_pings() -> None:
+        while True:
+            await trio.sleep(0.01)
+            for i, session in enumerate(sessions):
+                if i not in first_ping and session.depth:
+                    first_ping[i] = trio.current_time()
+
+    async def never(_: Session) -> None:
+        pass
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(note_pings)
+        nursery.start_soon(functools.partial(push.watch, heartbeat_seconds=2.0, read_gap=never, kick=lambda _: None))
+        await trio.sleep(4.6)
+        nursery.cancel_scope.cancel()
+    pings = [[f.frame["op"] for f in await drain(s)] for s in sessions]
+    assert all(p == ["ping"] for p in pings)  # every one pinged (an unread ping is replaced, not queued)
+    times = sorted(first_ping.values())
+    assert len(times) == 200 and times[-1] - times[0] > 1.0  # spread, not one burst
