@@ -441,11 +441,25 @@ class OutpatientBench:
                     failed.update(r["failed"])
                 note(f"release-burst: {sum(r['open'] for r in opened)} patients' /ws connections open in"
                      f" {time.monotonic() - started:.0f} s" + (f"; failed: {dict(failed)}" if failed else ""))
-            aheads = random.sample(range(20, 90), len(args.spread))  # each round books a day of its own
+            aheads = self._free_days(doctors, len(args.spread))  # each round books a day of its own
             for spread, ahead in zip(args.spread, aheads, strict=True):
                 self._burst(pool, procs, people, doctors, slots, spread, ahead)
         finally:
             pool.close()
+
+    def _free_days(self, doctors: list[str], n: int) -> list[int]:
+        """``n`` days ahead (20-89) on which none of ``doctors`` has a booking yet (a hub kept from an
+        earlier run has full sessions on the days that run used: every request would be "full")."""
+        today = dt.datetime.now(BEIJING).date()
+        free: list[int] = []
+        for ahead in random.sample(range(20, 90), 70):
+            day = (today + dt.timedelta(days=ahead)).isoformat()
+            if not any(self.call("GET", "/api/v1/admin/bookings", params={
+                    "doctor": d, "from": day, "to": day, "limit": 1})["bookings"] for d in doctors):
+                free.append(ahead)
+                if len(free) == n:
+                    return free
+        raise SystemExit("scripts/bench: no day 20-89 days ahead is free of bookings for these doctors")
 
     def _burst(self, pool: Workers, procs: int, people: list[tuple[str, str]], doctors: list[str], slots: int,
                spread: float, ahead: int) -> None:

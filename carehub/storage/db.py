@@ -8,6 +8,7 @@ asyncio coroutine taking a connection (``async def op(conn, ...)``) and crossed 
 from __future__ import annotations
 
 import asyncio
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
@@ -138,6 +139,9 @@ async def open_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> A
 async def open_threaded_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> AsyncIterator[Database]:
     """Like :func:`open_database`, on an asyncio loop in a thread of its own (:class:`ThreadedDatabase`)."""
     loop = asyncio.SelectorEventLoop()  # not new_event_loop(): trio-asyncio refuses that inside Trio
+    # each round trip wakes the database thread, which then waits for the GIL: at most this long
+    # while the Trio thread is busy (Python's default is 5 ms; ten round trips a commit)
+    sys.setswitchinterval(min(sys.getswitchinterval(), 0.001))
 
     def serve() -> None:
         asyncio.set_event_loop(loop)
