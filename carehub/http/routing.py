@@ -180,7 +180,7 @@ class Command:
     """A route run from a WebSocket frame: the same permission, body type and handler, no HTTP request.
 
     A phone that keeps its ``/ws`` connection open sends a booking as one frame instead of one HTTP
-    request (measured: see docs/benchmarks.md "Release burst over the WebSocket").
+    request (measured: docs/benchmarks.md, "`release-burst` over the WebSocket").
     """
 
     spec: RouteSpec
