@@ -120,8 +120,6 @@ class Router:
         self.app = app
         self.services = services
         self.specs: list[RouteSpec] = []
-        #: routes that are also WebSocket commands, by command name
-        self.commands: dict[str, Command] = services.commands
 
     def route(
         self,
@@ -168,8 +166,8 @@ class Router:
             if command is not None:
                 # a command has no path, query or request object: only a body, and a signed-in account
                 assert not spec.path_params and not spec.query and spec.partner_op is None and permission, spec
-                assert command not in self.commands, command
-                self.commands[command] = Command(spec, fn)
+                assert command not in self.services.commands, command
+                self.services.commands[command] = Command(spec, fn)
             return fn
 
         return decorate

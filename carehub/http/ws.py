@@ -335,10 +335,24 @@ class Connection:
             except Exception as err:
                 log.warning("could not save the stream cursor of %s: %s", session.account_id, err)
 
-    def _call(self, frame: dict[str, Any]) -> None:
+    @staticmethod
+    def _ref(frame: dict[str, Any], op: str) -> str | int:
         ref = frame.get("id")
         if not isinstance(ref, str | int) or isinstance(ref, bool):
-            raise FrameError("bad_frame", "call needs an 'id' (string or number) to match its reply")
+            raise FrameError("bad_frame", f"{op} needs an 'id' (string or number) to match its reply")
+        return ref
+
+    def _no_room_for(self, ref: Any) -> bool:
+        """True (and the caller told so) when the connection's calls and commands in flight are at the limit."""
+        if self.calls < MAX_CALLS_IN_FLIGHT:
+            return False
+        self.session.offer(
+            self._reply_error(ref, "too_many_calls", f"at most {MAX_CALLS_IN_FLIGHT} calls may be in flight")
+        )
+        return True
+
+    def _call(self, frame: dict[str, Any]) -> None:
+        ref = self._ref(frame, "call")
         to, type_name = frame.get("to"), frame.get("type")
         if not isinstance(to, str) or not isinstance(type_name, str):
             raise FrameError("bad_frame", "call needs 'to' (an actor address) and 'type' (a message type)")
@@ -346,10 +360,7 @@ class Connection:
         if not self.principal.can("actor.call"):
             self.session.offer(self._reply_error(ref, "forbidden", "this account may not call actors"))
             return
-        if self.calls >= MAX_CALLS_IN_FLIGHT:
-            self.session.offer(
-                self._reply_error(ref, "too_many_calls", f"at most {MAX_CALLS_IN_FLIGHT} calls may be in flight")
-            )
+        if self._no_room_for(ref):
             return
         try:
             address, message = self.s.hub.parse(to, type_name, frame.get("body"))
@@ -379,9 +390,7 @@ class Connection:
             self.calls -= 1
 
     def _command(self, frame: dict[str, Any]) -> None:
-        ref = frame.get("id")
-        if not isinstance(ref, str | int) or isinstance(ref, bool):
-            raise FrameError("bad_frame", "command needs an 'id' (string or number) to match its reply")
+        ref = self._ref(frame, "command")
         name = frame.get("name")
         if not isinstance(name, str):
             raise FrameError("bad_frame", "command needs a 'name' (see docs/protocol.md for the commands)")
@@ -389,10 +398,7 @@ class Connection:
         if command is None:
             self.session.offer(self._reply_error(ref, "unknown_command", f"no command {name[:64]!r}", status=404))
             return
-        if self.calls >= MAX_CALLS_IN_FLIGHT:
-            self.session.offer(
-                self._reply_error(ref, "too_many_calls", f"at most {MAX_CALLS_IN_FLIGHT} calls may be in flight")
-            )
+        if self._no_room_for(ref):
             return
         assert self.nursery is not None
         self.calls += 1
@@ -424,9 +430,7 @@ class Connection:
         error: dict[str, Any] = {"code": code, "message": message, "retryable": retryable}
         if status is not None:
             error["status"] = status
-        return Outbound(
-            {"op": "reply", "id": ref, "ok": False, "error": error}
-        )
+        return Outbound({"op": "reply", "id": ref, "ok": False, "error": error})
 
     def _subscribe(self, op: str, frame: dict[str, Any]) -> None:
         topic = frame.get("topic")

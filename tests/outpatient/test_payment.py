@@ -157,10 +157,12 @@ async def paid_with_insurance(server: Server, sim: httpx.AsyncClient, booking_id
     await until(server, booking_id, lambda b: b["status"] == "booked")
 
 
-async def cancel(server: Server, booking_id: str) -> None:
+async def cancelled_and_refunded(server: Server, booking_id: str, timeout: float = 15) -> Any:
+    """The patient cancels the paid booking; the booking once its order is refunded."""
     async with server.http(await server.token("patient1")) as http:
         cancelled = await http.post(f"/api/v1/me/bookings/{booking_id}/cancel", json={})
     assert cancelled.status_code == 200, cancelled.text
+    return await until(server, booking_id, lambda b: b["order"]["status"] == "refunded", timeout)
 
 
 async def test_a_cancelled_mixed_payment_returns_the_insurance_part_through_the_nhsa_and_the_cash_part_through_wechat(
@@ -171,8 +173,7 @@ async def test_a_cancelled_mixed_payment_returns_the_insurance_part_through_the_
     booking = await held_booking(server)
     async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
         await paid_with_insurance(server, sim, booking["booking_id"], 600)
-        await cancel(server, booking["booking_id"])
-        refunded = await until(server, booking["booking_id"], lambda b: b["order"]["status"] == "refunded")
+        refunded = await cancelled_and_refunded(server, booking["booking_id"])
         seen = (await sim.get("/_sim/orders", params={"out_trade_no": refunded["order"]["out_trade_no"]})).json()
         presettlements = (await sim.get("/_sim/orders")).json()["nhsa"]["presettlements"]
     [cash] = seen["orders"]
@@ -195,8 +196,7 @@ async def test_a_cancelled_insurance_only_payment_is_returned_through_the_nhsa_a
     booking = await held_booking(server)
     async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
         await paid_with_insurance(server, sim, booking["booking_id"], 1000)
-        await cancel(server, booking["booking_id"])
-        refunded = await until(server, booking["booking_id"], lambda b: b["order"]["status"] == "refunded")
+        refunded = await cancelled_and_refunded(server, booking["booking_id"])
         seen = (await sim.get("/_sim/orders")).json()
     assert refunded["order"]["refunded_fen"] == 1000
     assert seen["orders"] == []
@@ -213,8 +213,7 @@ async def test_a_mixed_refund_retried_after_a_lost_answer_does_not_refund_twice(
         await paid_with_insurance(server, sim, booking["booking_id"], 600)
         fault = {"kind": "500", "count": 1, "path": "/v3/med-ins/refunds/notify", "accept": True}
         assert (await sim.post("/_sim/faults", json=fault)).status_code == 200
-        await cancel(server, booking["booking_id"])
-        refunded = await until(server, booking["booking_id"], lambda b: b["order"]["status"] == "refunded", 40)
+        refunded = await cancelled_and_refunded(server, booking["booking_id"], 40)
         seen = (await sim.get("/_sim/orders")).json()
         faults_left = (await sim.post("/_sim/faults", json={"kind": "500", "count": 1, "path": "/nowhere"})).json()
     assert refunded["order"]["refunded_fen"] == 1000
