@@ -12,7 +12,7 @@ import gc
 import logging
 import os
 import signal
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -20,7 +20,6 @@ from typing import Any
 import trio
 import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
 from carehub.actors import all_behaviours
 from carehub.channels.faceid import FaceIdChannel, FaceIdConfig, open_faceid_channel
@@ -34,7 +33,8 @@ from carehub.http.api import create_app, ops_figures
 from carehub.http.asgi import Dispatcher
 from carehub.http.context import Services
 from carehub.http.routing import Router
-from carehub.http.ws import CLOSE_SLOW, bye_frame
+from carehub.http.server import WebSocketRoute, serve_http
+from carehub.http.ws import CLOSE_RESTART, CLOSE_SLOW, bye_frame, echo_gateway, websocket_gateway
 from carehub.hub import HubSettings, open_hub
 from carehub.identity import Identity, IdentitySettings
 from carehub.identity.care import CareAccess
@@ -137,6 +137,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                         )
                     )
                     nursery.start_soon(_ops_publisher, services)
+                    await nursery.start(services.flusher.run)
                     nursery.start_soon(_maintenance, services)
                     if key_file is not None:
                         nursery.start_soon(_watch_key_file, ring, key_file)
@@ -310,14 +311,22 @@ def hypercorn_config(config: Config) -> HypercornConfig:
     return hc
 
 
+async def listen(app: App, config: Config, *, shutdown_trigger: Callable[[], Awaitable[Any]] | None = None,
+                 task_status: trio.TaskStatus[list[str]] = trio.TASK_STATUS_IGNORED) -> None:
+    """Serve HTTP and the WebSocket routes on ``config.host:config.port``; reports the bound URLs."""
+    services = app.services
+    routes: dict[str, WebSocketRoute] = {"/ws": functools.partial(websocket_gateway, services)}
+    if config.ws_echo:
+        routes["/ws/echo"] = functools.partial(echo_gateway, services)
+    await serve_http(app.asgi, hypercorn_config(config), host=config.host, port=config.port,
+                     websocket_routes=routes, shutdown_trigger=shutdown_trigger, task_status=task_status)
+
+
 async def drain(services: Services) -> None:
     """Tell every client to come back later (each a different, jittered delay), then close."""
     services.draining = True
     for conn in list(services.connections.values()):
-        conn.session.offer(bye_frame("服务重启 (server restarting)"))
-        conn.close_code = 1012
-        conn.close_reason = "server restarting"
-        conn.session.close()
+        conn.close(CLOSE_RESTART, "server restarting", bye_frame("服务重启 (server restarting)"))
     with trio.move_on_after(3):
         while services.connections:
             await trio.sleep(0.05)
@@ -340,10 +349,7 @@ async def serve(config: Config, *, database_url: str, task_status: trio.TaskStat
                         return
 
                 nursery.start_soon(watch_signals)
-                asgi: Any = app.asgi
-                binds = await nursery.start(
-                    functools.partial(hypercorn_serve, asgi, hypercorn_config(config), shutdown_trigger=stop.wait)
-                )
+                binds = await nursery.start(functools.partial(listen, app, config, shutdown_trigger=stop.wait))
                 base = binds[0].replace("0.0.0.0", "127.0.0.1")
                 task_status.started(base)
                 await stop.wait()

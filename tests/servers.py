@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import functools
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
-from carehub.app import App, hypercorn_config, open_app
+from carehub.app import App, listen, open_app
 from carehub.bots.client import login, totp_for
 from carehub.config import Config
 from carehub.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
@@ -59,8 +57,7 @@ async def run_server(
     """CareHub on a free port; ``keyring=None`` makes it load keys as a deployment would."""
     config = dataclasses.replace(Config(port=0, seed_demo=False, ws_heartbeat_seconds=60), **overrides)
     async with open_app(config, database_url=database_url, keyring=keyring) as app, trio.open_nursery() as nursery:
-        asgi: Any = app.asgi
-        binds = await nursery.start(functools.partial(hypercorn_serve, asgi, hypercorn_config(config)))
+        binds = await nursery.start(listen, app, config)
         yield Server(binds[0], app)
         nursery.cancel_scope.cancel()
 

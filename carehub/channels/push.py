@@ -17,7 +17,6 @@ quickly the missing items are read back from storage.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import random
 import time
@@ -54,15 +53,12 @@ def _msgpack_default(value: Any) -> Any:
     raise TypeError(f"cannot encode {type(value).__name__}")
 
 
-def encode(item: Outbound, codec: str) -> bytes | str:
-    cached = item.encoded.get(codec)
-    if cached is None:
-        if codec == "json":
-            cached = orjson.dumps(item.frame, default=_json_default).decode()
-        else:
-            cached = msgpack.packb(item.frame, use_bin_type=True, default=_msgpack_default)
-        item.encoded[codec] = cached
-    return cached
+def encode_bytes(item: Outbound, codec: str) -> bytes:
+    """The frame's payload in ``codec`` (the connection caches what it builds from it on the item)."""
+    if codec == "json":
+        return orjson.dumps(item.frame, default=_json_default)
+    data: bytes = msgpack.packb(item.frame, use_bin_type=True, default=_msgpack_default)
+    return data
 
 
 def deliver_frame(item: StreamItem) -> Outbound:
@@ -90,9 +86,11 @@ class Session:
         self.account_id = account_id
         self.device = device
         self.roles: frozenset[str] = frozenset()
-        self._buffer: collections.deque[Outbound] = collections.deque()
+        self._buffer: list[Outbound] = []
         self._waiting: dict[str, Outbound] = {}  # coalesce key -> frame in buffer
-        self._ready = trio.Event()
+        #: called when a frame was queued (the connection's writer); without it ``next_frame`` waits
+        self.notify: Callable[[], None] | None = None
+        self._ready: trio.Event | None = None
         self.full_since: float | None = None
         self.stuck = False
         self.closed = False
@@ -132,15 +130,20 @@ class Session:
             if not self._evict_low():
                 self.stuck = True
                 self._mark_full()
-                self._ready.set()
+                self._signal()
                 return
         key = item.coalesce
         if key is not None:
             item = Outbound(item.frame, item.priority, key, item.encoded)
             self._waiting[key] = item
         self._buffer.append(item)
-        self._ready.set()
+        self._signal()
 
+    def _signal(self) -> None:
+        if self.notify is not None:
+            self.notify()
+        elif self._ready is not None:
+            self._ready.set()
     def _evict_low(self) -> bool:
         for i, queued in enumerate(self._buffer):
             if queued.priority is Priority.LOW:
@@ -177,14 +180,28 @@ class Session:
                 raise trio.ClosedResourceError
             self._ready = trio.Event()
             await self._ready.wait()
-        item = self._buffer.popleft()
+        item = self._buffer.pop(0)
         if item.coalesce is not None:
             self._waiting.pop(item.coalesce, None)
         return item
 
+    def take(self) -> list[Outbound]:
+        """Every queued frame, in order (the connection writes them all at once)."""
+        items = self._buffer
+        if not items:
+            return items
+        self._buffer = []
+        self._waiting.clear()
+        return items
+
+    def discard(self) -> None:
+        """Drop what is queued (a connection closed for being too slow)."""
+        self._buffer = []
+        self._waiting.clear()
+
     def close(self) -> None:
         self.closed = True
-        self._ready.set()
+        self._signal()
 
     # ---- the stream ---------------------------------------------------------------------
 

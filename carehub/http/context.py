@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from .routing import Command
     from .ws import Connection
 
+from .websocket import Flusher
+
 
 @dataclasses.dataclass
 class GatewayStats:
@@ -49,6 +51,8 @@ class Services:
     commands: dict[str, Command] = dataclasses.field(default_factory=dict)
     stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
     draining: bool = False
+    #: writes every WebSocket connection's queued frames (started by the app)
+    flusher: Flusher = dataclasses.field(default_factory=Flusher)
     #: Set by the app: push a fresh ops snapshot to the ``ops`` topic now.
     publish_ops_now: Callable[[], None] = lambda: None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -1,8 +1,8 @@
 """The WebSocket gateway at ``/ws`` (protocol: docs/protocol.md) and the ``/ws/echo`` route.
 
-Raw ASGI on Hypercorn's trio worker rather than a Quart websocket route: one task pair per
-connection and no request context keeps an idle connection small, and Quart-Trio's handling of
-empty binary frames is avoided. ``/ws/echo`` runs on exactly this stack.
+Both run on CareHub's own WebSocket server side (``websocket.py``: one task per connection, frames
+written by one flusher for the whole hub), not through Hypercorn and ASGI; ``/ws/echo`` runs on
+exactly the stack ``/ws`` does.
 """
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 import msgpack
 import orjson
 import trio
 
-from carehub.channels.push import Session, encode
+from carehub.channels.push import Session, encode_bytes
 from carehub.hub import (
     BadMessage,
     Caller,
@@ -31,16 +31,13 @@ from carehub.identity import AuthFailed, Principal, may_publish, may_subscribe
 from .context import Services
 from .errors import ApiError
 from .routing import Command
+from .websocket import OP_BINARY, OP_TEXT, Upgrade, WebSocket, frame
 
 log = logging.getLogger("carehub.ws")
 
 PROTOCOL_VERSION = 1
 SUBPROTOCOL_JSON = "carehub.v1.json"
 SUBPROTOCOL_MSGPACK = "carehub.v1.msgpack"
-
-Scope = MutableMapping[str, Any]
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 
 # close codes (docs/protocol.md)
 CLOSE_GOING_AWAY = 1001
@@ -76,11 +73,12 @@ def _error(code: str, message: str, ref: Any = None) -> Outbound:
 class Connection:
     """One client connection: reads frames, runs them, writes the session's buffer."""
 
-    def __init__(self, services: Services, scope: Scope, receive: Receive, send: Send, codec: str) -> None:
+    def __init__(self, services: Services, ws: WebSocket, peer: str, codec: str) -> None:
         self.s = services
-        self.receive = receive
-        self.send = send
+        self.ws = ws
         self.codec = codec
+        self.wire_key = f"{codec}/ws"
+        self.opcode = OP_TEXT if codec == "json" else OP_BINARY
         cfg = services.config
         self.session = Session(codec=codec, limit=cfg.ws_send_buffer, stuck_seconds=cfg.ws_stuck_seconds)
         self.principal: Principal | None = None
@@ -89,26 +87,21 @@ class Connection:
         self.close_code: int | None = None
         self.close_reason = ""
         self.peer_closed = False
-        self.writer_done = trio.Event()
         self.nursery: trio.Nursery | None = None
-        client = scope.get("client")
-        self.peer = f"{client[0]}:{client[1]}" if client else "?"
+        self._timer: trio.CancelScope | None = None
+        self.peer = peer
 
     # ---- lifecycle ----------------------------------------------------------------------
 
     async def run(self) -> None:
         self.s.push.add(self.session)
         self.s.connections[self.session] = self
+        self.session.notify = self.ws.wake
+        self.ws.source = self._frames
         try:
             async with trio.open_nursery() as nursery:
                 self.nursery = nursery
-                nursery.start_soon(self._writer)
                 await self._reader()
-                if not self.peer_closed:
-                    # let the writer flush what says why we close (error, bye) first
-                    self.session.close()
-                    with trio.move_on_after(2):
-                        await self.writer_done.wait()
                 nursery.cancel_scope.cancel()
         finally:
             self.s.push.remove(self.session)
@@ -118,74 +111,73 @@ class Connection:
                 self.s.hub.topics.unsubscribe(topic, self.session)
             await self._save_cursor()
 
-    def close(self, code: int, reason: str) -> None:
-        """Close after the frames already queued (an error frame saying why goes first)."""
+    def close(self, code: int, reason: str, bye: Outbound | None = None) -> None:
+        """Close after the frames already queued (an error frame saying why goes first).
+
+        ``bye`` is the last frame (default: a ``bye`` with the code and reason).
+        """
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-            self.session.offer(Outbound({"op": "bye", "code": code, "reason": reason}))
+            self.session.offer(bye or Outbound({"op": "bye", "code": code, "reason": reason}))
             self.session.close()
+            if self._timer is not None:
+                self._timer.cancel()  # the reader stops waiting for the client
 
     def kick(self, code: int, reason: str) -> None:
         """Close now, dropping what is queued (slow consumer, revoked session)."""
         self.close_code = code
         self.close_reason = reason
         self.session.close()
+        self.session.discard()
+        self.ws.source = None
         if self.nursery is not None:
             self.nursery.cancel_scope.cancel()
 
-    async def _writer(self) -> None:
-        try:
-            while True:
-                try:
-                    item = await self.session.next_frame()
-                except trio.ClosedResourceError:
-                    break
-                data = encode(item, self.codec)
-                if isinstance(data, str):
-                    await self.send({"type": "websocket.send", "text": data})
-                else:
-                    await self.send({"type": "websocket.send", "bytes": data})
-        finally:
-            self.writer_done.set()
-            if self.close_code is not None and self.nursery is not None:
-                self.nursery.cancel_scope.cancel()
+    def _frames(self) -> list[bytes]:
+        """The session's queued frames as WebSocket frames (each built once per codec, whatever the fan-out)."""
+        key = self.wire_key
+        out = []
+        for item in self.session.take():
+            data = item.encoded.get(key)
+            if data is None:
+                data = item.encoded[key] = frame(encode_bytes(item, self.codec), self.opcode)
+            out.append(data)
+        return cast(list[bytes], out)
 
     async def _reader(self) -> None:
         idle = self.s.config.ws_idle_timeout_seconds
-        while self.close_code is None:
-            timeout = AUTH_TIMEOUT if self.principal is None else idle
-            message: MutableMapping[str, Any] | None = None
-            with trio.move_on_after(timeout):
-                message = await self.receive()
-            if message is None:
-                if self.principal is None:
-                    self.close(CLOSE_AUTH, "未在规定时间内完成认证 (authenticate within 10 s)")
-                else:
-                    self.close(CLOSE_IDLE, "连接空闲超时 (idle timeout)")
-                return
-            if message["type"] == "websocket.disconnect":
-                self.peer_closed = True
-                self.close_code = message.get("code", 1005)
-                return
-            if message["type"] != "websocket.receive":
-                continue
-            try:
-                frame = self._decode(message)
-                await self._dispatch(frame)
-            except FrameError as err:
-                self.bad_frames += 1
-                self.s.stats.bad_frames += 1
-                self.session.offer(_error(err.code, err.message))
-                if self.bad_frames >= MAX_BAD_FRAMES:
-                    self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
+        # one timer for the connection, pushed on by every frame (no cancel scope per frame)
+        with trio.CancelScope() as timer:
+            self._timer = timer
+            while self.close_code is None:
+                timer.deadline = trio.current_time() + (AUTH_TIMEOUT if self.principal is None else idle)
+                message = await self.ws.receive()
+                if message is None:
+                    self.peer_closed = True
+                    self.close_code = self.ws.close_code or 1005
                     return
+                try:
+                    frame = self._decode(message)
+                    await self._dispatch(frame)
+                except FrameError as err:
+                    self.bad_frames += 1
+                    self.s.stats.bad_frames += 1
+                    self.session.offer(_error(err.code, err.message))
+                    if self.bad_frames >= MAX_BAD_FRAMES:
+                        self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
+                        return
+        if timer.cancelled_caught and self.close_code is None:
+            if self.principal is None:
+                self.close(CLOSE_AUTH, "未在规定时间内完成认证 (authenticate within 10 s)")
+            else:
+                self.close(CLOSE_IDLE, "连接空闲超时 (idle timeout)")
 
     # ---- frames ---------------------------------------------------------------------------
 
-    def _decode(self, message: MutableMapping[str, Any]) -> dict[str, Any]:
-        text = message.get("text")
-        data = message.get("bytes")
+    def _decode(self, message: str | bytes) -> dict[str, Any]:
+        text = message if isinstance(message, str) else None
+        data = message if isinstance(message, bytes) else None
         size = len(text.encode()) if text is not None else len(data or b"")
         if size > self.s.config.ws_max_frame_bytes:
             self.close(CLOSE_TOO_BIG, f"帧过大: {size} 字节, 上限 {self.s.config.ws_max_frame_bytes}")
@@ -477,8 +469,7 @@ class Connection:
             self.session.offer(Outbound({"op": "reply", "id": ref, "ok": True, "result": {"subscribers": count}}))
 
 
-def choose_codec(scope: Scope) -> tuple[str, str | None]:
-    offered = scope.get("subprotocols") or []
+def choose_codec(offered: Sequence[str]) -> tuple[str, str | None]:
     if SUBPROTOCOL_MSGPACK in offered:
         return "msgpack", SUBPROTOCOL_MSGPACK
     if SUBPROTOCOL_JSON in offered:
@@ -486,49 +477,39 @@ def choose_codec(scope: Scope) -> tuple[str, str | None]:
     return "json", None
 
 
-async def websocket_gateway(services: Services, scope: Scope, receive: Receive, send: Send) -> None:
-    first = await receive()
-    if first["type"] != "websocket.connect":
-        return
+def _peer(stream: trio.SocketStream) -> str:
+    try:
+        host, port = stream.socket.getpeername()[:2]
+    except (OSError, ValueError):
+        return "?"
+    return f"{host}:{port}"
+
+
+async def websocket_gateway(services: Services, stream: trio.SocketStream, upgrade: Upgrade) -> None:
+    """``/ws``: accept the upgrade and run the connection until either side closes it."""
+    codec, subprotocol = choose_codec(upgrade.subprotocols)
+    await stream.send_all(upgrade.accept(subprotocol))
+    ws = WebSocket(stream, services.flusher, upgrade.rest)
     if services.draining:
-        await send({"type": "websocket.close", "code": CLOSE_RESTART, "reason": "server restarting"})
+        await ws.close(CLOSE_RESTART, "server restarting")
         return
-    codec, subprotocol = choose_codec(scope)
-    accept: dict[str, Any] = {"type": "websocket.accept"}
-    if subprotocol:
-        accept["subprotocol"] = subprotocol
-    await send(accept)
-    conn = Connection(services, scope, receive, send, codec)
+    conn = Connection(services, ws, _peer(stream), codec)
     services.stats.connections_opened += 1
     try:
         await conn.run()
     finally:
-        code = conn.close_code or 1000
-        if not conn.peer_closed:
-            with trio.CancelScope(shield=True), trio.move_on_after(1):
-                try:
-                    await send({"type": "websocket.close", "code": code, "reason": conn.close_reason[:100]})
-                except Exception:  # the peer may already be gone
-                    pass
+        await ws.close(conn.close_code or 1000, conn.close_reason[:100])
 
 
-async def echo_gateway(scope: Scope, receive: Receive, send: Send) -> None:
+async def echo_gateway(services: Services, stream: trio.SocketStream, upgrade: Upgrade) -> None:
     """Echo every message back unchanged (conformance testing; CAREHUB_WS_ECHO=1)."""
-    first = await receive()
-    if first["type"] != "websocket.connect":
-        return
-    await send({"type": "websocket.accept"})
-    while True:
-        message = await receive()
-        if message["type"] == "websocket.disconnect":
-            return
-        if message["type"] != "websocket.receive":
-            continue
-        text = message.get("text")
-        if text is not None:
-            await send({"type": "websocket.send", "text": text})
-        else:
-            await send({"type": "websocket.send", "bytes": message.get("bytes") or b""})
+    await stream.send_all(upgrade.accept(None))
+    ws = WebSocket(stream, services.flusher, upgrade.rest)
+    try:
+        while (message := await ws.receive()) is not None:
+            ws.send_message(message)
+    finally:
+        await ws.close(ws.close_code or 1000)
 
 
 def reconnect_advice() -> int:

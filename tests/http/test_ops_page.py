@@ -227,9 +227,7 @@ async def test_the_dashboard_comes_back_when_the_server_says_bye(server: Server,
         # what a restarting server sends (carehub.app.drain), with a short, known delay
         bye = Outbound({**bye_frame("服务重启 (server restarting)").frame, "reconnect_after_ms": 1500})
         for conn in list(services.connections.values()):
-            conn.session.offer(bye)
-            conn.close_code, conn.close_reason = 1012, "server restarting"
-            conn.session.close()
+            conn.close(1012, "server restarting", bye)
         await ui.wait_for("document.getElementById('status').dataset.state === 'reconnecting'")
         left = trio.current_time()
         await ui.wait_for("document.getElementById('status').dataset.state === 'live'")
