@@ -25,8 +25,10 @@ from __future__ import annotations
 import dataclasses
 import hmac as _stdlib_hmac
 import json
+import os
 import re
 import secrets
+import threading
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
@@ -120,6 +122,41 @@ def sm4_ecb_encrypt_block(key: bytes, block: bytes) -> bytes:
     return encryptor.update(block) + encryptor.finalize()
 
 
+class _NoncePool:
+    """Random nonces drawn from the OS in blocks: one ``getrandom`` per 256 encryptions, not one each.
+
+    The bytes are the same CSPRNG output ``secrets.token_bytes`` gives; each slice is handed out
+    once (under a lock: the hub seals from more than one thread).
+    """
+
+    BLOCK = 256
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+    def take(self) -> bytes:
+        with self._lock:
+            if self._offset >= len(self._buffer):
+                self._buffer = secrets.token_bytes(GCM_NONCE_BYTES * self.BLOCK)
+                self._offset = 0
+            start = self._offset
+            self._offset = start + GCM_NONCE_BYTES
+            return self._buffer[start:start + GCM_NONCE_BYTES]
+
+
+    def forget(self) -> None:
+        """A forked child must not hand out the nonces its parent still holds."""
+        self._lock = threading.Lock()
+        self._buffer = b""
+        self._offset = 0
+
+
+_nonces = _NoncePool()
+os.register_at_fork(after_in_child=_nonces.forget)
+
+
 def sm4_gcm_encrypt(key: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
     """SM4-GCM with a fresh random 96-bit nonce; returns ``nonce || ciphertext || tag``.
 
@@ -127,7 +164,7 @@ def sm4_gcm_encrypt(key: bytes, plaintext: bytes, aad: bytes = b"") -> bytes:
     rotate keys well before that.
     """
     _check_sm4_key(key)
-    nonce = secrets.token_bytes(GCM_NONCE_BYTES)
+    nonce = _nonces.take()
     encryptor = Cipher(algorithms.SM4(key), modes.GCM(nonce)).encryptor()
     if aad:
         encryptor.authenticate_additional_data(aad)

@@ -307,10 +307,16 @@ class PostgresHubStore:
         if self.keyring is None or not any(d.sensitive for d in commit.deliveries):
             return commit
         ring = self.keyring
-        rows = [
-            dataclasses.replace(d, stored=ring.seal(d.body.decode(), field=DELIVERY_FIELD)) if d.sensitive else d
-            for d in commit.deliveries
-        ]
+        # one message to several people is sealed once: the rows hold the same body for each of them
+        sealed: dict[bytes, str] = {}
+        rows = []
+        for d in commit.deliveries:
+            if d.sensitive:
+                stored = sealed.get(d.body)
+                if stored is None:
+                    stored = sealed[d.body] = ring.seal(d.body.decode(), field=DELIVERY_FIELD)
+                d = dataclasses.replace(d, stored=stored)
+            rows.append(d)
         return dataclasses.replace(commit, deliveries=rows)
 
     def _open(self, item: StreamItem) -> StreamItem:

@@ -214,3 +214,9 @@ def test_canonical_json_is_sorted_compact_utf8() -> None:
     assert canonical_json({"b": 1, "a": ["张", None, True]}) == '{"a":["张",null,true],"b":1}'.encode()
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})
+
+
+def test_sm4_gcm_never_repeats_a_nonce_across_many_encryptions() -> None:
+    key = bytes(range(16))
+    nonces = {sm4_gcm_encrypt(key, b"same text")[:12] for _ in range(1000)}  # ~4 blocks of the nonce pool
+    assert len(nonces) == 1000
