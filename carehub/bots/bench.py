@@ -1637,7 +1637,10 @@ class Bench:
                 "at_max": {k: top[k] for k in ("offered_per_s", "p50_ms", "p99_ms", "reply_p99_ms", "lost",
                                                "hub_cpu_pct", "pg_cpu_pct", "client_cpu_pct")},
                 "curve": [[r["offered_per_s"], r["msgs_per_s"], r["p99_ms"], r["lost"]] for r in steps],
-                "goal_met": bool(best["sustained"] and best["msgs_per_s"] >= GOAL_DURABLE_PER_S),
+                # msgs_per_s counts up to the last delivery, so a step that carried every message of
+                # 3,000/s reads ~2,998: the goal is a sustained step offering 3,000 that achieved 99 % of it
+                "goal_met": bool(best["sustained"] and best["offered_per_s"] >= GOAL_DURABLE_PER_S
+                                 and best["msgs_per_s"] >= 0.99 * GOAL_DURABLE_PER_S),
             }
             emit(result)
             pool.all("close", group="durable")
