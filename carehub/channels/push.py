@@ -325,7 +325,8 @@ class PushChannel:
                 now = time.monotonic()
                 frame: Outbound | None = None
                 for session in tuple(self.sessions):
-                    if session.is_stuck(now):
+                    # the attribute checks first: with 20,000 connections this loop runs 80,000 times a second
+                    if (session.stuck or session.full_since is not None) and session.is_stuck(now):
                         kick(session)
                         continue
                     if session.next_ping == 0.0:

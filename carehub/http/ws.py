@@ -499,6 +499,9 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
         await conn.run()
     finally:
         await ws.close(conn.close_code or 1000, conn.close_reason[:100])
+        # break the connection <-> socket references so both are freed at once, not by the collector
+        ws.source = None
+        conn.session.notify = None
 
 
 async def echo_gateway(services: Services, stream: trio.SocketStream, upgrade: Upgrade) -> None:

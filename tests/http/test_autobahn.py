@@ -1,8 +1,9 @@
 """WebSocket conformance: Autobahn|Testsuite's fuzzing client, cases 1-10, against ``/ws/echo``.
 
-``/ws/echo`` runs on the same stack as ``/ws`` (Hypercorn's trio worker, raw ASGI), so these cases
-check framing, pings, reserved bits, opcodes, fragmentation, UTF-8 validation, limits and the
-closing handshake of the stack every client uses. The suite is Python 2 code: ``scripts/setup-autobahn``
+``/ws/echo`` runs on the same stack as ``/ws`` (CareHub's own server side, carehub/http/websocket.py:
+wsproto parses, one flusher writes), so these cases check framing, pings, reserved bits, opcodes,
+fragmentation, UTF-8 validation, limits (16 MiB messages written through the slow-socket drain) and
+the closing handshake of the stack every client uses. The suite is Python 2 code: ``scripts/setup-autobahn``
 builds it in ``.venv-autobahn/`` (pinned, idempotent; a second run takes a fraction of a second).
 The test skips only when the machine has no Python 2.7 (that script's exit code 3).
 
@@ -30,7 +31,7 @@ CASES = [f"{group}.*" for group in range(1, 11)]
 EXPECTED_CASE_COUNT = 301
 PASSING = {"OK", "NON-STRICT", "INFORMATIONAL"}
 PASSING_CLOSE = {"OK", "INFORMATIONAL"}
-#: quart-trio turns an empty binary frame into None (DESIGN.md): the raw ASGI echo must not
+#: quart-trio turns an empty binary frame into None (DESIGN.md): our echo must not
 EMPTY_BINARY_CASES = ("1.2.1", "9.8.1")
 
 
@@ -143,6 +144,6 @@ async def test_ws_echo_passes_the_autobahn_fuzzing_cases_1_to_10(
         f"{len(failing)} of {len(results)} Autobahn cases failed ({', '.join(failing)}); reports in {outdir}\n\n"
         + "\n\n".join(_explain(outdir, case_id, results[case_id]) for case_id in failing)
     )
-    for case_id in EMPTY_BINARY_CASES:  # DESIGN.md: quart-trio fails these; our raw ASGI route must not
+    for case_id in EMPTY_BINARY_CASES:  # DESIGN.md: quart-trio fails these; our own stack must not
         summary = results[case_id]
         assert (summary["behavior"], summary["behaviorClose"]) == ("OK", "OK"), _explain(outdir, case_id, summary)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+from typing import Any
 from urllib.parse import urlsplit
 
 import orjson
@@ -54,25 +55,27 @@ async def _read_frame(stream: trio.SocketStream, buffered: bytes) -> tuple[int, 
         data += await stream.receive_some(65536)
 
 
-async def test_an_upgrade_with_another_websocket_version_is_answered_426_naming_version_13(server: Server) -> None:
+async def _refused(server: Server, request: bytes) -> tuple[bytes, dict[str, Any]]:
+    """The HTTP head and JSON body answering ``request`` (the server then closes the connection)."""
     with trio.fail_after(10):
         stream = await _open(server)
-        await stream.send_all(_upgrade(version="8"))
+        await stream.send_all(request)
         answer = await _read_until_closed(stream)
     head, _, body = answer.partition(b"\r\n\r\n")
+    return head, orjson.loads(body)
+
+
+async def test_an_upgrade_with_another_websocket_version_is_answered_426_naming_version_13(server: Server) -> None:
+    head, body = await _refused(server, _upgrade(version="8"))
     assert head.startswith(b"HTTP/1.1 426")
     assert b"sec-websocket-version: 13" in head.lower()
-    assert "version 13" in orjson.loads(body)["error"]["message"]
+    assert "version 13" in body["error"]["message"]
 
 
 async def test_an_upgrade_without_a_key_is_answered_400_saying_what_is_missing(server: Server) -> None:
-    with trio.fail_after(10):
-        stream = await _open(server)
-        await stream.send_all(_upgrade(key=""))
-        answer = await _read_until_closed(stream)
-    head, _, body = answer.partition(b"\r\n\r\n")
+    head, body = await _refused(server, _upgrade(key=""))
     assert head.startswith(b"HTTP/1.1 400")
-    assert "Sec-WebSocket-Key" in orjson.loads(body)["error"]["message"]
+    assert "Sec-WebSocket-Key" in body["error"]["message"]
 
 
 async def test_a_first_frame_sent_together_with_the_handshake_is_answered(server: Server) -> None:
