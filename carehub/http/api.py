@@ -60,6 +60,14 @@ class HubCollector(Collector):
         yield CounterMetricFamily(
             "carehub_ws_bad_frames", "Malformed or refused WebSocket frames", value=self.s.stats.bad_frames
         )
+        flusher = self.s.flusher
+        yield CounterMetricFamily("carehub_ws_socket_writes", "Socket writes of queued WebSocket frames",
+                                  value=flusher.writes)
+        yield GaugeMetricFamily("carehub_ws_sockets_full",
+                                "Connections whose socket buffer is full now (the client reads slower than sent)",
+                                value=flusher.full)
+        yield CounterMetricFamily("carehub_ws_kicked_slow", "Connections closed with 4008 (slow consumer)",
+                                  value=self.s.stats.kicked_slow)
 
 
 def create_app(services: Services) -> tuple[QuartTrio, Router]:

@@ -153,6 +153,8 @@ class Flusher:
         self.nursery: trio.Nursery | None = None
         self.writes = 0
         self.slow_drains = 0
+        #: connections whose socket buffer is full right now (the peer reads slower than we write)
+        self.full = 0
 
     def schedule(self, ws: WebSocket) -> None:
         self._pending.append(ws)
@@ -266,6 +268,7 @@ class WebSocket:
             self._unsent = memoryview(data)[written:]
             self._slow = True
             self._flusher.slow_drains += 1
+            self._flusher.full += 1
             assert self._flusher.nursery is not None
             self._flusher.nursery.start_soon(self._drain)
 
@@ -290,6 +293,7 @@ class WebSocket:
         finally:
             self._slow = False
             self._unsent = b""
+            self._flusher.full -= 1
 
     def _lost(self) -> None:
         self._closed = True

@@ -10,7 +10,7 @@ from trio_websocket import ConnectionClosed, open_websocket_url
 
 from carehub.bots.client import CallFailed, connect, ws_url
 
-from .conftest import Server
+from .conftest import Server, eventually
 
 
 def chat(a: str, b: str) -> str:
@@ -318,3 +318,41 @@ async def test_chat_text_is_encrypted_at_rest_and_still_reads_back_on_resume(ser
             frame = await again.next_delivery()
     assert stored and all(r["body"].startswith("sm4gcm:") and "青霉素" not in r["body"] for r in stored)
     assert frame["body"]["text"] == "我对青霉素过敏"
+
+
+async def test_a_consumer_that_stops_reading_shows_in_metrics_as_a_full_socket_until_it_is_closed(
+    server_factory,  # type: ignore[no-untyped-def]
+) -> None:
+    async with server_factory(ws_send_buffer=8, ws_stuck_seconds=3) as srv:
+        sub_token, admin_token = await srv.token("patient4"), await srv.token("admin")
+
+        async def sockets_full() -> float:
+            async with srv.http() as http:
+                text = (await http.get("/metrics")).text
+            return float(next(line.split()[1] for line in text.splitlines()
+                              if line.startswith("carehub_ws_sockets_full ")))
+
+        with trio.fail_after(30):
+            assert await sockets_full() == 0
+            async with open_websocket_url(
+                ws_url(srv.base), subprotocols=["carehub.v1.json"], message_queue_size=0
+            ) as ws:
+                await ws.send_message(orjson.dumps({"op": "auth", "token": sub_token, "device": "slow"}).decode())
+                await ws.send_message('{"op": "subscribe", "topic": "broadcast/hall"}')
+                await ws.get_message()  # welcome; then read nothing more
+                async with connect(srv.base, admin_token) as admin:
+                    big = {"text": "叫号" * 8_000}
+                    while srv.app.services.flusher.full == 0:
+                        await admin.send({"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big})
+                        await trio.sleep(0.01)
+                    assert await sockets_full() == 1
+                    while not srv.app.services.stats.kicked_slow:  # the stuck rule closes it (4008)
+                        await admin.send({"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big,
+                                          "critical": True})
+                        await trio.sleep(0.05)
+
+
+            async def none_full() -> bool:
+                return await sockets_full() == 0
+
+            await eventually(none_full)

@@ -219,6 +219,7 @@ def ops_figures(services: Services) -> dict[str, Any]:
     snap["reminders_due"] = services.extra.get("reminders_due", 0)
     snap["ws_bad_frames"] = services.stats.bad_frames
     snap["ws_kicked_slow"] = services.stats.kicked_slow
+    snap["ws_sockets_full"] = services.flusher.full
     snap["pushed_total"] = services.push.pushed
     return snap
 
