@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import logging
 import os
 import struct
 from collections.abc import Callable, Iterable
@@ -32,6 +33,8 @@ from wsproto.connection import Connection as FrameParser
 from wsproto.connection import ConnectionState, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
 from wsproto.utilities import generate_accept_token
+
+log = logging.getLogger("carehub.websocket")
 
 RECEIVE_BYTES = 65536
 #: the hard cap on one message (the gateway answers a smaller limit with an error frame first)
@@ -169,7 +172,11 @@ class Flusher:
                 self._wake = trio.Event()
                 batch, self._pending = self._pending, []
                 for i, ws in enumerate(batch):
-                    ws.flush()
+                    try:
+                        ws.flush()
+                    except Exception:  # one connection's bug must not stop every connection's writes
+                        log.exception("writing to a WebSocket failed; closing it")
+                        ws.abort()
                     if i % 1000 == 999:
                         await trio.lowlevel.checkpoint()
 
@@ -290,6 +297,9 @@ class WebSocket:
                 self._unsent = self._unsent[written:]
         except (OSError, trio.ClosedResourceError, trio.BrokenResourceError):
             self._lost()
+        except Exception:  # as in Flusher.run: this connection ends, the flusher's nursery does not
+            log.exception("writing to a WebSocket failed; closing it")
+            self.abort()
         finally:
             self._slow = False
             self._unsent = b""
@@ -299,6 +309,11 @@ class WebSocket:
         self._closed = True
         self._own = None
         self._unsent = b""
+
+    def abort(self) -> None:
+        """Stop writing and close the socket now (its reader then ends)."""
+        self._lost()
+        self.stream.socket.close()
 
     @property
     def sending(self) -> bool:
@@ -319,7 +334,7 @@ class WebSocket:
                 continue
             try:
                 data = await self.stream.socket.recv(RECEIVE_BYTES)
-            except OSError:
+            except (OSError, trio.ClosedResourceError):
                 data = b""
             if not data:
                 self._parser.receive_data(None)

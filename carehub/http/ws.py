@@ -141,7 +141,14 @@ class Connection:
         for item in self.session.take():
             data = item.encoded.get(key)
             if data is None:
-                data = item.encoded[key] = frame(encode_bytes(item, self.codec), self.opcode)
+                try:
+                    data = item.encoded[key] = frame(encode_bytes(item, self.codec), self.opcode)
+                except (TypeError, ValueError, OverflowError) as err:
+                    # e.g. binary data a MessagePack client published, for a JSON subscriber: this one
+                    # frame cannot be written to this connection; everything else still is
+                    log.warning("dropped a %s frame for %s that %s cannot carry: %s",
+                                item.frame.get("op"), self.peer, self.codec, err)
+                    continue
             out.append(data)
         return cast(list[bytes], out)
 

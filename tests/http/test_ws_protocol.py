@@ -356,3 +356,27 @@ async def test_a_consumer_that_stops_reading_shows_in_metrics_as_a_full_socket_u
                 return await sockets_full() == 0
 
             await eventually(none_full)
+
+
+async def test_binary_data_published_over_msgpack_is_dropped_for_json_subscribers_and_the_hub_keeps_serving(
+    server: Server,
+) -> None:
+    admin_token, patient_token = await server.token("admin"), await server.token("patient1")
+    with trio.fail_after(20):
+        async with connect(server.base, patient_token, device="hall") as subscriber, connect(
+            server.base, admin_token, codec="msgpack"
+        ) as admin:
+            await subscriber.subscribe("broadcast/hall")
+            while await admin.publish("broadcast/hall", "probe", {}) == 0:
+                await trio.sleep(0.01)  # until the subscription is in place
+            while (await subscriber.next_event()).get("type") != "probe":
+                pass
+            # JSON has no bytes: this event cannot be written to the JSON subscriber
+            assert await admin.publish("broadcast/hall", "raw", {"data": b"\x00\x01"}) == 1
+            assert await admin.publish("broadcast/hall", "call", {"ticket": "A012"}) == 1
+            event = await subscriber.next_event()
+            while "type" not in event:  # not a topic event (a ping, say)
+                event = await subscriber.next_event()
+            assert (event["type"], event["body"]) == ("call", {"ticket": "A012"})
+            async with server.http() as http:
+                assert (await http.get("/healthz")).status_code == 200
