@@ -115,6 +115,8 @@ async def serve_http(
             await websocket_routes[upgrade.path](stream, upgrade)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             pass  # the peer went away
+        except Exception:  # a bug in one connection's handling ends that connection, not the server
+            log.exception("a connection failed")
         finally:
             with trio.CancelScope(shield=True):
                 await stream.aclose()

@@ -43,6 +43,7 @@ SUBPROTOCOL_MSGPACK = "carehub.v1.msgpack"
 CLOSE_GOING_AWAY = 1001
 CLOSE_POLICY = 1008
 CLOSE_TOO_BIG = 1009
+CLOSE_INTERNAL = 1011
 CLOSE_RESTART = 1012
 CLOSE_AUTH = 4001
 CLOSE_IDLE = 4002
@@ -504,6 +505,10 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
     services.stats.connections_opened += 1
     try:
         await conn.run()
+    except Exception:  # e.g. storage gone during a resume: this connection ends with 1011, the hub goes on
+        log.exception("connection %s failed", conn.peer)
+        if conn.close_code is None:
+            conn.close_code, conn.close_reason = CLOSE_INTERNAL, "服务器内部错误, 请稍后重连 (internal error)"
     finally:
         await ws.close(conn.close_code or 1000, conn.close_reason[:100])
         # break the connection <-> socket references so both are freed at once, not by the collector
