@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+
+import asyncpg
 import msgpack
 import orjson
 import pytest
@@ -380,3 +383,40 @@ async def test_binary_data_published_over_msgpack_is_dropped_for_json_subscriber
             assert (event["type"], event["body"]) == ("call", {"ticket": "A012"})
             async with server.http() as http:
                 assert (await http.get("/healthz")).status_code == 200
+
+
+def _sql(dsn: str, statement: str) -> None:
+    """Run one statement on the test's database from another thread (its own asyncio loop)."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+async def test_a_storage_failure_while_connecting_closes_that_connection_with_1011_and_the_hub_keeps_serving(
+    server: Server, database_url: str,
+) -> None:
+    token = await server.token("patient1")
+    async with connect(server.base, token, device="before"):
+        pass  # the token check is cached now; what fails next is reading the delivery stream
+    await trio.to_thread.run_sync(_sql, database_url, "ALTER TABLE delivery_streams RENAME TO delivery_streams_gone")
+    try:
+        with trio.fail_after(15):
+            async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.json"]) as ws:
+                await ws.send_message(orjson.dumps({"op": "auth", "token": token, "device": "during"}).decode())
+                with pytest.raises(ConnectionClosed) as closed:
+                    while True:
+                        await ws.get_message()
+        assert closed.value.reason.code == 1011
+    finally:
+        await trio.to_thread.run_sync(
+            _sql, database_url, "ALTER TABLE delivery_streams_gone RENAME TO delivery_streams"
+        )
+    with trio.fail_after(15):
+        async with connect(server.base, token, device="after") as client:
+            assert client.welcome is not None
