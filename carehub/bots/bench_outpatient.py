@@ -46,7 +46,7 @@ import multiprocessing.connection
 import random
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import httpx
@@ -181,13 +181,9 @@ class OutpatientWorker(Worker):
             ws.tag = {}
             ws.handler = _on_reply
             self.burst_ws[token] = ws
-            grp.conns.append(ws)
-            assert grp.nursery is not None
-            grp.nursery.start_soon(self._hold_replies, grp, ws)
+            _keep(grp, ws, self._hold_replies)
 
-        async with trio.open_nursery() as nursery:
-            for token in tokens:
-                nursery.start_soon(one, token)
+        await _for_each(tokens, one)
         return {"open": len(self.burst_ws), "failed": dict(failed.most_common(3)),
                 "seconds": time.monotonic() - started}
 
@@ -315,17 +311,26 @@ class OutpatientWorker(Worker):
                 return None
 
             ws.handler = on_frame
-            grp.conns.append(ws)
-            assert grp.nursery is not None
-            grp.nursery.start_soon(self._hold, grp, ws)
+            _keep(grp, ws, self._hold)
 
-        async with trio.open_nursery() as nursery:
-            for token in tokens:
-                nursery.start_soon(one, token)
+        await _for_each(tokens, one)
         return {"open": len(tokens) - failed}
 
     async def cmd_queue_collect(self) -> dict[str, Any]:
         return {"seen": [sorted(seen.items()) for seen in self.queue_seen]}
+
+
+def _keep(grp: Any, ws: LeanWS, hold: Callable[[Any, LeanWS], Awaitable[None]]) -> None:
+    """Hold an opened connection in its group (``hold`` answers pings and reads until the group closes)."""
+    grp.conns.append(ws)
+    assert grp.nursery is not None
+    grp.nursery.start_soon(hold, grp, ws)
+
+
+async def _for_each(tokens: Sequence[str], one: Callable[[str], Awaitable[None]]) -> None:
+    async with trio.open_nursery() as nursery:
+        for token in tokens:
+            nursery.start_soon(one, token)
 
 
 class _Waiter:

@@ -88,9 +88,8 @@ class Session:
         self.roles: frozenset[str] = frozenset()
         self._buffer: list[Outbound] = []
         self._waiting: dict[str, Outbound] = {}  # coalesce key -> frame in buffer
-        #: called when a frame was queued (the connection's writer); without it ``next_frame`` waits
+        #: called when a frame was queued or the session closed (the connection's writer takes them)
         self.notify: Callable[[], None] | None = None
-        self._ready: trio.Event | None = None
         self.full_since: float | None = None
         self.stuck = False
         self.closed = False
@@ -142,8 +141,7 @@ class Session:
     def _signal(self) -> None:
         if self.notify is not None:
             self.notify()
-        elif self._ready is not None:
-            self._ready.set()
+
     def _evict_low(self) -> bool:
         for i, queued in enumerate(self._buffer):
             if queued.priority is Priority.LOW:
@@ -173,18 +171,6 @@ class Session:
             return True
         return self.full_since is not None and now - self.full_since > self.stuck_seconds
 
-    async def next_frame(self) -> Outbound:
-        """The next frame to write; waits while the buffer is empty."""
-        while not self._buffer:
-            if self.closed:
-                raise trio.ClosedResourceError
-            self._ready = trio.Event()
-            await self._ready.wait()
-        item = self._buffer.pop(0)
-        if item.coalesce is not None:
-            self._waiting.pop(item.coalesce, None)
-        return item
-
     def take(self) -> list[Outbound]:
         """Every queued frame, in order (the connection writes them all at once)."""
         items = self._buffer
@@ -196,8 +182,7 @@ class Session:
 
     def discard(self) -> None:
         """Drop what is queued (a connection closed for being too slow)."""
-        self._buffer = []
-        self._waiting.clear()
+        self.take()
 
     def close(self) -> None:
         self.closed = True

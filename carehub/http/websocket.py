@@ -155,7 +155,6 @@ class Flusher:
         self._wake = trio.Event()
         self.nursery: trio.Nursery | None = None
         self.writes = 0
-        self.slow_drains = 0
         #: connections whose socket buffer is full right now (the peer reads slower than we write)
         self.full = 0
 
@@ -274,7 +273,6 @@ class WebSocket:
         if written < len(data):
             self._unsent = memoryview(data)[written:]
             self._slow = True
-            self._flusher.slow_drains += 1
             self._flusher.full += 1
             assert self._flusher.nursery is not None
             self._flusher.nursery.start_soon(self._drain)

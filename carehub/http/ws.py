@@ -87,7 +87,6 @@ class Connection:
         self.calls = 0
         self.close_code: int | None = None
         self.close_reason = ""
-        self.peer_closed = False
         self.nursery: trio.Nursery | None = None
         self._timer: trio.CancelScope | None = None
         self.peer = peer
@@ -162,7 +161,6 @@ class Connection:
                 timer.deadline = trio.current_time() + (AUTH_TIMEOUT if self.principal is None else idle)
                 message = await self.ws.receive()
                 if message is None:
-                    self.peer_closed = True
                     self.close_code = self.ws.close_code or 1005
                     return
                 try:

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import asyncpg
 import msgpack
 import orjson
 import pytest
 import trio
-from trio_websocket import ConnectionClosed, open_websocket_url
+from trio_websocket import ConnectionClosed, WebSocketConnection, open_websocket_url
 
 from carehub.bots.client import CallFailed, connect, ws_url
 
@@ -243,16 +245,21 @@ async def test_a_connection_that_never_authenticates_is_closed_with_4001(server_
         ws_module.AUTH_TIMEOUT = saved
 
 
+@asynccontextmanager
+async def silent_hall_subscriber(base: str, token: str, device: str) -> AsyncIterator[WebSocketConnection]:
+    """A phone that subscribes to the hall's topic, reads its welcome and then nothing more."""
+    async with open_websocket_url(ws_url(base), subprotocols=["carehub.v1.json"], message_queue_size=0) as ws:
+        await ws.send_message(orjson.dumps({"op": "auth", "token": token, "device": device}).decode())
+        await ws.send_message('{"op": "subscribe", "topic": "broadcast/hall"}')
+        await ws.get_message()  # welcome
+        yield ws
+
+
 async def test_a_consumer_that_stops_reading_is_disconnected_with_4008_and_resumes_later(server_factory) -> None:  # type: ignore[no-untyped-def]
     async with server_factory(ws_send_buffer=8, ws_stuck_seconds=0.5) as srv:
         sub_token, admin_token = await srv.token("patient4"), await srv.token("admin")
         with trio.fail_after(30):
-            async with open_websocket_url(
-                ws_url(srv.base), subprotocols=["carehub.v1.json"], message_queue_size=0
-            ) as ws:
-                await ws.send_message(orjson.dumps({"op": "auth", "token": sub_token, "device": "stuck"}).decode())
-                await ws.send_message('{"op": "subscribe", "topic": "broadcast/hall"}')
-                await ws.get_message()  # welcome; then read nothing more
+            async with silent_hall_subscriber(srv.base, sub_token, "stuck") as ws:
                 async with connect(srv.base, admin_token) as admin:
                     big = {"text": "叫号" * 8_000}
                     for _ in range(400):
@@ -337,12 +344,7 @@ async def test_a_consumer_that_stops_reading_shows_in_metrics_as_a_full_socket_u
 
         with trio.fail_after(30):
             assert await sockets_full() == 0
-            async with open_websocket_url(
-                ws_url(srv.base), subprotocols=["carehub.v1.json"], message_queue_size=0
-            ) as ws:
-                await ws.send_message(orjson.dumps({"op": "auth", "token": sub_token, "device": "slow"}).decode())
-                await ws.send_message('{"op": "subscribe", "topic": "broadcast/hall"}')
-                await ws.get_message()  # welcome; then read nothing more
+            async with silent_hall_subscriber(srv.base, sub_token, "slow"):
                 async with connect(srv.base, admin_token) as admin:
                     big = {"text": "叫号" * 8_000}
                     while srv.app.services.flusher.full == 0:
