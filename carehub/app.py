@@ -48,7 +48,7 @@ from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect,
 from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database, open_threaded_database
-from carehub.storage.hub_store import open_hub_store
+from carehub.storage.hub_store import HUB_STORE_SETTINGS, open_hub_store
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
 from carehub.storage.migrate import migrate
 from carehub.storage.patients import PatientStore
@@ -108,8 +108,11 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             # the actors commit through connections of their own, on a loop of their own: under a burst
             # of web requests the shared pool's queue is thousands deep and the Trio loop is slow to
             # come round, and every booking's answer waits for its commit
+            # every query of the hub's store is a key lookup; its one-statement commit joins arrays of keys to
+            # its tables, and the plan PostgreSQL caches for it must not scan them (docs/architecture.md "Storage")
             hub_db = await stack.enter_async_context(
-                open_threaded_database(database_url, min_size=2, max_size=config.hub_database_pool_size))
+                open_threaded_database(database_url, min_size=2, max_size=config.hub_database_pool_size,
+                                       server_settings=HUB_STORE_SETTINGS))
             async with open_hub_store(hub_db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
                 partners = Partners(db, ring)

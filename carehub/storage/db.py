@@ -136,8 +136,14 @@ async def open_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> A
 
 
 @asynccontextmanager
-async def open_threaded_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> AsyncIterator[Database]:
-    """Like :func:`open_database`, on an asyncio loop in a thread of its own (:class:`ThreadedDatabase`)."""
+async def open_threaded_database(
+    dsn: str, *, min_size: int = 2, max_size: int = 10, server_settings: dict[str, str] | None = None
+) -> AsyncIterator[Database]:
+    """Like :func:`open_database`, on an asyncio loop in a thread of its own (:class:`ThreadedDatabase`).
+
+    ``server_settings`` are set on each of its connections (e.g. planner settings for a pool that
+    only runs key lookups).
+    """
     loop = asyncio.SelectorEventLoop()  # not new_event_loop(): trio-asyncio refuses that inside Trio
     # each round trip wakes the database thread, which then waits for the GIL: at most this long
     # while the Trio thread is busy (Python's default is 5 ms; ten round trips a commit)
@@ -153,7 +159,7 @@ async def open_threaded_database(dsn: str, *, min_size: int = 2, max_size: int =
         async def create() -> asyncpg.Pool:
             return await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, command_timeout=30, max_inactive_connection_lifetime=60,
-                reset=_reset,
+                reset=_reset, server_settings=server_settings,
             )
 
         pool = await _in_loop(loop, create())

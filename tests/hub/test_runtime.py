@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -10,7 +11,18 @@ import pytest
 import trio
 from trio_asyncio import aio_as_trio
 
-from carehub.hub import ActorCrashed, ActorQuarantined, Hub, HubSettings, MailboxFull, Refusal, open_hub
+from carehub.hub import (
+    ActorCrashed,
+    ActorQuarantined,
+    Commit,
+    CommitResult,
+    DeliveryRow,
+    Hub,
+    HubSettings,
+    MailboxFull,
+    Refusal,
+    open_hub,
+)
 from carehub.storage.db import Database
 from carehub.storage.hub_store import open_hub_store
 
@@ -164,3 +176,42 @@ async def test_concurrent_commits_of_many_actors_share_transactions_and_one_bad_
     assert store.batches < store.batched_commits, "commits were grouped"  # type: ignore[attr-defined]
     seqs = [r["seq"] for r in await db.fetch("SELECT seq FROM deliveries WHERE account_id = 'u2' ORDER BY seq")]
     assert seqs == list(range(1, 100))
+
+
+async def test_batches_delivering_to_the_same_people_in_any_order_all_commit_with_gapless_streams(
+    db: Database,
+) -> None:
+    """Concurrent group commits to overlapping streams: every commit lands, each stream stays 1..n, and each
+    commit is told the sequence numbers that were stored."""
+    people = [f"g{i}" for i in range(6)]
+    for person in people:
+        await db.execute(
+            "INSERT INTO accounts (id, login, display_name, roles, created_at) VALUES ($1, $1, 'G', 'patient', now())",
+            person,
+        )
+        await db.execute("INSERT INTO delivery_streams (account_id) VALUES ($1)", person)
+    sent: dict[str, int] = dict.fromkeys(people, 0)
+    results: list[CommitResult] = []
+
+    async def post(i: int) -> None:
+        order = random.Random(i).sample(people, 4)  # each commit reaches four people, in its own order
+        for person in order:
+            sent[person] += 1
+        deliveries = [DeliveryRow(p, f"m{i}", "note", b'{"i": %d}' % i) for p in order]
+        results.append(await store.commit(Commit(f"counter/g{i}", "counter", 0, b'{"total": 0}', (), deliveries)))
+
+    async with open_hub_store(db) as store:
+        with trio.fail_after(30):
+            async with trio.open_nursery() as nursery:
+                for i in range(300):
+                    nursery.start_soon(post, i)
+    assert len(results) == 300
+    for person in people:
+        rows = await db.fetch("SELECT seq FROM deliveries WHERE account_id = $1 ORDER BY seq", person)
+        seqs = [r["seq"] for r in rows]
+        assert seqs == list(range(1, sent[person] + 1))
+    # what each commit was told matches what was stored
+    told = {(item.account_id, item.seq, item.msg_id) for r in results for item in r.delivered}
+    rows = await db.fetch("SELECT account_id, seq, msg_id FROM deliveries")
+    stored = {(r["account_id"], r["seq"], r["msg_id"]) for r in rows}
+    assert told == stored
