@@ -80,6 +80,11 @@ class HubSettings:
     scheduler_poll_seconds: float = 5.0
     scheduler_concurrency: int = 64
     retry_backoff_seconds: float = 5.0
+    #: Effects (calls to outside systems: a HIS push, an SMS) wait while one turn of the event loop takes
+    #: longer than this, i.e. while the hub has a queue of people's frames to answer (a booking release) ...
+    busy_loop_turn_seconds: float = 0.02
+    #: ... but never longer than this.
+    effect_defer_max_seconds: float = 5.0
 
 
 class _Reply:
@@ -212,6 +217,8 @@ class Hub:
         self.crashes_total = 0
         self.pushback_total = 0
         self.effects_done = 0
+        #: effects that waited for the hub to be less busy (see _wait_until_not_busy)
+        self.effects_deferred = 0
         self.effects_failed = 0
         self.reminders_fired = 0
         self.reminders_late = 0
@@ -629,7 +636,8 @@ class Hub:
                     return
                 effect = self.effects.get(row.target.partition("/")[0])
                 if effect is not None:
-                    await self._perform(effect, row, address, message, now, late_by)
+                    await self._wait_until_not_busy()
+                    await self._perform(effect, row, address, message, self.clock(), late_by)
                     return
                 reply = _Reply()
                 letter = _Letter(message, SYSTEM, reply, consumed=row.id, late_by=late_by)
@@ -646,6 +654,25 @@ class Hub:
                     await self._postpone(row, dt.timedelta(seconds=self.settings.retry_backoff_seconds))
         finally:
             self._in_flight.discard(row.id)
+
+    async def _wait_until_not_busy(self) -> None:
+        """Let people's answers go first: an effect is durable and nobody is waiting on its answer, so while a
+        turn of the loop is slow (thousands of booking frames queued at one instant) it waits, up to
+        ``effect_defer_max_seconds``."""
+        settings = self.settings
+        give_up = trio.current_time() + settings.effect_defer_max_seconds
+        deferred = False
+        while True:
+            started = trio.current_time()
+            # two checkpoints span at least one whole turn, whatever our place in the turns' random order
+            await trio.lowlevel.checkpoint()
+            await trio.lowlevel.checkpoint()
+            if trio.current_time() - started < settings.busy_loop_turn_seconds or trio.current_time() >= give_up:
+                return
+            if not deferred:
+                deferred = True
+                self.effects_deferred += 1
+            await trio.sleep(0.05)
 
     async def _perform(
         self, effect: Effect, row: ScheduledRow, address: Address, message: msgspec.Struct,
@@ -724,6 +751,7 @@ class Hub:
             "crashes_total": self.crashes_total,
             "pushback_total": self.pushback_total,
             "effects_done": self.effects_done,
+            "effects_deferred": self.effects_deferred,
             "effects_failed": self.effects_failed,
             "reminders_fired": self.reminders_fired,
             "reminders_late": self.reminders_late,

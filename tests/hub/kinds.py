@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime as dt
 
 import msgspec
+import trio
 
-from carehub.hub import Behaviour, Caller, Context, Decision, Deliver, Event, Refusal, Remind
+from carehub.hub import Behaviour, Caller, Context, Decision, Deliver, Effect, Event, Refusal, Remind, Tell
 
 
 class Tally(msgspec.Struct):
@@ -83,3 +84,42 @@ class Counter(Behaviour[Tally]):
 
     def may_call(self, caller: Caller, key: str, message: msgspec.Struct) -> bool:
         return True
+
+
+class Ping(msgspec.Struct):
+    """For the ``probe`` effect: record that the outside system was called."""
+
+    n: int
+
+
+class Announce(msgspec.Struct):
+    n: int
+
+
+class Announcer(Behaviour[Tally]):
+    """Tells the ``probe`` effect about each announcement (as a booking tells the HIS push)."""
+
+    kind = "announcer"
+    state_type = Tally
+    messages = {"Announce": Announce}
+
+    def initial(self, key: str) -> Tally:
+        return Tally()
+
+    def handle(self, state: Tally, message: msgspec.Struct, ctx: Context) -> Decision[Tally]:
+        assert isinstance(message, Announce)
+        return Decision(Tally(state.total + 1), reply=message.n, tells=(Tell(f"probe/{ctx.key}", Ping(message.n)),))
+
+
+class Probe(Effect):
+    """An outside system that notes when it was called."""
+
+    kind = "probe"
+    messages = {"Ping": Ping}
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, float]] = []
+
+    async def perform(self, message: msgspec.Struct, ctx: Context) -> None:
+        assert isinstance(message, Ping)
+        self.calls.append((message.n, trio.current_time()))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,7 +27,7 @@ from carehub.hub import (
 from carehub.storage.db import Database
 from carehub.storage.hub_store import open_hub_store
 
-from .kinds import Add, Counter, Explode, Get, Note, Refuse, RemindMe
+from .kinds import Add, Announce, Announcer, Counter, Explode, Get, Note, Probe, Refuse, RemindMe
 
 
 @asynccontextmanager
@@ -215,3 +216,36 @@ async def test_batches_delivering_to_the_same_people_in_any_order_all_commit_wit
     rows = await db.fetch("SELECT account_id, seq, msg_id FROM deliveries")
     stored = {(r["account_id"], r["seq"], r["msg_id"]) for r in rows}
     assert told == stored
+
+
+async def test_an_effect_waits_while_the_hub_has_a_queue_of_work_and_runs_right_after(db: Database) -> None:
+    """A booking release: the HIS push of each new booking must not hold up the answers to the people in line."""
+    probe = Probe()
+    async with open_hub_store(db) as store, open_hub(store, [Announcer()], effects=[probe]) as hub:
+        await hub.ask("announcer/a", Announce(0))  # the actor is active; its first effect runs at once
+        with trio.fail_after(5):
+            while not probe.calls:
+                await trio.sleep(0.01)
+        assert hub.effects_deferred == 0
+        probe.calls.clear()
+        busy_until = trio.current_time() + 3.0
+
+        async def someones_answer() -> None:
+            while trio.current_time() < busy_until:
+                work = time.perf_counter() + 0.0003
+                while time.perf_counter() < work:  # a frame's worth of work, ...
+                    pass
+                await trio.lowlevel.checkpoint()  # ... and the next one waits its turn
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(100):  # 100 people's work in every turn of the loop: ~30 ms a turn
+                nursery.start_soon(someones_answer)
+            assert await hub.ask("announcer/a", Announce(1)) == 1
+            assert trio.current_time() < busy_until - 1.0, "the booking itself was answered while busy"
+        with trio.fail_after(5):
+            while not probe.calls:
+                await trio.sleep(0.01)
+    (n, called_at), = probe.calls
+    assert n == 1
+    assert busy_until <= called_at < busy_until + 1.0
+    assert hub.effects_deferred == 1
