@@ -396,19 +396,28 @@ class Connection:
         if command is None:
             self.session.offer(self._reply_error(ref, "unknown_command", f"no command {name[:64]!r}", status=404))
             return
+        assert self.nursery is not None and self.principal is not None
+        body = frame.get("body")
+        if command.refuse_now is not None:
+            try:
+                command.refuse(self.s, self.principal, body)
+            except ApiError as err:  # answered at once (e.g. "full" from the sold-out board)
+                self.session.offer(self._command_error(ref, err))
+                return
         if self._no_room_for(ref):
             return
-        assert self.nursery is not None
         self.calls += 1
-        self.nursery.start_soon(self._run_command, ref, command, frame.get("body"))
+        self.nursery.start_soon(self._run_command, ref, command, body)
+
+    def _command_error(self, ref: Any, err: ApiError) -> Outbound:
+        return self._reply_error(ref, err.code, err.message, retryable=err.status in (429, 503), status=err.status)
 
     async def _run_command(self, ref: Any, command: Command, body: Any) -> None:
         assert self.principal is not None
         try:
             answer = await command.run(self.s, self.principal, body)
         except ApiError as err:
-            retryable = err.status in (429, 503)
-            self.session.offer(self._reply_error(ref, err.code, err.message, retryable=retryable, status=err.status))
+            self.session.offer(self._command_error(ref, err))
         except Exception:
             log.exception("command %s failed", command.spec.command)
             self.session.offer(

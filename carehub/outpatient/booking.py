@@ -62,6 +62,50 @@ def booking_id_for(account_id: str, client_ref: str | None) -> str:
     return uuid.uuid4().hex[:24]
 
 
+class _Gate:
+    """At most ``size`` booking requests at a pool's actor at once; the rest queue here, first come first in.
+
+    When the pool sells out, :meth:`wake_all` sends the whole queue back for its answer at once: with a
+    semaphore each waiter was let in by the one before it, one per turn of the loop, so the last of
+    thousands queued at a release heard "full" only after thousands of turns. (A ``ParkingLot``, not a
+    cancel scope per waiter: cancelling thousands of scopes cost more than the turns it saved.)
+    """
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._size = size
+        self._lot = trio.lowlevel.ParkingLot()
+        self._let_in: set[trio.lowlevel.Task] = set()
+
+    @property
+    def in_use(self) -> bool:
+        return self._free < self._size or bool(self._lot)
+
+    async def enter(self, deadline: float) -> bool:
+        """True once in (call :meth:`leave` after); False when sent back by :meth:`wake_all` or at ``deadline``."""
+        if self._free > 0 and not self._lot:
+            self._free -= 1
+            await trio.lowlevel.checkpoint()  # still a checkpoint, like Semaphore.acquire
+            return True
+        task = trio.lowlevel.current_task()
+        with trio.move_on_at(deadline):
+            await self._lot.park()
+        if task in self._let_in:  # leave() handed us its place (even if the deadline passed meanwhile)
+            self._let_in.discard(task)
+            return True
+        return False
+
+    def leave(self) -> None:
+        handed = self._lot.unpark()
+        if handed:
+            self._let_in.update(handed)
+        else:
+            self._free += 1
+
+    def wake_all(self) -> None:
+        self._lot.unpark_all()
+
+
 class Bookings:
     def __init__(self, db: Database, hub: Hub, patients: Patients, keyring: KeyRing, audit: AuditLog) -> None:
         self.db = db
@@ -77,7 +121,7 @@ class Bookings:
         self._bans_lock = trio.Lock()
         self._bans_generation = 0
         #: pool address -> the gate of its booking requests (POOL_GATE at a time)
-        self._gates: dict[str, trio.Semaphore] = {}
+        self._gates: dict[str, _Gate] = {}
 
     # ---- search ----------------------------------------------------------------------------
 
@@ -142,6 +186,14 @@ class Bookings:
                 raise Refusal(sold_out[1], code="full")
             self._sold_out.pop(board_key, None)
 
+    def sold_out(self, doctor_id: str, day: dt.date, period: str, channel: str, client_ref: str | None) -> str | None:
+        """What the "sold out" board says to a booking of this pool, period and channel right now (None: try it)."""
+        try:
+            self._check_sold_out((pool_address(doctor_id, day), period, channel), client_ref)
+        except Refusal as err:
+            return err.message
+        return None
+
     def _bans_changed(self) -> None:
         self._bans_generation += 1
         self._bans_read = -math.inf
@@ -156,20 +208,22 @@ class Bookings:
         gate = self._gates.get(address)
         if gate is None:
             if len(self._gates) > 10_000:
-                self._gates = {a: g for a, g in self._gates.items() if g.value < POOL_GATE}  # keep those in use
-            gate = self._gates[address] = trio.Semaphore(POOL_GATE)
-        with trio.move_on_after(GATE_WAIT_SECONDS) as waited:
-            await gate.acquire()
-        if waited.cancelled_caught:
-            raise BookingRefused("预约人数过多, 请稍后重试 (too many bookings in progress, try again)",
-                                 status=503, code="busy")
+                self._gates = {a: g for a, g in self._gates.items() if g.in_use}  # keep those in use
+            gate = self._gates[address] = _Gate(POOL_GATE)
+        deadline = trio.current_time() + GATE_WAIT_SECONDS
+        while not await gate.enter(deadline):
+            # woken because a board of this pool sold out: ours, or another period's or channel's
+            self._check_sold_out(board_key, client_ref)
+            if trio.current_time() >= deadline:
+                raise BookingRefused("预约人数过多, 请稍后重试 (too many bookings in progress, try again)",
+                                     status=503, code="busy")
         try:
             self._check_sold_out(board_key, client_ref)  # it may have sold out while we waited
             return await self._book(address, board_key, account_id=account_id, patient_id=patient_id,
                                     period=period, channel=channel, slot_no=slot_no, client_ref=client_ref,
                                     revisit=revisit, label=label)
         finally:
-            gate.release()
+            gate.leave()
 
     async def _book(
         self, address: str, board_key: tuple[str, str, str], *, account_id: str, patient_id: str, period: str,
@@ -193,6 +247,9 @@ class Bookings:
                 if len(self._sold_out) > 10_000:
                     self._sold_out.clear()
                 self._sold_out[board_key] = (time.monotonic() + SOLD_OUT_SECONDS, err.message)
+                gate = self._gates.get(address)
+                if gate is not None:
+                    gate.wake_all()  # everyone queued for this pool learns it now, in one turn of the loop
             raise
         return reply
 

@@ -12,7 +12,7 @@ from carehub.actors.slot_pool import BEIJING, session_id
 from carehub.bots.client import CallFailed, connect
 
 from ..servers import Server
-from .helpers import beijing_now, book, open_session, plan
+from .helpers import beijing_now, book, open_session, plan, self_patient
 
 
 def today_start(minutes_ahead: int) -> dt.datetime:
@@ -166,6 +166,24 @@ async def test_a_booking_sent_over_the_websocket_is_made_like_one_sent_over_http
         mine = (await http.get("/api/v1/me/bookings")).json()["bookings"]
     assert status == 201 and booking["status"] == "booked"  # a free session: booked at once
     assert [b["booking_id"] for b in mine] == [booking["booking_id"]]
+
+
+async def test_once_a_session_is_full_a_booking_over_the_websocket_is_told_so_as_over_http(server: Server) -> None:
+    """SCH-3 at a release: the sold-out answer on /ws (given at once, from the board) is the one HTTP gives."""
+    day = beijing_now().date() + dt.timedelta(days=2)
+    await open_session(server, "doctor1", plan(day, capacity=1))
+    first = await book(server, "patient1", "doctor1", day)
+    over_http = await book(server, "patient2", "doctor1", day)  # the pool answers "full": the board learns it
+    patient = await self_patient(server, "patient3")
+    async with connect(server.base, await server.token("patient3")) as client:
+        with pytest.raises(CallFailed) as over_ws:
+            await client.command("booking.create", {
+                "patient_id": patient, "doctor_id": await server.account_id("doctor1"), "day": day.isoformat(),
+                "period": "am"})
+    assert first.status_code == 201
+    error = over_http.json()["error"]
+    assert (over_http.status_code, error["code"]) == (409, "full")
+    assert (over_ws.value.status, over_ws.value.code, over_ws.value.message) == (409, "full", error["message"])
 
 
 async def test_a_second_booking_over_the_websocket_is_refused_with_the_reason_and_status(server: Server) -> None:

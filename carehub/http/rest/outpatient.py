@@ -194,8 +194,14 @@ def register(r: RouteDecorator) -> None:
 
     # ---- a patient's bookings ----------------------------------------------------------------
 
+    def sold_out_now(ctx: RequestContext, body: BookBody) -> None:
+        message = ctx.services.outpatient.bookings.sold_out(body.doctor_id, body.day, body.period, "app",
+                                                            body.client_ref)
+        if message is not None:
+            raise ApiError(REFUSAL_STATUS.get("full", 409), "full", message)
+
     @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
-       permission="account.self", body=BookBody, tag="booking", command="booking.create")
+       permission="account.self", body=BookBody, tag="booking", command="booking.create", refuse_now=sold_out_now)
     async def book(ctx: RequestContext, body: BookBody) -> Any:
         assert ctx.principal is not None
         with outpatient_errors():
