@@ -1,4 +1,4 @@
-"""CareHub's own server side of RFC 6455: the handshake, frames in through wsproto, frames out through one flusher.
+"""CareHub's own server side of RFC 6455: the handshake, frames in through ``FrameReader``, frames out through one flusher.
 
 Why not Hypercorn for ``/ws`` (docs/benchmarks.md, "Where the hub spends its time"): through ASGI
 every frame to every connection was one ``websocket.send`` message, Hypercorn's stream and
@@ -12,15 +12,18 @@ and each connection held four tasks and the upgrade request's HTTP state. Here:
   subscriber (server frames are not masked, so they are the same bytes);
 - only a connection whose socket buffer is full gets a task of its own until it drains.
 
-Incoming frames are parsed by wsproto (masking, fragments, UTF-8, control frames, close codes),
-which is what made Hypercorn's stack pass Autobahn|Testsuite; ``tests/http/test_autobahn.py``
-runs the suite against this code. Compression (permessage-deflate) is not offered.
+Incoming frames are parsed by ``FrameReader`` (masking, fragments, UTF-8, control frames, close
+codes; it replaced wsproto, whose generic event machinery was most of the cost of reading a small
+frame); ``tests/http/test_autobahn.py`` runs Autobahn|Testsuite cases 1-10 against this code.
+Compression (permessage-deflate) is not offered.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
+import codecs
+import hashlib
 import logging
 import os
 import struct
@@ -29,10 +32,6 @@ from typing import Any
 
 import orjson
 import trio
-from wsproto.connection import Connection as FrameParser
-from wsproto.connection import ConnectionState, ConnectionType
-from wsproto.events import BytesMessage, CloseConnection, Ping, TextMessage
-from wsproto.utilities import generate_accept_token
 
 log = logging.getLogger("carehub.websocket")
 
@@ -40,8 +39,14 @@ RECEIVE_BYTES = 65536
 #: the hard cap on one message (the gateway answers a smaller limit with an error frame first)
 MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 CLOSE_TIMEOUT = 1.0
+OP_CONTINUATION = 0x0
 OP_TEXT = 0x1
 OP_BINARY = 0x2
+OP_CLOSE = 0x8
+OP_PING = 0x9
+OP_PONG = 0xA
+#: RFC 6455 section 1.3
+ACCEPT_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 # ---- the handshake -----------------------------------------------------------------------
 
@@ -78,10 +83,14 @@ class Upgrade:
 
     def accept(self, subprotocol: str | None) -> bytes:
         lines = ["HTTP/1.1 101 Switching Protocols", "upgrade: websocket", "connection: Upgrade",
-                 f"sec-websocket-accept: {generate_accept_token(self.key).decode('ascii')}"]
+                 f"sec-websocket-accept: {accept_token(self.key)}"]
         if subprotocol is not None:
             lines.append(f"sec-websocket-protocol: {subprotocol}")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def accept_token(key: bytes) -> str:
+    return base64.b64encode(hashlib.sha1(key + ACCEPT_GUID).digest()).decode("ascii")
 
 
 def _tokens(value: bytes) -> list[str]:
@@ -134,6 +143,173 @@ def parse_upgrade(data: bytes, paths: Iterable[str]) -> Upgrade | None:
     )
 
 
+# ---- frames in ---------------------------------------------------------------------------
+
+#: close codes a peer may send (RFC 6455 7.4; 1012/1013 from the IANA registry); 3000-4999 are anyone's
+_PEER_CLOSE_CODES = frozenset({1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013})
+NO_STATUS = 1005
+
+
+class ProtocolError(Exception):
+    """The peer broke RFC 6455: the connection fails with ``code`` (1002, 1007 or 1009)."""
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+def _unmask(payload: bytes, key: bytes) -> bytes:
+    n = len(payload)
+    if not n:
+        return b""
+    mask = (key * (n // 4 + 1))[:n]
+    return (int.from_bytes(payload, "little") ^ int.from_bytes(mask, "little")).to_bytes(n, "little")
+
+
+class FrameReader:
+    """A client's frames (RFC 6455 section 5) as whole messages, pings and its close.
+
+    Hand-written rather than wsproto's generic parser: a frame here is a few slices and one XOR,
+    and a burst of booking frames is mostly frame reading. Autobahn|Testsuite cases 1-10 run
+    against it (tests/http/test_autobahn.py).
+    """
+
+    __slots__ = ("_buffer", "_decoder", "_op", "_parts", "_size")
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self._op: int | None = None  # the fragmented message in progress: OP_TEXT or OP_BINARY
+        self._parts: list[Any] = []
+        self._size = 0
+        self._decoder: codecs.IncrementalDecoder | None = None
+
+    def feed(self, data: bytes, out: list[tuple[int, Any]]) -> None:
+        """Append to ``out`` what ``data`` completes: ``(OP_TEXT, str)``, ``(OP_BINARY, bytes)``,
+        ``(OP_PING, payload)`` or ``(OP_CLOSE, (code, reason))`` (nothing is read after a close).
+        Raises :class:`ProtocolError`."""
+        if self._buffer:
+            self._buffer += data
+            view: bytes | bytearray = self._buffer
+        else:
+            view = data
+        end = len(view)
+        pos = 0
+        closed = False
+        while end - pos >= 2:
+            b0, b1 = view[pos], view[pos + 1]
+            if b0 & 0x70:
+                raise ProtocolError(1002, "reserved bits set, but no extension was agreed")
+            if not b1 & 0x80:
+                raise ProtocolError(1002, "a client's frames must be masked")
+            op = b0 & 0x0F
+            length = b1 & 0x7F
+            head = pos + 2
+            if length == 126:
+                if end - head < 2:
+                    break
+                length = int.from_bytes(view[head:head + 2], "big")
+                head += 2
+            elif length == 127:
+                if end - head < 8:
+                    break
+                length = int.from_bytes(view[head:head + 8], "big")
+                head += 8
+                if length >> 63:
+                    raise ProtocolError(1002, "frame length with the most significant bit set")
+            if op >= 0x8:
+                if not b0 & 0x80:
+                    raise ProtocolError(1002, "a control frame may not be fragmented")
+                if length > 125:
+                    raise ProtocolError(1002, "a control frame carries at most 125 bytes")
+            elif self._size + length > MAX_MESSAGE_BYTES:
+                raise ProtocolError(1009, "message too big")
+            start = head + 4
+            if end - start < length:
+                break
+            payload = _unmask(bytes(view[start:start + length]), bytes(view[head:start]))
+            pos = start + length
+            if self._frame(op, bool(b0 & 0x80), payload, out):
+                closed = True
+                break
+        if closed:
+            self._buffer = bytearray()  # nothing after a close frame counts
+        elif view is data:
+            if pos < end:
+                self._buffer += data[pos:]  # the start of a frame still coming
+        else:
+            del self._buffer[:pos]
+
+    def _frame(self, op: int, fin: bool, payload: bytes, out: list[tuple[int, Any]]) -> bool:
+        """Handle one frame; True for the peer's close."""
+        if op == OP_TEXT or op == OP_BINARY:
+            if self._op is not None:
+                raise ProtocolError(1002, "a new message began before the last one was finished")
+            if fin:
+                out.append((op, self._text(payload) if op == OP_TEXT else payload))
+                return False
+            self._op = op
+            self._decoder = codecs.getincrementaldecoder("utf-8")() if op == OP_TEXT else None
+            self._add(payload, False)
+            return False
+        if op == OP_CONTINUATION:
+            if self._op is None:
+                raise ProtocolError(1002, "a continuation frame without a message to continue")
+            self._add(payload, fin)
+            if fin:
+                message: Any = "".join(self._parts) if self._op == OP_TEXT else b"".join(self._parts)
+                out.append((self._op, message))
+                self._op, self._parts, self._size, self._decoder = None, [], 0, None
+            return False
+        if op == OP_PING:
+            out.append((OP_PING, payload))
+            return False
+        if op == OP_PONG:
+            return False
+        if op == OP_CLOSE:
+            out.append((OP_CLOSE, self._close(payload)))
+            return True
+        raise ProtocolError(1002, f"unknown opcode {op:#x}")
+
+    def _add(self, payload: bytes, fin: bool) -> None:
+        self._size += len(payload)
+        if self._decoder is not None:
+            try:
+                self._parts.append(self._decoder.decode(payload, fin))  # fails at the first bad byte
+            except UnicodeDecodeError:
+                raise ProtocolError(1007, "text message is not valid UTF-8") from None
+        else:
+            self._parts.append(payload)
+
+    @staticmethod
+    def _text(payload: bytes) -> str:
+        try:
+            return payload.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(1007, "text message is not valid UTF-8") from None
+
+    @staticmethod
+    def _close(payload: bytes) -> tuple[int, str]:
+        if not payload:
+            return NO_STATUS, ""
+        if len(payload) == 1:
+            raise ProtocolError(1002, "a close frame's payload is empty or at least two bytes")
+        code = int.from_bytes(payload[:2], "big")
+        if code not in _PEER_CLOSE_CODES and not 3000 <= code <= 4999:
+            raise ProtocolError(1002, f"invalid close code {code}")
+        try:
+            return code, payload[2:].decode("utf-8")
+        except UnicodeDecodeError:
+            raise ProtocolError(1007, "close reason is not valid UTF-8") from None
+
+
+def close_frame(code: int, reason: str = "") -> bytes:
+    """A close frame; 1005 (the peer sent no code) is answered with an empty one."""
+    if code == NO_STATUS:
+        return frame(b"", OP_CLOSE)
+    return frame(struct.pack("!H", code) + _clip(reason).encode(), OP_CLOSE)
+
+
 # ---- frames out --------------------------------------------------------------------------
 
 
@@ -180,6 +356,9 @@ class Flusher:
                         await trio.lowlevel.checkpoint()
 
 
+_OPEN, _CLOSING, _DONE = 0, 1, 2  # closing: we sent our close frame and wait for the peer's
+
+
 class WebSocket:
     """One accepted WebSocket: ``receive()`` whole messages; queue frames with ``send_*``; ``close()``.
 
@@ -192,12 +371,11 @@ class WebSocket:
         "_fd",
         "_flusher",
         "_own",
-        "_parser",
-        "_parts",
         "_queued",
+        "_reader",
         "_ready",
-        "_size",
         "_slow",
+        "_state",
         "_unsent",
         "close_code",
         "close_reason",
@@ -208,7 +386,8 @@ class WebSocket:
     def __init__(self, stream: trio.SocketStream, flusher: Flusher, rest: bytes = b"") -> None:
         self.stream = stream
         self._fd = stream.socket.fileno()
-        self._parser = FrameParser(ConnectionType.SERVER)
+        self._reader = FrameReader()
+        self._state = _OPEN
         self._flusher = flusher
         self._own: list[bytes] | None = None
         self._unsent: bytes | memoryview = b""
@@ -219,11 +398,9 @@ class WebSocket:
         #: the close code the peer sent (1006: the connection was lost without one)
         self.close_code: int | None = None
         self.close_reason = ""
-        self._parts: list[Any] | None = None
-        self._size = 0
         self._ready: list[str | bytes] | None = None
         if rest:
-            self._parser.receive_data(rest)
+            self._feed(rest)
 
     # ---- out ------------------------------------------------------------------------------
 
@@ -327,57 +504,48 @@ class WebSocket:
                 return self._ready.pop(0)
             if self.close_code is not None:
                 return None
-            self._process()
-            if self._ready or self.close_code is not None:
-                continue
             try:
                 data = await self.stream.socket.recv(RECEIVE_BYTES)
             except (OSError, trio.ClosedResourceError):
                 data = b""
-            if not data:
-                self._parser.receive_data(None)
-            else:
-                self._parser.receive_data(data)
-            self._process()
+            if not data:  # lost without a close frame
+                self._state = _DONE
+                self.close_code = 1006
+                return None
+            self._feed(data)
 
-    def _process(self) -> None:
-        for event in self._parser.events():
-            if isinstance(event, TextMessage | BytesMessage):
-                if self._parts is None:
-                    self._parts = []
-                self._parts.append(event.data)
-                self._size += len(event.data)
-                if self._size > MAX_MESSAGE_BYTES:
-                    self._fail(1009, "message too big")
-                    return
-                if event.message_finished:
-                    parts, self._parts, self._size = self._parts, None, 0
-                    if isinstance(event, TextMessage):
-                        message: str | bytes = parts[0] if len(parts) == 1 else "".join(parts)
-                    else:
-                        message = bytes(parts[0]) if len(parts) == 1 else b"".join(parts)
-                    if self._ready is None:
-                        self._ready = []
-                    self._ready.append(message)
-            elif isinstance(event, Ping):
-                if self._parser.state is ConnectionState.OPEN:
-                    self.send_frame(self._parser.send(event.response()))
-            elif isinstance(event, CloseConnection):
-                if self._parser.state is ConnectionState.REMOTE_CLOSING:
-                    # the peer's close: answer with the same code (RFC 6455 5.5.1)
-                    self.send_frame(self._parser.send(event.response()))
-                    self.close_code, self.close_reason = event.code, event.reason or ""
-                elif self._parser.state is ConnectionState.OPEN:
-                    # a protocol error (bad frame, bad UTF-8): fail the connection with its code
-                    self._fail(event.code, event.reason or "")
-                else:
-                    self.close_code, self.close_reason = event.code, event.reason or ""
-                return
+    def _feed(self, data: bytes) -> None:
+        out: list[tuple[int, Any]] = []
+        try:
+            self._reader.feed(data, out)
+        except ProtocolError as err:
+            self._handle(out)  # what came complete before the bad frame still counts
+            self._fail(err.code, err.reason)
+            return
+        self._handle(out)
+
+    def _handle(self, out: list[tuple[int, Any]]) -> None:
+        for op, value in out:
+            if op == OP_TEXT or op == OP_BINARY:
+                if self._ready is None:
+                    self._ready = []
+                self._ready.append(value)
+            elif op == OP_PING:
+                if self._state == _OPEN:
+                    self.send_frame(frame(value, OP_PONG))
+            else:  # the peer's close
+                code, reason = value
+                if self._state == _OPEN:
+                    self.send_frame(close_frame(code, reason))  # answered with the same code (RFC 6455 5.5.1)
+                self._state = _DONE
+                self.close_code, self.close_reason = code, reason
 
     def _fail(self, code: int, reason: str) -> None:
+        """The peer broke the protocol: say why in our close frame; nothing more is read."""
         self.close_code, self.close_reason = code, reason
-        if self._parser.state is ConnectionState.OPEN:
-            self.send_frame(self._parser.send(CloseConnection(code=code, reason=reason[:120])))
+        if self._state == _OPEN:
+            self.send_frame(close_frame(code, reason))
+        self._state = _DONE
 
     # ---- closing ---------------------------------------------------------------------------
 
@@ -388,8 +556,10 @@ class WebSocket:
             queued = self._take()
             self.source = None
             self._own = [queued] if queued else []
-            if self._parser.state is ConnectionState.OPEN:
-                self._own.append(self._parser.send(CloseConnection(code=code, reason=_clip(reason))))
+            if self._state == _OPEN:
+                # codes only a receiver may report (none came, the connection was lost) are sent as 1000
+                self._own.append(close_frame(1000 if code in (1005, 1006, 1015) else code, reason))
+                self._state = _CLOSING
             self.flush()
             while self.sending and not self._closed:
                 await trio.sleep(0.005)

@@ -1,0 +1,42 @@
+"""``FrameReader``: how a client's bytes, however TCP cuts them, become messages (conformance: test_autobahn.py)."""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import Any
+
+from carehub.http.websocket import OP_BINARY, OP_TEXT, FrameReader
+
+
+def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
+    """One masked frame, as a client sends it."""
+    key = os.urandom(4)
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
+
+
+def test_a_frame_arriving_one_byte_at_a_time_is_read_once_whole() -> None:
+    reader = FrameReader()
+    data = client_frame("挂号 booking".encode())
+    out: list[tuple[int, Any]] = []
+    for i in range(len(data)):
+        reader.feed(data[i:i + 1], out)
+        assert out == ([] if i < len(data) - 1 else [(OP_TEXT, "挂号 booking")])
+
+
+def test_frames_arriving_together_with_the_start_of_a_long_one_are_read_in_order() -> None:
+    reader = FrameReader()
+    long = os.urandom(70_000)
+    data = client_frame(b'{"op": "ping"}') + client_frame(b"\x00\x01", OP_BINARY) + client_frame(long, OP_BINARY)
+    out: list[tuple[int, Any]] = []
+    reader.feed(data[:-1000], out)
+    assert out == [(OP_TEXT, '{"op": "ping"}'), (OP_BINARY, b"\x00\x01")]
+    reader.feed(data[-1000:], out)
+    assert out[2:] == [(OP_BINARY, long)]
