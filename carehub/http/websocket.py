@@ -1,4 +1,4 @@
-"""CareHub's own server side of RFC 6455: the handshake, frames in through ``FrameReader``, frames out through one flusher.
+"""CareHub's own server side of RFC 6455: the handshake, frames in through ``FrameReader``, out through one flusher.
 
 Why not Hypercorn for ``/ws`` (docs/benchmarks.md, "Where the hub spends its time"): through ASGI
 every frame to every connection was one ``websocket.send`` message, Hypercorn's stream and

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import logging
 import re
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -30,6 +31,8 @@ from carehub.hub import (
 
 from .db import Database
 from .keyring import KeyRing
+
+log = logging.getLogger("carehub.storage.hub_store")
 
 #: seal field of sensitive delivery bodies (chat text): kept readable for the retention period
 DELIVERY_FIELD = "deliveries.body"
@@ -195,7 +198,9 @@ HUB_STORE_SETTINGS = {"enable_seqscan": "off", "plan_cache_mode": "force_generic
 #: one round trip, committed on its own (no BEGIN/COMMIT). The last CTE's check turns a version
 #: conflict or a missing delivery stream into an error, so such a batch writes nothing and goes to
 #: the general path, which finds the commit that cannot be made. Stream rows are locked in account
-#: order (``lk``) so two batches never deadlock.
+#: order (``lk``) so two batches never deadlock. Writable CTEs and multi-array ``unnest`` are
+#: PostgreSQL's; a compatible database that does not understand them gets the general path
+#: (``_OneStatement``), which is plain SQL.
 _ONE_STATEMENT = """
 WITH upd AS (
     UPDATE actor_state a SET state = u.state, version = a.version + 1, updated_at = u.at
@@ -206,9 +211,11 @@ WITH upd AS (
     INSERT INTO actor_state (address, kind, state, version, updated_at)
     SELECT i.address, i.kind, i.state, 1, i.at
     FROM unnest($5::varchar[], $6::varchar[], $7::text[], $8::timestamptz[]) AS i(address, kind, state, at)
+    RETURNING 1
 ), ev AS (
     INSERT INTO actor_events (address, version, type, body, created_at)
     SELECT * FROM unnest($9::varchar[], $10::bigint[], $11::varchar[], $12::text[], $13::timestamptz[])
+    RETURNING 1
 ), lk AS (
     SELECT account_id FROM delivery_streams WHERE account_id = ANY($14::varchar[]) ORDER BY account_id FOR UPDATE
 ), st AS (
@@ -222,10 +229,12 @@ WITH upd AS (
     FROM unnest($16::varchar[], $17::bigint[], $18::varchar[], $19::varchar[], $20::text[], $21::timestamptz[])
         AS x(account_id, place, msg_id, type, body, at)
     JOIN st ON st.account_id = x.account_id
+    RETURNING 1
 ), sc AS (
     INSERT INTO scheduled_messages (id, target, type, body, due_at, reminder_key, created_at)
     SELECT * FROM unnest($22::varchar[], $23::varchar[], $24::varchar[], $25::text[], $26::timestamptz[],
                          $27::varchar[], $28::timestamptz[])
+    RETURNING 1
 )
 SELECT NULL::varchar AS account_id,
        CASE WHEN (SELECT count(*) FROM upd) = cardinality($1::varchar[])
@@ -296,11 +305,19 @@ async def _write_one_statement(conn: asyncpg.Connection, commits: Sequence[Commi
     return results
 
 
+class _OneStatement:
+    #: False once the server did not understand the statement (a PostgreSQL-compatible database)
+    usable = True
+
+
 async def _commit_many(conn: asyncpg.Connection, commits: Sequence[Commit]) -> list[CommitResult | HubError]:
     """Commit a batch in one transaction; a commit that cannot be made fails alone."""
-    if _fits_one_statement(commits):
+    if _OneStatement.usable and _fits_one_statement(commits):
         try:
             return list(await _write_one_statement(conn, commits))
+        except (asyncpg.PostgresSyntaxError, asyncpg.FeatureNotSupportedError, asyncpg.UndefinedFunctionError) as err:
+            _OneStatement.usable = False
+            log.warning("this database does not take the one-statement commit (%s); using the general path", err)
         except asyncpg.PostgresError:
             pass  # one statement, so nothing was written: the general path finds the commit that failed
     try:
