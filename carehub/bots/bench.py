@@ -556,6 +556,19 @@ def _mask(payload: bytes, key: bytes) -> bytes:
     return (int.from_bytes(payload, "little") ^ int.from_bytes(stream, "little")).to_bytes(n, "little")
 
 
+def client_frame(payload: bytes, opcode: int = 1) -> bytes:
+    """One unfragmented frame as a client sends it: masked with a fresh key (RFC 6455 5.3)."""
+    n = len(payload)
+    if n < 126:
+        header = bytes((0x80 | opcode, 0x80 | n))
+    elif n < 65536:
+        header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
+    else:
+        header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
+    key = random.randbytes(4)
+    return header + key + _mask(payload, key)
+
+
 def _ignore(ws: LeanWS, frame: Frame, now: float) -> Frame | None:
     return None
 
@@ -611,15 +624,7 @@ class LeanWS:
         await self._send_frame(1, orjson.dumps(frame))
 
     async def _send_frame(self, opcode: int, payload: bytes) -> None:
-        n = len(payload)
-        if n < 126:
-            header = bytes((0x80 | opcode, 0x80 | n))
-        elif n < 65536:
-            header = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-        else:
-            header = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-        key = random.randbytes(4)
-        data = header + key + _mask(payload, key)
+        data = client_frame(payload, opcode)
         async with self._lock:
             await self.stream.send_all(data)
 

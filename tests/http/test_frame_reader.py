@@ -3,23 +3,10 @@
 from __future__ import annotations
 
 import os
-import struct
 from typing import Any
 
+from carehub.bots.bench import client_frame  # what the load client sends
 from carehub.http.websocket import OP_BINARY, OP_TEXT, FrameReader
-
-
-def client_frame(payload: bytes, opcode: int = OP_TEXT) -> bytes:
-    """One masked frame, as a client sends it."""
-    key = os.urandom(4)
-    n = len(payload)
-    if n < 126:
-        head = bytes((0x80 | opcode, 0x80 | n))
-    elif n < 65536:
-        head = struct.pack("!BBH", 0x80 | opcode, 0x80 | 126, n)
-    else:
-        head = struct.pack("!BBQ", 0x80 | opcode, 0x80 | 127, n)
-    return head + key + bytes(b ^ key[i % 4] for i, b in enumerate(payload))
 
 
 def test_a_frame_arriving_one_byte_at_a_time_is_read_once_whole() -> None:
