@@ -112,7 +112,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             # its tables, and the plan PostgreSQL caches for it must not scan them (docs/architecture.md "Storage")
             hub_db = await stack.enter_async_context(
                 open_threaded_database(database_url, min_size=2, max_size=config.hub_database_pool_size,
-                                       server_settings=HUB_STORE_SETTINGS))
+                                       settings=HUB_STORE_SETTINGS))
             async with open_hub_store(hub_db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
                 partners = Partners(db, ring)

@@ -8,6 +8,8 @@ asyncio coroutine taking a connection (``async def op(conn, ...)``) and crossed 
 from __future__ import annotations
 
 import asyncio
+import functools
+import logging
 import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -17,6 +19,8 @@ from typing import Any, ParamSpec, TypeVar
 import asyncpg
 import trio
 import trio_asyncio
+
+log = logging.getLogger("carehub.storage")
 
 T = TypeVar("T")
 P = ParamSpec("P")
@@ -105,6 +109,14 @@ async def _in_loop(loop: asyncio.AbstractEventLoop, coro: Coroutine[Any, Any, T]
     return future.result()
 
 
+async def _apply_settings(settings: dict[str, str], conn: asyncpg.Connection) -> None:
+    for name, value in settings.items():
+        try:
+            await conn.execute("SELECT set_config($1, $2, false)", name, value)
+        except asyncpg.PostgresError as err:  # e.g. a PostgreSQL-compatible server without this setting
+            log.warning("database setting %s=%s not applied: %s", name, value, err)
+
+
 async def _reset(conn: asyncpg.Connection) -> None:
     """What a connection going back to the pool needs: no open transaction.
 
@@ -137,12 +149,12 @@ async def open_database(dsn: str, *, min_size: int = 2, max_size: int = 10) -> A
 
 @asynccontextmanager
 async def open_threaded_database(
-    dsn: str, *, min_size: int = 2, max_size: int = 10, server_settings: dict[str, str] | None = None
+    dsn: str, *, min_size: int = 2, max_size: int = 10, settings: dict[str, str] | None = None
 ) -> AsyncIterator[Database]:
     """Like :func:`open_database`, on an asyncio loop in a thread of its own (:class:`ThreadedDatabase`).
 
-    ``server_settings`` are set on each of its connections (e.g. planner settings for a pool that
-    only runs key lookups).
+    ``settings`` are set on each of its connections (e.g. planner settings for a pool that only
+    runs key lookups); one the server does not know is skipped with a warning, not an error.
     """
     loop = asyncio.SelectorEventLoop()  # not new_event_loop(): trio-asyncio refuses that inside Trio
     # each round trip wakes the database thread, which then waits for the GIL: at most this long
@@ -159,7 +171,7 @@ async def open_threaded_database(
         async def create() -> asyncpg.Pool:
             return await asyncpg.create_pool(
                 dsn, min_size=min_size, max_size=max_size, command_timeout=30, max_inactive_connection_lifetime=60,
-                reset=_reset, server_settings=server_settings,
+                reset=_reset, init=functools.partial(_apply_settings, settings or {}),
             )
 
         pool = await _in_loop(loop, create())

@@ -9,7 +9,7 @@ import asyncpg
 import trio
 
 from carehub.storage.db import Database, open_database, open_threaded_database
-from carehub.storage.hub_store import PostgresHubStore
+from carehub.storage.hub_store import HUB_STORE_SETTINGS, PostgresHubStore
 from carehub.storage.migrate import latest_version, migrate, schema_version
 
 
@@ -63,6 +63,17 @@ async def test_the_threaded_pool_answers_and_a_cancelled_operation_leaves_no_tra
         with trio.fail_after(10):
             left_open = await database.run(in_transaction)  # the one connection, back from the cancel
     assert waited.cancelled_caught and left_open is False
+
+
+async def test_the_hub_stores_pool_plans_for_key_lookups_and_skips_a_setting_the_server_lacks(
+    aio_loop: None, database_url: str
+) -> None:
+    """HUB_STORE_SETTINGS on every connection; an unknown one (a compatible server's gap) does not stop the pool."""
+    settings = {**HUB_STORE_SETTINGS, "carehub_test.no_such_setting_here": "x", "no_such_setting": "on"}
+    async with open_threaded_database(database_url, min_size=1, max_size=1, settings=settings) as database:
+        shown = await database.fetchrow("SELECT current_setting('enable_seqscan') AS seq,"
+                                        " current_setting('plan_cache_mode') AS plans")
+    assert shown is not None and (shown["seq"], shown["plans"]) == ("off", "force_generic_plan")
 
 
 async def test_stored_messages_performed_together_are_all_marked_done(db: Database) -> None:
