@@ -57,6 +57,12 @@ class HubCollector(Collector):
         )
         yield CounterMetricFamily("carehub_reminders_fired", "Reminders fired", value=snap["reminders_fired"])
         yield CounterMetricFamily("carehub_reminders_late", "Reminders fired late", value=snap["reminders_late"])
+        yield CounterMetricFamily("carehub_effects_done", "Effects performed (HIS pushes, SMS, refunds)",
+                                  value=snap["effects_done"])
+        yield CounterMetricFamily("carehub_effects_failed", "Effect attempts that failed (retried)",
+                                  value=snap["effects_failed"])
+        yield CounterMetricFamily("carehub_effects_deferred", "Effects that waited while the hub answered a burst",
+                                  value=snap["effects_deferred"])
         yield CounterMetricFamily(
             "carehub_ws_bad_frames", "Malformed or refused WebSocket frames", value=self.s.stats.bad_frames
         )

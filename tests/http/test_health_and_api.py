@@ -51,7 +51,9 @@ async def test_readyz_says_503_while_postgresql_is_down_and_recovers_when_it_is_
         await trio.to_thread.run_sync(pg.stop)
 
 
-async def test_metrics_expose_actors_mailboxes_messages_connections_reminders_and_errors(server: Server) -> None:
+async def test_metrics_expose_actors_mailboxes_messages_connections_reminders_effects_and_errors(
+    server: Server,
+) -> None:
     token = await server.token("patient1")
     async with connect(server.base, token), server.http() as http:
         text = (await http.get("/metrics")).text
@@ -62,6 +64,8 @@ async def test_metrics_expose_actors_mailboxes_messages_connections_reminders_an
         "carehub_messages_per_second",
         "carehub_connections 1.0",
         "carehub_reminders_due",
+        "carehub_effects_done_total",
+        "carehub_effects_deferred_total",
         "carehub_errors",
         "process_resident_memory_bytes",
     ):
