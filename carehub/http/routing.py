@@ -189,8 +189,8 @@ class Command:
     #: answers without a task when it can: raises the ApiError the handler would (a sold-out board), else None
     refuse_now: Refusing | None = None
 
-    def _checked(self, principal: Principal, body: Any) -> Any:
-        """The body as the route's type, once the caller may run it; raises ApiError."""
+    def checked(self, principal: Principal, body: Any) -> Any:
+        """The body as the route's type (None for a route without one), once the caller may run it; raises ApiError."""
         permission = self.spec.permission
         if permission is not None and not principal.can(permission):
             raise ApiError(403, "forbidden", f"需要权限 {permission} (your roles do not grant it)")
@@ -203,23 +203,9 @@ class Command:
         except msgspec.ValidationError as err:
             raise ApiError(422, "invalid", f"request body: {err}") from None
 
-    def refuse(self, services: Services, principal: Principal, body: Any) -> None:
-        """Raise the ApiError the command would answer when that needs no waiting (no storage, no actor).
-
-        Thousands of frames at a release are mostly answered "full": this answers them in the
-        reader, without a task, a context or the handler's exception path.
-        """
-        payload = self._checked(principal, body)
-        if self.refuse_now is not None:
-            self.refuse_now(RequestContext(services, principal), payload)
-
-    async def run(self, services: Services, principal: Principal, body: Any) -> Answer:
-        payload = self._checked(principal, body)
-        ctx = RequestContext(services, principal)
-        if self.spec.body is None:
-            result = await self.handler(ctx)
-        else:
-            result = await self.handler(ctx, payload)
+    async def run(self, ctx: RequestContext, payload: Any) -> Answer:
+        """The handler on a :meth:`checked` body."""
+        result = await (self.handler(ctx) if self.spec.body is None else self.handler(ctx, payload))
         if isinstance(result, Response):  # a route that builds its own HTTP response cannot be a command
             raise TypeError(f"command {self.spec.command} answered with an HTTP response")
         return result if isinstance(result, Answer) else Answer(result)

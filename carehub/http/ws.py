@@ -30,7 +30,7 @@ from carehub.identity import AuthFailed, Principal, may_publish, may_subscribe
 
 from .context import Services
 from .errors import ApiError
-from .routing import Command
+from .routing import Command, RequestContext
 from .websocket import OP_BINARY, OP_TEXT, Upgrade, WebSocket, frame
 
 log = logging.getLogger("carehub.ws")
@@ -397,25 +397,25 @@ class Connection:
             self.session.offer(self._reply_error(ref, "unknown_command", f"no command {name[:64]!r}", status=404))
             return
         assert self.nursery is not None and self.principal is not None
-        body = frame.get("body")
-        if command.refuse_now is not None:
-            try:
-                command.refuse(self.s, self.principal, body)
-            except ApiError as err:  # answered at once (e.g. "full" from the sold-out board)
-                self.session.offer(self._command_error(ref, err))
-                return
+        ctx = RequestContext(self.s, self.principal)
+        try:
+            payload = command.checked(self.principal, frame.get("body"))
+            if command.refuse_now is not None:
+                command.refuse_now(ctx, payload)
+        except ApiError as err:  # answered at once, without a task (e.g. "full" from the sold-out board)
+            self.session.offer(self._command_error(ref, err))
+            return
         if self._no_room_for(ref):
             return
         self.calls += 1
-        self.nursery.start_soon(self._run_command, ref, command, body)
+        self.nursery.start_soon(self._run_command, ref, command, ctx, payload)
 
     def _command_error(self, ref: Any, err: ApiError) -> Outbound:
         return self._reply_error(ref, err.code, err.message, retryable=err.status in (429, 503), status=err.status)
 
-    async def _run_command(self, ref: Any, command: Command, body: Any) -> None:
-        assert self.principal is not None
+    async def _run_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> None:
         try:
-            answer = await command.run(self.s, self.principal, body)
+            answer = await command.run(ctx, payload)
         except ApiError as err:
             self.session.offer(self._command_error(ref, err))
         except Exception:

@@ -179,20 +179,23 @@ class Bookings:
         ban = self._bans.get(patient_id)
         return ban if ban is not None and ban["until"] > now else None
 
-    def _check_sold_out(self, board_key: tuple[str, str, str], client_ref: str | None) -> None:
+    def _board(self, board_key: tuple[str, str, str], client_ref: str | None) -> str | None:
+        """The "sold out" board's answer to this booking now (None: try it)."""
         sold_out = self._sold_out.get(board_key)
         if sold_out is not None and client_ref is None:  # a retry (client_ref) may find its own booking
             if sold_out[0] > time.monotonic():
-                raise Refusal(sold_out[1], code="full")
+                return sold_out[1]
             self._sold_out.pop(board_key, None)
+        return None
+
+    def _check_sold_out(self, board_key: tuple[str, str, str], client_ref: str | None) -> None:
+        message = self._board(board_key, client_ref)
+        if message is not None:
+            raise Refusal(message, code="full")
 
     def sold_out(self, doctor_id: str, day: dt.date, period: str, channel: str, client_ref: str | None) -> str | None:
         """What the "sold out" board says to a booking of this pool, period and channel right now (None: try it)."""
-        try:
-            self._check_sold_out((pool_address(doctor_id, day), period, channel), client_ref)
-        except Refusal as err:
-            return err.message
-        return None
+        return self._board((pool_address(doctor_id, day), period, channel), client_ref)
 
     def _bans_changed(self) -> None:
         self._bans_generation += 1
