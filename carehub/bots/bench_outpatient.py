@@ -430,7 +430,7 @@ class OutpatientBench:
         procs = args.procs or 4
         pool = Workers(procs, self.url, target=worker_main)
         try:
-            people = self.patients(pool, requests)
+            people = self._reused_patients(pool, requests)
             doctors = [d["id"] for d in self.call("GET", "/api/v1/doctors", params={"limit": 200})["doctors"]]
             doctors = doctors[: args.doctors] if args.doctors else doctors
             if slots > 500 * len(doctors):
@@ -451,6 +451,23 @@ class OutpatientBench:
                 self._burst(pool, procs, people, doctors, slots, spread, ahead)
         finally:
             pool.close()
+
+    def _reused_patients(self, pool: Workers, n: int) -> list[tuple[str, str]]:
+        path = self.args.patients_file
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    kept = orjson.loads(f.read())
+            except (OSError, orjson.JSONDecodeError):
+                kept = {}
+            if kept.get("url") == self.url and len(kept.get("people", [])) >= n:
+                note(f"patients: {n} reused from {path}")
+                return [(token, pid) for token, pid in kept["people"][:n]]
+        people = self.patients(pool, n)
+        if path:
+            with open(path, "wb") as f:
+                f.write(orjson.dumps({"url": self.url, "people": people}))
+        return people
 
     def _free_days(self, doctors: list[str], n: int) -> list[int]:
         """``n`` days ahead (20-89) on which none of ``doctors`` has a booking yet (a hub kept from an
@@ -638,6 +655,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--queue-doctor", default="doctor6", help="queue: the doctor's login (demo: doctor6)")
     group.add_argument("--doctor-password", default="carehub-demo", help="queue: the doctor's password")
     group.add_argument("--sms-sim", help="the hub's SMS gateway simulator (default: the started hub's)")
+    group.add_argument("--patients-file", help="release-burst: keep the signed-in patients (tokens) in this JSON file"
+                       " and reuse them on a later run against the same hub (its data kept), skipping the minutes"
+                       " of sign-ins; made afresh when the file is missing, for another URL or too short")
 
 
 def run(name: str, args: argparse.Namespace, url: str, hub_pid: int | None, sms_sim_url: str | None) -> None:
