@@ -20,8 +20,9 @@ from .context import Services
 from .errors import ApiError
 
 Handler = Callable[..., Awaitable[Any]]
-#: a command's check that can answer at once (raises ApiError) or lets it run (returns None)
-Refusing = Callable[["RequestContext", Any], None]
+#: a command's admission: ``admit(ctx, body, go, refuse)`` calls ``go()`` to start its task now or later
+#: (False: the connection is gone), or ``refuse(ApiError)`` later, or raises ApiError to answer at once
+Admitting = Callable[["RequestContext", Any, Callable[[], bool], Callable[[ApiError], None]], None]
 #: ``Router.route``: what each ``rest`` module's ``register`` gets to declare its routes
 RouteDecorator = Callable[..., Callable[[Handler], Handler]]
 
@@ -64,6 +65,8 @@ class RequestContext:
     services: Services
     principal: Principal | None
     partner: PartnerCaller | None = None
+    #: a command let in by its ``admit`` (the handler does not wait for what admission already gave it)
+    admitted: bool = False
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -136,7 +139,7 @@ class Router:
         content_type: str = "application/json",
         partner_op: str | None = None,
         command: str | None = None,
-        refuse_now: Refusing | None = None,
+        admit: Admitting | None = None,
     ) -> Callable[[Handler], Handler]:
         spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type, partner_op, command)
         self.specs.append(spec)
@@ -170,7 +173,7 @@ class Router:
                 # a command has no path, query or request object: only a body, and a signed-in account
                 assert not spec.path_params and not spec.query and spec.partner_op is None and permission, spec
                 assert command not in self.services.commands, command
-                self.services.commands[command] = Command(spec, fn, refuse_now)
+                self.services.commands[command] = Command(spec, fn, admit)
             return fn
 
         return decorate
@@ -186,8 +189,9 @@ class Command:
 
     spec: RouteSpec
     handler: Handler
-    #: answers without a task when it can: raises the ApiError the handler would (a sold-out board), else None
-    refuse_now: Refusing | None = None
+    #: decides when the command gets a task, and can answer without one (e.g. a booking: the sold-out
+    #: board, the queue at the slot pool's gate); its task then runs with ``ctx.admitted``
+    admit: Admitting | None = None
 
     def checked(self, principal: Principal, body: Any) -> Any:
         """The body as the route's type (None for a route without one), once the caller may run it; raises ApiError."""

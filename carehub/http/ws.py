@@ -8,6 +8,7 @@ exactly the stack ``/ws`` does.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import random
 from collections.abc import Sequence
@@ -400,15 +401,35 @@ class Connection:
         ctx = RequestContext(self.s, self.principal)
         try:
             payload = command.checked(self.principal, frame.get("body"))
-            if command.refuse_now is not None:
-                command.refuse_now(ctx, payload)
-        except ApiError as err:  # answered at once, without a task (e.g. "full" from the sold-out board)
+        except ApiError as err:
             self.session.offer(self._command_error(ref, err))
             return
         if self._no_room_for(ref):
             return
         self.calls += 1
-        self.nursery.start_soon(self._run_command, ref, command, ctx, payload)
+        if command.admit is None:
+            self.nursery.start_soon(self._run_command, ref, command, ctx, payload)
+            return
+        ctx.admitted = True
+        try:  # the command may wait without a task, and be answered without one (e.g. "full" in a release)
+            command.admit(ctx, payload, functools.partial(self._start_command, ref, command, ctx, payload),
+                          functools.partial(self._refuse_command, ref))
+        except ApiError as err:
+            self._refuse_command(ref, err)
+
+    def _start_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> bool:
+        if self.close_code is None and self.nursery is not None:
+            try:
+                self.nursery.start_soon(self._run_command, ref, command, ctx, payload)
+                return True
+            except RuntimeError:  # the connection's nursery is closing
+                pass
+        self.calls -= 1
+        return False
+
+    def _refuse_command(self, ref: Any, err: ApiError) -> None:
+        self.calls -= 1
+        self.session.offer(self._command_error(ref, err))
 
     def _command_error(self, ref: Any, err: ApiError) -> Outbound:
         return self._reply_error(ref, err.code, err.message, retryable=err.status in (429, 503), status=err.status)

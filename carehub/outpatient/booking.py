@@ -7,13 +7,16 @@ is chosen here, so a client retrying after a lost answer (``client_ref``) finds 
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import hashlib
 import math
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
+import outcome
 import trio
 
 from carehub.actors.slot_pool import (
@@ -62,48 +65,114 @@ def booking_id_for(account_id: str, client_ref: str | None) -> str:
     return uuid.uuid4().hex[:24]
 
 
+class Queued:
+    """A booking request waiting at a pool's gate without a task of its own (a ``booking.create`` frame on
+    ``/ws``): ``go`` starts its task once it has a place (False: its connection is gone, the place goes to
+    the next), ``refuse`` answers it without one: "full" when the sold-out board says so, "busy" when it
+    waited longer than ``GATE_WAIT_SECONDS`` (looked at whenever a place frees)."""
+
+    __slots__ = ("board_key", "client_ref", "deadline", "go", "refuse")
+
+    def __init__(self, board_key: tuple[str, str, str], client_ref: str | None, deadline: float,
+                 go: Callable[[], bool], refuse: Callable[[Refusal | BookingRefused], None]) -> None:
+        self.board_key = board_key
+        self.client_ref = client_ref
+        self.deadline = deadline
+        self.go = go
+        self.refuse = refuse
+
+
+class _Parked:
+    __slots__ = ("task",)
+
+    def __init__(self, task: trio.lowlevel.Task) -> None:
+        self.task = task
+
+
+def _busy() -> BookingRefused:
+    return BookingRefused("预约人数过多, 请稍后重试 (too many bookings in progress, try again)",
+                          status=503, code="busy")
+
+
 class _Gate:
-    """At most ``size`` booking requests at a pool's actor at once; the rest queue here, first come first in.
+    """At most ``size`` booking requests at a pool's actor at once; the rest wait here, first come first in:
+    tasks parked in :meth:`enter` (HTTP, partner channels) and requests queued without a task
+    (:meth:`queue`, the ``/ws`` command), in one order.
 
     When the pool sells out, :meth:`wake_all` sends the whole queue back for its answer at once: with a
     semaphore each waiter was let in by the one before it, one per turn of the loop, so the last of
-    thousands queued at a release heard "full" only after thousands of turns. (A ``ParkingLot``, not a
-    cancel scope per waiter: cancelling thousands of scopes cost more than the turns it saved.)
+    thousands queued at a release heard "full" only after thousands of turns. A queued request is
+    answered right there, without ever having had a task: in a release burst that is most of them.
     """
 
     def __init__(self, size: int) -> None:
         self._free = size
         self._size = size
-        self._lot = trio.lowlevel.ParkingLot()
-        self._let_in: set[trio.lowlevel.Task] = set()
+        self._waiting: collections.OrderedDict[_Parked | Queued, None] = collections.OrderedDict()
 
     @property
     def in_use(self) -> bool:
-        return self._free < self._size or bool(self._lot)
+        return self._free < self._size or bool(self._waiting)
 
-    async def enter(self, deadline: float) -> bool:
-        """True once in (call :meth:`leave` after); False when sent back by :meth:`wake_all` or at ``deadline``."""
-        if self._free > 0 and not self._lot:
+    def take_place(self) -> bool:
+        """A place now, if one is free and nobody waits (call :meth:`leave` after)."""
+        if self._free > 0 and not self._waiting:
             self._free -= 1
-            await trio.lowlevel.checkpoint()  # still a checkpoint, like Semaphore.acquire
-            return True
-        task = trio.lowlevel.current_task()
-        with trio.move_on_at(deadline):
-            await self._lot.park()
-        if task in self._let_in:  # leave() handed us its place (even if the deadline passed meanwhile)
-            self._let_in.discard(task)
             return True
         return False
 
-    def leave(self) -> None:
-        handed = self._lot.unpark()
-        if handed:
-            self._let_in.update(handed)
-        else:
-            self._free += 1
+    async def enter(self, deadline: float) -> bool:
+        """True once in (call :meth:`leave` after); False when sent back by :meth:`wake_all` or at ``deadline``."""
+        if self.take_place():
+            await trio.lowlevel.checkpoint()  # still a checkpoint, like Semaphore.acquire
+            return True
+        parked = _Parked(trio.lowlevel.current_task())
+        self._waiting[parked] = None
 
-    def wake_all(self) -> None:
-        self._lot.unpark_all()
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            del self._waiting[parked]  # still waiting (a task let in or sent back is no longer asked)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        let_in = False
+        with trio.move_on_at(deadline):
+            let_in = await trio.lowlevel.wait_task_rescheduled(abort)
+        return let_in
+
+    def queue(self, request: Queued) -> None:
+        self._waiting[request] = None
+
+    def leave(self) -> None:
+        """Hand the place to the first waiting: a parked task, or a queued request whose task starts now."""
+        now = trio.current_time()
+        while self._waiting:
+            waiter, _ = self._waiting.popitem(last=False)
+            if isinstance(waiter, _Parked):
+                trio.lowlevel.reschedule(waiter.task, outcome.Value(True))
+                return
+            if now >= waiter.deadline:
+                waiter.refuse(_busy())
+            elif waiter.go():
+                return
+        self._free += 1
+
+    def wake_all(self, board: Callable[[tuple[str, str, str], str | None], str | None]) -> None:
+        """The pool said "full": parked tasks go back to read the sold-out board; the queued requests whose
+        board (``board(board_key, client_ref)``) is now sold out are answered here, the others keep their place."""
+        said: dict[tuple[str, str, str], str | None] = {}  # the board's answer per key (a retry asks for itself)
+        for waiter in list(self._waiting):
+            if isinstance(waiter, _Parked):
+                del self._waiting[waiter]
+                trio.lowlevel.reschedule(waiter.task, outcome.Value(False))
+                continue
+            if waiter.client_ref is None:
+                if waiter.board_key not in said:
+                    said[waiter.board_key] = board(waiter.board_key, None)
+                message = said[waiter.board_key]
+            else:
+                message = board(waiter.board_key, waiter.client_ref)
+            if message is not None:
+                del self._waiting[waiter]
+                waiter.refuse(Refusal(message, code="full"))
 
 
 class Bookings:
@@ -201,25 +270,48 @@ class Bookings:
         self._bans_generation += 1
         self._bans_read = -math.inf
 
-    async def book(
-        self, *, account_id: str, patient_id: str, doctor_id: str, day: dt.date, period: str, channel: str,
-        slot_no: int | None = None, client_ref: str | None = None, revisit: bool = False, label: str | None = None,
-    ) -> dict[str, Any]:
-        address = pool_address(doctor_id, day)
-        board_key = (address, period, channel)
-        self._check_sold_out(board_key, client_ref)
+    def _gate(self, address: str) -> _Gate:
         gate = self._gates.get(address)
         if gate is None:
             if len(self._gates) > 10_000:
                 self._gates = {a: g for a, g in self._gates.items() if g.in_use}  # keep those in use
             gate = self._gates[address] = _Gate(POOL_GATE)
-        deadline = trio.current_time() + GATE_WAIT_SECONDS
-        while not await gate.enter(deadline):
-            # woken because a board of this pool sold out: ours, or another period's or channel's
+        return gate
+
+    def admit(
+        self, *, doctor_id: str, day: dt.date, period: str, channel: str, client_ref: str | None,
+        go: Callable[[], bool], refuse: Callable[[Refusal | BookingRefused], None],
+    ) -> None:
+        """A booking request that has no task yet: ``go()`` starts it now if its pool's gate has a place
+        (the task then calls :meth:`book` with ``admitted=True``), else it waits in the gate's queue for
+        one, or for its answer; raises Refusal "full" at once from the sold-out board."""
+        address = pool_address(doctor_id, day)
+        board_key = (address, period, channel)
+        self._check_sold_out(board_key, client_ref)
+        gate = self._gate(address)
+        if gate.take_place():
+            if not go():
+                gate.leave()
+            return
+        gate.queue(Queued(board_key, client_ref, trio.current_time() + GATE_WAIT_SECONDS, go, refuse))
+
+    async def book(
+        self, *, account_id: str, patient_id: str, doctor_id: str, day: dt.date, period: str, channel: str,
+        slot_no: int | None = None, client_ref: str | None = None, revisit: bool = False, label: str | None = None,
+        admitted: bool = False,
+    ) -> dict[str, Any]:
+        """Book through the pool's gate; ``admitted``: :meth:`admit` already gave this request its place."""
+        address = pool_address(doctor_id, day)
+        board_key = (address, period, channel)
+        gate = self._gate(address)
+        if not admitted:
             self._check_sold_out(board_key, client_ref)
-            if trio.current_time() >= deadline:
-                raise BookingRefused("预约人数过多, 请稍后重试 (too many bookings in progress, try again)",
-                                     status=503, code="busy")
+            deadline = trio.current_time() + GATE_WAIT_SECONDS
+            while not await gate.enter(deadline):
+                # sent back because a board of this pool sold out: ours, or another period's or channel's
+                self._check_sold_out(board_key, client_ref)
+                if trio.current_time() >= deadline:
+                    raise _busy()
         try:
             self._check_sold_out(board_key, client_ref)  # it may have sold out while we waited
             return await self._book(address, board_key, account_id=account_id, patient_id=patient_id,
@@ -252,7 +344,7 @@ class Bookings:
                 self._sold_out[board_key] = (time.monotonic() + SOLD_OUT_SECONDS, err.message)
                 gate = self._gates.get(address)
                 if gate is not None:
-                    gate.wake_all()  # everyone queued for this pool learns it now, in one turn of the loop
+                    gate.wake_all(self._board)  # everyone queued for this pool learns it now, in one turn
             raise
         return reply
 

@@ -198,3 +198,48 @@ async def test_a_second_booking_over_the_websocket_is_refused_with_the_reason_an
                 "day": day.isoformat(), "period": "am"})
     assert first.status_code == 201
     assert (refused.value.code, refused.value.status) == ("duplicate_booking", 409) and "重复" in refused.value.message
+
+
+@pytest.mark.parametrize("via", ["ws", "http"])
+async def test_a_burst_of_bookings_beyond_the_pool_gate_is_answered_request_by_request(
+    server: Server, via: str
+) -> None:
+    """OUT-2 at a release: 320 requests at one pool of 2 slots (five times its gate of 64), as booking frames
+    on /ws (queued without a task) or HTTP requests (parked tasks): exactly 2 are booked and every other
+    request is answered, "full" or "already booked", none left waiting."""
+    day = beijing_now().date() + dt.timedelta(days=3)
+    await open_session(server, "doctor1", plan(day, capacity=2))
+    doctor = await server.account_id("doctor1")
+    answers: list[str] = []
+
+    async def device(login: str, patient: str) -> None:
+        body = {"patient_id": patient, "doctor_id": doctor, "day": day.isoformat(), "period": "am"}
+        token = await server.token(login)
+
+        async def over_ws(client: Any) -> None:
+            try:
+                status, _ = await client.command("booking.create", body)
+                answers.append(str(status))
+            except CallFailed as err:
+                answers.append(err.code)
+
+        async def over_http(http: Any) -> None:
+            response = await http.post("/api/v1/me/bookings", json=body)
+            created = response.status_code == 201
+            answers.append("201" if created else response.json()["error"]["code"])
+
+        async with connect(server.base, token) if via == "ws" else server.http(token) as conn:
+            async with trio.open_nursery() as nursery:
+                for _ in range(16):  # the most one /ws connection may have in flight
+                    nursery.start_soon(over_ws if via == "ws" else over_http, conn)
+
+    with trio.fail_after(60):
+        async with trio.open_nursery() as nursery:
+            for login in ("patient1", "patient2", "patient3", "patient4"):
+                patient = await self_patient(server, login)
+                for _ in range(5):  # five devices of each family
+                    nursery.start_soon(device, login, patient)
+    held = await server.app.services.db.fetchval(
+        "SELECT count(*) FROM bookings WHERE doctor_id = $1 AND day = $2 AND status IN ('held', 'booked')", doctor, day)
+    assert len(answers) == 320 and answers.count("201") == 2 == held
+    assert set(answers) - {"201"} <= {"full", "duplicate_booking"} and "full" in answers

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
 import msgspec
@@ -55,11 +55,18 @@ def outpatient_errors() -> Iterator[None]:
         try:
             yield
         except Refusal as err:
-            raise ApiError(REFUSAL_STATUS.get(err.code, 409), err.code, err.message) from None
+            raise refused(err) from None
         except HubError as err:
             raise from_hub(err) from None
         except (BookingRefused, ScheduleError) as err:
-            raise ApiError(err.status, err.code, err.message) from None
+            raise refused(err) from None
+
+
+def refused(err: Refusal | BookingRefused | ScheduleError) -> ApiError:
+    """The HTTP answer to an actor's refusal or a booking/schedule rule."""
+    if isinstance(err, Refusal):
+        return ApiError(REFUSAL_STATUS.get(err.code, 409), err.code, err.message)
+    return ApiError(err.status, err.code, err.message)
 
 
 #: ids as CareHub makes them (checked before they reach storage: a NUL would make PostgreSQL refuse)
@@ -194,21 +201,23 @@ def register(r: RouteDecorator) -> None:
 
     # ---- a patient's bookings ----------------------------------------------------------------
 
-    def sold_out_now(ctx: RequestContext, body: BookBody) -> None:
-        message = ctx.services.outpatient.bookings.sold_out(body.doctor_id, body.day, body.period, "app",
-                                                            body.client_ref)
-        if message is not None:
-            raise ApiError(REFUSAL_STATUS.get("full", 409), "full", message)
+    def admit_booking(ctx: RequestContext, body: BookBody, go: Callable[[], bool],
+                      refuse: Callable[[ApiError], None]) -> None:
+        """A booking frame waits for its place at the pool's gate without a task, and hears "full" without one."""
+        with outpatient_errors():
+            ctx.services.outpatient.bookings.admit(
+                doctor_id=body.doctor_id, day=body.day, period=body.period, channel="app", client_ref=body.client_ref,
+                go=go, refuse=lambda err: refuse(refused(err)))
 
     @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
-       permission="account.self", body=BookBody, tag="booking", command="booking.create", refuse_now=sold_out_now)
+       permission="account.self", body=BookBody, tag="booking", command="booking.create", admit=admit_booking)
     async def book(ctx: RequestContext, body: BookBody) -> Any:
         assert ctx.principal is not None
         with outpatient_errors():
             reply = await ctx.services.outpatient.bookings.book(
                 account_id=ctx.principal.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
                 day=body.day, period=body.period, channel="app", slot_no=body.slot_no, client_ref=body.client_ref,
-                revisit=body.revisit,
+                revisit=body.revisit, admitted=ctx.admitted,
             )
         return Answer(reply, 201)
 
