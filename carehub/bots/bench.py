@@ -624,7 +624,20 @@ class LeanWS:
         await self._send_frame(1, orjson.dumps(frame))
 
     async def _send_frame(self, opcode: int, payload: bytes) -> None:
-        data = client_frame(payload, opcode)
+        await self.send_raw(client_frame(payload, opcode))
+
+    def send_now(self, data: bytes) -> bytes:
+        """Write whole frames (from :func:`client_frame`) without a checkpoint, as far as the socket takes them now;
+        returns what is left for :meth:`send_raw` (all of it while another send is in progress)."""
+        if self._lock.locked():
+            return data
+        try:
+            return data[os.write(self.stream.socket.fileno(), data):]
+        except BlockingIOError:
+            return data
+
+    async def send_raw(self, data: bytes) -> None:
+        """Bytes of whole frames, built with :func:`client_frame`."""
         async with self._lock:
             await self.stream.send_all(data)
 
