@@ -368,6 +368,7 @@ class WebSocket:
 
     __slots__ = (
         "_closed",
+        "_drained",
         "_fd",
         "_flusher",
         "_own",
@@ -394,6 +395,8 @@ class WebSocket:
         self._queued = False
         self._slow = False
         self._closed = False
+        #: the last read emptied the socket: wait until it is readable before the next
+        self._drained = False
         self.source: Callable[[], list[bytes]] | None = None
         #: the close code the peer sent (1006: the connection was lost without one)
         self.close_code: int | None = None
@@ -498,16 +501,31 @@ class WebSocket:
     # ---- in -------------------------------------------------------------------------------
 
     async def receive(self) -> str | bytes | None:
-        """The next whole message; None once the connection is closed (``close_code`` says how)."""
+        """The next whole message; None once the connection is closed (``close_code`` says how).
+
+        Reads with ``os.read`` and waits with ``wait_readable`` only once a read found nothing (or less
+        than a buffer): Trio's ``socket.recv`` tries a read before every wait, so each frame cost a
+        read that failed, and its exception, on top of the one that succeeds.
+        """
         while True:
             if self._ready:
                 return self._ready.pop(0)
             if self.close_code is not None:
                 return None
             try:
-                data = await self.stream.socket.recv(RECEIVE_BYTES)
+                if self._drained:
+                    await trio.lowlevel.wait_readable(self._fd)
+                else:
+                    await trio.lowlevel.checkpoint()  # a peer that keeps the buffer full still takes turns
+                if self._closed:  # aborted: the descriptor may already belong to another socket
+                    raise trio.ClosedResourceError
+                data = os.read(self._fd, RECEIVE_BYTES)
+            except BlockingIOError:
+                self._drained = True
+                continue
             except (OSError, trio.ClosedResourceError):
                 data = b""
+            self._drained = len(data) < RECEIVE_BYTES
             if not data:  # lost without a close frame
                 self._state = _DONE
                 self.close_code = 1006

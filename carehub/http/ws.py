@@ -55,6 +55,8 @@ MAX_BAD_FRAMES = 20
 MAX_CALLS_IN_FLIGHT = 16
 MAX_TOPICS = 100
 AUTH_TIMEOUT = 10.0
+#: the idle (and auth) timer fires between (1 - TIMER_SLACK) and 1 times its timeout after the last frame
+TIMER_SLACK = 0.05
 STREAM_BATCH = 200
 
 
@@ -156,10 +158,15 @@ class Connection:
     async def _reader(self) -> None:
         idle = self.s.config.ws_idle_timeout_seconds
         # one timer for the connection, pushed on by every frame (no cancel scope per frame)
-        with trio.CancelScope() as timer:
+        with trio.CancelScope(deadline=trio.current_time() + AUTH_TIMEOUT) as timer:
             self._timer = timer
             while self.close_code is None:
-                timer.deadline = trio.current_time() + (AUTH_TIMEOUT if self.principal is None else idle)
+                wait = AUTH_TIMEOUT if self.principal is None else idle
+                now = trio.current_time()
+                if now + wait - timer.deadline > wait * TIMER_SLACK:
+                    # moved on only when it would move by more than the slack: each move is an entry in
+                    # Trio's deadline heap, and a frame a few ms after the last would add one every time
+                    timer.deadline = now + wait
                 message = await self.ws.receive()
                 if message is None:
                     self.close_code = self.ws.close_code or 1005
