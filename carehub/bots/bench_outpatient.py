@@ -273,8 +273,9 @@ class OutpatientWorker(Worker):
         async def send_when_due() -> None:
             due.sort(key=lambda d: d[0])
             for when, _k, ws, data in due:
-                if when > time.monotonic():
-                    await trio.sleep(when - time.monotonic())
+                wait = when - time.monotonic()
+                if wait > 0:
+                    await trio.sleep(wait)
                 waiter = ws.tag["book"] = _Waiter()
                 sent = time.monotonic()
                 try:
