@@ -63,6 +63,16 @@ class HubCollector(Collector):
                                   value=snap["effects_failed"])
         yield CounterMetricFamily("carehub_effects_deferred", "Effects that waited while the hub answered a burst",
                                   value=snap["effects_deferred"])
+        collector = self.s.collector
+        if collector is not None:
+            passes = CounterMetricFamily("carehub_gc_collections", "Garbage collector passes (run at quiet moments)",
+                                         labels=["generation"])
+            for generation, n in enumerate(collector.collections):
+                passes.add_metric([str(generation)], n)
+            yield passes
+            yield CounterMetricFamily("carehub_gc_deferred", "Collections that waited while the hub answered a burst",
+                                      value=collector.deferred)
+            yield CounterMetricFamily("carehub_gc_seconds", "Time spent in garbage collection", value=collector.seconds)
         yield CounterMetricFamily(
             "carehub_ws_bad_frames", "Malformed or refused WebSocket frames", value=self.s.stats.bad_frames
         )

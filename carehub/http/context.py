@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from carehub.channels.push import PushChannel, Session
 from carehub.config import Config
 from carehub.hub import Hub
+from carehub.hub.collector import Collector
 from carehub.identity import Identity
 from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
@@ -56,3 +57,5 @@ class Services:
     #: Set by the app: push a fresh ops snapshot to the ``ops`` topic now.
     publish_ops_now: Callable[[], None] = lambda: None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)
+    #: runs Python's garbage collector at quiet moments (started by ``serve``; None in tests' apps)
+    collector: Collector | None = None

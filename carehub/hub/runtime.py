@@ -28,6 +28,7 @@ import msgspec
 import trio
 
 from .behaviour import SYSTEM, Address, Behaviour, Caller, Context, Decision, Effect, message_name, split_address
+from .collector import loop_turn_seconds
 from .errors import (
     ActorCrashed,
     ActorQuarantined,
@@ -663,11 +664,7 @@ class Hub:
         give_up = trio.current_time() + settings.effect_defer_max_seconds
         deferred = False
         while True:
-            started = trio.current_time()
-            # two checkpoints span at least one whole turn, whatever our place in the turns' random order
-            await trio.lowlevel.checkpoint()
-            await trio.lowlevel.checkpoint()
-            if trio.current_time() - started < settings.busy_loop_turn_seconds or trio.current_time() >= give_up:
+            if await loop_turn_seconds() < settings.busy_loop_turn_seconds or trio.current_time() >= give_up:
                 return
             if not deferred:
                 deferred = True
