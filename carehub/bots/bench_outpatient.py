@@ -10,7 +10,9 @@ Both drive a hub only over its public API, as patients' phones and a doctor's sc
     the doctors) open at the next whole minute, and approves one session per doctor. Every
     patient sends **one** booking to a doctor picked at random, at the release instant plus a
     random delay up to ``--spread`` seconds (default 0: all at once): with ``--via ws`` (default)
-    a ``booking.create`` command on the ``/ws`` connection their app holds, with ``--via http`` a
+    a ``booking.create`` command on the ``/ws`` connection their app holds (the frames are built
+    beforehand and one loop per client process writes each when it is due, so that the client's own
+    cost per frame does not spread "at once" over a second), with ``--via http`` a
     ``POST /api/v1/me/bookings`` on a kept-alive HTTP connection. Each has opened the booking page
     (which connects and lists their family members: ``patients.list`` or ``GET
     /api/v1/me/patients``) in the 14 s before the release, as people waiting for a release do.
