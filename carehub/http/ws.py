@@ -157,7 +157,7 @@ class Connection:
 
     async def _reader(self) -> None:
         idle = self.s.config.ws_idle_timeout_seconds
-        # one timer for the connection, pushed on by every frame (no cancel scope per frame)
+        # one timer for the connection, pushed on by the frames (no cancel scope per frame)
         with trio.CancelScope(deadline=trio.current_time() + AUTH_TIMEOUT) as timer:
             self._timer = timer
             while self.close_code is None:
