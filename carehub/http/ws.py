@@ -158,15 +158,16 @@ class Connection:
     async def _reader(self) -> None:
         idle = self.s.config.ws_idle_timeout_seconds
         # one timer for the connection, pushed on by the frames (no cancel scope per frame)
-        with trio.CancelScope(deadline=trio.current_time() + AUTH_TIMEOUT) as timer:
+        deadline = trio.current_time() + AUTH_TIMEOUT  # kept here: reading CancelScope.deadline is not cheap
+        with trio.CancelScope(deadline=deadline) as timer:
             self._timer = timer
             while self.close_code is None:
                 wait = AUTH_TIMEOUT if self.principal is None else idle
                 now = trio.current_time()
-                if now + wait - timer.deadline > wait * TIMER_SLACK:
+                if now + wait - deadline > wait * TIMER_SLACK:
                     # moved on only when it would move by more than the slack: each move is an entry in
                     # Trio's deadline heap, and a frame a few ms after the last would add one every time
-                    timer.deadline = now + wait
+                    timer.deadline = deadline = now + wait
                 message = await self.ws.receive()
                 if message is None:
                     self.close_code = self.ws.close_code or 1005
