@@ -360,6 +360,7 @@ async def serve(config: Config, *, database_url: str, task_status: trio.TaskStat
                 base = binds[0].replace("0.0.0.0", "127.0.0.1")
                 task_status.started(base)
                 await stop.wait()
+                app.services.collector.stop()
                 nursery.cancel_scope.deadline = trio.current_time() + 8
 
 

@@ -40,6 +40,7 @@ class Collector:
         self.deferred = 0
         #: time spent collecting
         self.seconds = 0.0
+        self._scope = trio.CancelScope()
 
     def due(self) -> int | None:
         """The generation CPython's own rule would collect now (None: nothing is due)."""
@@ -49,29 +50,37 @@ class Collector:
                 return generation
         return None
 
+    def stop(self) -> None:
+        """End :meth:`run` (automatic collection is back on)."""
+        self._scope.cancel()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Collect in place of CPython until cancelled (automatic collection is back on afterwards)."""
+        """Collect in place of CPython until :meth:`stop` or cancelled (automatic collection is back on after)."""
         gc.disable()
         task_status.started()
-        waiting_since: float | None = None
         try:
-            while True:
-                await trio.sleep(self.interval)
-                generation = self.due()
-                if generation is None:
-                    continue
-                if await loop_turn_seconds() >= self.busy_turn:
-                    now = trio.current_time()
-                    if waiting_since is None:
-                        waiting_since = now
-                        self.deferred += 1
-                    if now - waiting_since < self.max_wait and \
-                            gc.get_count()[0] < self.hard_factor * gc.get_threshold()[0]:
-                        continue
-                waiting_since = None
-                started = time.perf_counter()
-                gc.collect(generation)
-                self.seconds += time.perf_counter() - started
-                self.collections[generation] += 1
+            with self._scope:
+                await self._collect()
         finally:
             gc.enable()
+
+    async def _collect(self) -> None:
+        waiting_since: float | None = None
+        while True:
+            await trio.sleep(self.interval)
+            generation = self.due()
+            if generation is None:
+                continue
+            if await loop_turn_seconds() >= self.busy_turn:
+                now = trio.current_time()
+                if waiting_since is None:
+                    waiting_since = now
+                    self.deferred += 1
+                if now - waiting_since < self.max_wait and \
+                        gc.get_count()[0] < self.hard_factor * gc.get_threshold()[0]:
+                    continue
+            waiting_since = None
+            started = time.perf_counter()
+            gc.collect(generation)
+            self.seconds += time.perf_counter() - started
+            self.collections[generation] += 1
