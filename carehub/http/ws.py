@@ -415,17 +415,18 @@ class Connection:
         if self._no_room_for(ref):
             return
         self.calls += 1
+        go = functools.partial(self._start_command, ref, command, ctx, payload)
         if command.admit is None:
-            self.nursery.start_soon(self._run_command, ref, command, ctx, payload)
+            go()
             return
         ctx.admitted = True
         try:  # the command may wait without a task, and be answered without one (e.g. "full" in a release)
-            command.admit(ctx, payload, functools.partial(self._start_command, ref, command, ctx, payload),
-                          functools.partial(self._refuse_command, ref))
+            command.admit(ctx, payload, go, functools.partial(self._refuse_command, ref))
         except ApiError as err:
             self._refuse_command(ref, err)
 
     def _start_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> bool:
+        """Start the command's task (False, and the call no longer counted, once the connection is closing)."""
         if self.close_code is None and self.nursery is not None:
             try:
                 self.nursery.start_soon(self._run_command, ref, command, ctx, payload)

@@ -43,7 +43,9 @@ class Collector:
         self._scope = trio.CancelScope()
 
     def due(self) -> int | None:
-        """The generation CPython's own rule would collect now (None: nothing is due)."""
+        """The generation CPython's own rule would collect now (None: nothing is due); without CPython's extra
+        condition for a full collection (a quarter of the old generation new since the last), which the
+        ``gc`` module does not expose: a full pass comes after 100 middle-generation passes, as counted."""
         counts, thresholds = gc.get_count(), gc.get_threshold()
         for generation in (2, 1, 0):
             if counts[generation] > thresholds[generation]:

@@ -65,7 +65,7 @@ def booking_id_for(account_id: str, client_ref: str | None) -> str:
     return uuid.uuid4().hex[:24]
 
 
-class Queued:
+class _Queued:
     """A booking request waiting at a pool's gate without a task of its own (a ``booking.create`` frame on
     ``/ws``): ``go`` starts its task once it has a place (False: its connection is gone, the place goes to
     the next), ``refuse`` answers it without one: "full" when the sold-out board says so, "busy" when it
@@ -108,7 +108,7 @@ class _Gate:
     def __init__(self, size: int) -> None:
         self._free = size
         self._size = size
-        self._waiting: collections.OrderedDict[_Parked | Queued, None] = collections.OrderedDict()
+        self._waiting: collections.OrderedDict[_Parked | _Queued, None] = collections.OrderedDict()
 
     @property
     def in_use(self) -> bool:
@@ -138,7 +138,7 @@ class _Gate:
             let_in = await trio.lowlevel.wait_task_rescheduled(abort)
         return let_in
 
-    def queue(self, request: Queued) -> None:
+    def queue(self, request: _Queued) -> None:
         self._waiting[request] = None
 
     def leave(self) -> None:
@@ -262,10 +262,6 @@ class Bookings:
         if message is not None:
             raise Refusal(message, code="full")
 
-    def sold_out(self, doctor_id: str, day: dt.date, period: str, channel: str, client_ref: str | None) -> str | None:
-        """What the "sold out" board says to a booking of this pool, period and channel right now (None: try it)."""
-        return self._board((pool_address(doctor_id, day), period, channel), client_ref)
-
     def _bans_changed(self) -> None:
         self._bans_generation += 1
         self._bans_read = -math.inf
@@ -293,7 +289,7 @@ class Bookings:
             if not go():
                 gate.leave()
             return
-        gate.queue(Queued(board_key, client_ref, trio.current_time() + GATE_WAIT_SECONDS, go, refuse))
+        gate.queue(_Queued(board_key, client_ref, trio.current_time() + GATE_WAIT_SECONDS, go, refuse))
 
     async def book(
         self, *, account_id: str, patient_id: str, doctor_id: str, day: dt.date, period: str, channel: str,
