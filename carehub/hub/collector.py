@@ -5,9 +5,10 @@ program is at that moment: in a release burst that was four or five passes of 25
 1.4 s in which 10,000 booking frames were answered, and every 50th pass also walks the middle
 generation, which with 10,000 connections held is millions of objects. Here automatic collection
 is off and a task runs the same collections itself: every ``interval`` it looks at the allocation
-counts and collects the generation CPython would have, unless a turn of the loop is slow (people
-are waiting for answers); then the collection waits, at most ``max_wait`` seconds and at most
-``hard_factor`` thresholds of allocations, so what garbage cycles hold stays bounded.
+counts and collects the generation CPython would have, unless the loop is busy (people are waiting
+for answers, :mod:`carehub.hub.loop`); then the collection waits, at most ``max_wait`` seconds; past
+``hard_factor`` thresholds of young allocations only the young generation is collected meanwhile (a
+few ms), so what garbage cycles hold stays bounded.
 """
 
 from __future__ import annotations
@@ -17,21 +18,12 @@ import time
 
 import trio
 
-
-async def loop_turn_seconds() -> float:
-    """How long one turn of the event loop takes now (two checkpoints span at least one whole turn,
-    whatever our place in the turn's random order)."""
-    started = trio.current_time()
-    await trio.lowlevel.checkpoint()
-    await trio.lowlevel.checkpoint()
-    return trio.current_time() - started
+from .loop import loop_load
 
 
 class Collector:
-    def __init__(self, *, interval: float = 0.1, busy_turn: float = 0.02, max_wait: float = 5.0,
-                 hard_factor: int = 20) -> None:
+    def __init__(self, *, interval: float = 0.1, max_wait: float = 5.0, hard_factor: int = 20) -> None:
         self.interval = interval
-        self.busy_turn = busy_turn
         self.max_wait = max_wait
         self.hard_factor = hard_factor
         #: collections run, by generation
@@ -58,6 +50,7 @@ class Collector:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Collect in place of CPython until :meth:`stop` or cancelled (automatic collection is back on after)."""
+        loop_load()  # measuring from now
         gc.disable()
         task_status.started()
         try:
@@ -73,15 +66,19 @@ class Collector:
             generation = self.due()
             if generation is None:
                 continue
-            if await loop_turn_seconds() >= self.busy_turn:
+            if loop_load().busy():
                 now = trio.current_time()
                 if waiting_since is None:
                     waiting_since = now
                     self.deferred += 1
-                if now - waiting_since < self.max_wait and \
-                        gc.get_count()[0] < self.hard_factor * gc.get_threshold()[0]:
-                    continue
-            waiting_since = None
+                if now - waiting_since < self.max_wait:
+                    if gc.get_count()[0] < self.hard_factor * gc.get_threshold()[0]:
+                        continue
+                    generation = 0  # too many young objects: those (a few ms); the older generations wait on
+                else:
+                    waiting_since = None
+            else:
+                waiting_since = None
             started = time.perf_counter()
             gc.collect(generation)
             self.seconds += time.perf_counter() - started

@@ -28,7 +28,6 @@ import msgspec
 import trio
 
 from .behaviour import SYSTEM, Address, Behaviour, Caller, Context, Decision, Effect, message_name, split_address
-from .collector import loop_turn_seconds
 from .errors import (
     ActorCrashed,
     ActorQuarantined,
@@ -43,6 +42,7 @@ from .errors import (
     UnknownActorKind,
     VersionConflict,
 )
+from .loop import loop_load
 from .store import Commit, DeliveryRow, HubStore, ScheduledRow, StreamItem
 from .topics import Priority, Topics
 
@@ -81,10 +81,9 @@ class HubSettings:
     scheduler_poll_seconds: float = 5.0
     scheduler_concurrency: int = 64
     retry_backoff_seconds: float = 5.0
-    #: Effects (calls to outside systems: a HIS push, an SMS) wait while one turn of the event loop takes
-    #: longer than this, i.e. while the hub has a queue of people's frames to answer (a booking release) ...
-    busy_loop_turn_seconds: float = 0.02
-    #: ... but never longer than this.
+    #: Effects (calls to outside systems: a HIS push, an SMS) wait while the event loop is busy, i.e. while
+    #: the hub has a queue of people's frames to answer (a booking release; :mod:`carehub.hub.loop`), but
+    #: never longer than this.
     effect_defer_max_seconds: float = 5.0
 
 
@@ -229,6 +228,7 @@ class Hub:
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        loop_load()  # measuring from now (effects ask it)
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             nursery.start_soon(self._scheduler)
@@ -657,14 +657,14 @@ class Hub:
             self._in_flight.discard(row.id)
 
     async def _wait_until_not_busy(self) -> None:
-        """Let people's answers go first: an effect is durable and nobody is waiting on its answer, so while a
-        turn of the loop is slow (thousands of booking frames queued at one instant) it waits, up to
+        """Let people's answers go first: an effect is durable and nobody is waiting on its answer, so while the
+        loop is busy (thousands of booking frames queued at one instant) it waits, up to
         ``effect_defer_max_seconds``."""
-        settings = self.settings
-        give_up = trio.current_time() + settings.effect_defer_max_seconds
+        give_up = trio.current_time() + self.settings.effect_defer_max_seconds
         deferred = False
+        load = loop_load()
         while True:
-            if await loop_turn_seconds() < settings.busy_loop_turn_seconds or trio.current_time() >= give_up:
+            if not load.busy() or trio.current_time() >= give_up:
                 return
             if not deferred:
                 deferred = True
