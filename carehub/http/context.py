@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .routing import Command
     from .ws import Connection
 
-from .websocket import Flusher
+from .websocket import Flusher, ReadPacer
 
 
 @dataclasses.dataclass
@@ -54,6 +54,7 @@ class Services:
     draining: bool = False
     #: writes every WebSocket connection's queued frames (started by the app)
     flusher: Flusher = dataclasses.field(default_factory=Flusher)
+    pacer: ReadPacer = dataclasses.field(default_factory=ReadPacer)
     #: Set by the app: push a fresh ops snapshot to the ``ops`` topic now.
     publish_ops_now: Callable[[], None] = lambda: None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import binascii
 import codecs
+import collections
 import hashlib
 import logging
 import os
@@ -32,6 +33,8 @@ from typing import Any
 
 import orjson
 import trio
+
+from carehub.hub.loop import LoopLoad, loop_load
 
 log = logging.getLogger("carehub.websocket")
 
@@ -356,6 +359,70 @@ class Flusher:
                         await trio.lowlevel.checkpoint()
 
 
+class ReadPacer:
+    """Bounds the reading done in one turn of the event loop.
+
+    Trio runs every task that became ready in one batch. After a quiet moment a burst of frames on
+    thousands of connections (a release of slots at 08:00) makes every reader ready at once, and
+    the turn that reads them all takes hundreds of milliseconds, in which nothing else moves: the
+    answer of a commit, the next step of a booking, the writes, a timer. Each of those steps then
+    waits for such a turn, so the work already in the hub finishes only after all new work is read.
+
+    Here a reader woken once ``turn_seconds`` of the turn are spent, or while others already wait,
+    parks; each turn :meth:`run` lets the first ``per_turn`` parked readers go, in the order they came.
+    The reading goes on at the same pace, but in short turns, between which in-flight work moves on.
+    """
+
+    def __init__(self, *, turn_seconds: float = 0.004, per_turn: int = 64) -> None:
+        self.turn_seconds = turn_seconds
+        self.per_turn = per_turn
+        self._parked: collections.OrderedDict[trio.lowlevel.Task, None] = collections.OrderedDict()
+        self._wake = trio.Event()
+        self._load: LoopLoad | None = None  # while running
+        #: readers that waited for a later turn (a figure for /metrics)
+        self.paced = 0
+
+    def busy(self) -> bool:
+        """Should a reader woken now wait for a later turn?"""
+        return self._load is not None and (bool(self._parked) or self._load.turn_seconds() > self.turn_seconds)
+
+    async def wait(self) -> None:
+        """Wait for this reader's place in a later turn."""
+        task = trio.lowlevel.current_task()
+        self._parked[task] = None
+        self.paced += 1
+        self._wake.set()
+        load = self._load
+        assert load is not None
+        load.backlog = len(self._parked)  # the hub's housekeeping waits meanwhile (carehub.hub.loop)
+
+        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
+            self._parked.pop(task, None)
+            load.backlog = len(self._parked)
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        self._load = load = loop_load()
+        try:
+            task_status.started()
+            while True:
+                if not self._parked:
+                    await self._wake.wait()
+                    self._wake = trio.Event()
+                for _ in range(min(self.per_turn, len(self._parked))):
+                    task, _ = self._parked.popitem(last=False)
+                    trio.lowlevel.reschedule(task)
+                load.backlog = len(self._parked)
+                await trio.lowlevel.checkpoint()  # the next turn
+        finally:
+            self._load = None
+            load.backlog = 0
+            while self._parked:  # nobody would let them go any more
+                trio.lowlevel.reschedule(self._parked.popitem(last=False)[0])
+
+
 _OPEN, _CLOSING, _DONE = 0, 1, 2  # closing: we sent our close frame and wait for the peer's
 
 
@@ -372,6 +439,7 @@ class WebSocket:
         "_fd",
         "_flusher",
         "_own",
+        "_pacer",
         "_queued",
         "_reader",
         "_ready",
@@ -384,8 +452,10 @@ class WebSocket:
         "stream",
     )
 
-    def __init__(self, stream: trio.SocketStream, flusher: Flusher, rest: bytes = b"") -> None:
+    def __init__(self, stream: trio.SocketStream, flusher: Flusher, rest: bytes = b"",
+                 pacer: ReadPacer | None = None) -> None:
         self.stream = stream
+        self._pacer = pacer
         self._fd = stream.socket.fileno()
         self._reader = FrameReader()
         self._state = _OPEN
@@ -515,6 +585,10 @@ class WebSocket:
             try:
                 if self._drained:
                     await trio.lowlevel.wait_readable(self._fd)
+                    if self._pacer is not None and self._pacer.busy():
+                        await self._pacer.wait()
+                elif self._pacer is not None and self._pacer.busy():
+                    await self._pacer.wait()
                 else:
                     await trio.lowlevel.checkpoint()  # a peer that keeps the buffer full still takes turns
                 if self._closed:  # aborted: the descriptor may already belong to another socket

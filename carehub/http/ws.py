@@ -534,7 +534,7 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
     """``/ws``: accept the upgrade and run the connection until either side closes it."""
     codec, subprotocol = choose_codec(upgrade.subprotocols)
     await stream.send_all(upgrade.accept(subprotocol))
-    ws = WebSocket(stream, services.flusher, upgrade.rest)
+    ws = WebSocket(stream, services.flusher, upgrade.rest, services.pacer)
     if services.draining:
         await ws.close(CLOSE_RESTART, "server restarting")
         return
@@ -556,7 +556,7 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
 async def echo_gateway(services: Services, stream: trio.SocketStream, upgrade: Upgrade) -> None:
     """Echo every message back unchanged (conformance testing; CAREHUB_WS_ECHO=1)."""
     await stream.send_all(upgrade.accept(None))
-    ws = WebSocket(stream, services.flusher, upgrade.rest)
+    ws = WebSocket(stream, services.flusher, upgrade.rest, services.pacer)
     try:
         while (message := await ws.receive()) is not None:
             ws.send_message(message)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import hashlib
+import logging
 import math
 import time
 import uuid
@@ -36,6 +37,8 @@ from carehub.storage.keyring import KeyRing
 
 from .codes import BadCode, seal, unseal
 
+log = logging.getLogger(__name__)
+
 QR_DOMAIN = "visit-qr"
 #: How long a pool's "full" answer is given again without asking the pool. In a release burst
 #: the thousands who come after the last slot cost no storage read and no actor turn; a slot
@@ -45,9 +48,13 @@ SOLD_OUT_SECONDS = 2.0
 #: the sold-out board answers them once the pool is full, instead of filling its mailbox.
 POOL_GATE = 64
 GATE_WAIT_SECONDS = 20.0
-#: Bookings check the blacklist in memory, read again from storage at most this long after a
-#: change made on another node (changes made here are seen at once).
-BANS_REFRESH_SECONDS = 30.0
+#: Bookings check the blacklist in memory: :meth:`Bookings.keep_bans_fresh` reads it again every
+#: ``BANS_REFRESH_SECONDS``, so a change made on another node counts within that time (changes made
+#: here count at once). A booking reads it itself, and waits, only when the copy is older than
+#: ``BANS_MAX_AGE_SECONDS`` (no refresher runs, or storage was down): at a release the first
+#: bookings otherwise all waited for that read, in the loop turns of thousands of requests.
+BANS_REFRESH_SECONDS = 10.0
+BANS_MAX_AGE_SECONDS = 30.0
 
 
 class BookingRefused(Exception):
@@ -234,19 +241,32 @@ class Bookings:
 
     async def _banned(self, patient_id: str, now: dt.datetime) -> dict[str, Any] | None:
         """The patient's active blacklist entry, from the in-memory copy of the active entries."""
-        if time.monotonic() - self._bans_read > BANS_REFRESH_SECONDS:
-            async with self._bans_lock:  # one read for everyone waiting
-                if time.monotonic() - self._bans_read > BANS_REFRESH_SECONDS:
-                    read_at, generation = time.monotonic(), self._bans_generation
-                    rows = await self.db.fetch(
-                        "SELECT DISTINCT ON (patient_id) id, patient_id, until, reason FROM blacklist"
-                        " WHERE until > $1 AND removed_at IS NULL ORDER BY patient_id, until DESC", now,
-                    )
-                    self._bans = {r["patient_id"]: dict(r) for r in rows}
-                    if generation == self._bans_generation:  # else a change landed during the read
-                        self._bans_read = read_at
+        if time.monotonic() - self._bans_read > BANS_MAX_AGE_SECONDS:
+            await self._read_bans(BANS_MAX_AGE_SECONDS)
         ban = self._bans.get(patient_id)
         return ban if ban is not None and ban["until"] > now else None
+
+    async def _read_bans(self, older_than: float) -> None:
+        """Read the active entries again if the copy is older than ``older_than`` s (one read for all waiting)."""
+        async with self._bans_lock:
+            while time.monotonic() - self._bans_read > older_than:
+                read_at, generation = time.monotonic(), self._bans_generation
+                rows = await self.db.fetch(
+                    "SELECT DISTINCT ON (patient_id) id, patient_id, until, reason FROM blacklist"
+                    " WHERE until > $1 AND removed_at IS NULL ORDER BY patient_id, until DESC", dt.datetime.now(dt.UTC),
+                )
+                if generation == self._bans_generation:  # else a change landed during the read: read again
+                    self._bans = {r["patient_id"]: dict(r) for r in rows}
+                    self._bans_read = read_at
+
+    async def keep_bans_fresh(self) -> None:
+        """Read the blacklist every ``BANS_REFRESH_SECONDS`` for the app's life, so bookings never wait for it."""
+        while True:
+            try:
+                await self._read_bans(BANS_REFRESH_SECONDS / 2)
+            except Exception as err:  # storage down: bookings read it themselves once the copy is too old
+                log.warning("could not read the blacklist: %s", err)
+            await trio.sleep(BANS_REFRESH_SECONDS)
 
     def _board(self, board_key: tuple[str, str, str], client_ref: str | None) -> str | None:
         """The "sold out" board's answer to this booking now (None: try it)."""
@@ -262,9 +282,14 @@ class Bookings:
         if message is not None:
             raise Refusal(message, code="full")
 
-    def _bans_changed(self) -> None:
-        self._bans_generation += 1
+    async def _bans_changed(self) -> None:
+        """A change made here counts for the next booking: the copy is read again before this returns."""
+        self._bans_generation += 1  # a read already under way started before the change: it reads again
         self._bans_read = -math.inf
+        try:
+            await self._read_bans(BANS_MAX_AGE_SECONDS)
+        except Exception as err:  # the change is made; the next booking reads the copy itself
+            log.warning("could not read the blacklist after a change: %s", err)
 
     def _gate(self, address: str) -> _Gate:
         gate = self._gates.get(address)
@@ -448,7 +473,7 @@ class Bookings:
             " VALUES ($1, $2, $3, $4, $5, 'system')",
             entry_id, patient_id, now, until, reason,
         )
-        self._bans_changed()
+        await self._bans_changed()
         await self.audit.append(AuditEntry(action="blacklist.add", target=f"patient/{patient_id}", actor_id=None,
                                            detail={"entry": entry_id, "until": until.isoformat(), "reason": reason}))
         return {"id": entry_id, "until": until, "reason": reason}
@@ -461,7 +486,7 @@ class Bookings:
             " WHERE id = $1 AND removed_at IS NULL",
             entry_id, dt.datetime.now(dt.UTC), actor_id, reason[:200],
         )
-        self._bans_changed()
+        await self._bans_changed()
         if done.endswith(" 0"):
             raise BookingRefused("没有这条有效的黑名单记录 (no such active entry)", status=404, code="not_found")
         await self.audit.append(AuditEntry(action="blacklist.remove", target=f"blacklist/{entry_id}",
