@@ -569,6 +569,22 @@ def client_frame(payload: bytes, opcode: int = 1) -> bytes:
     return header + key + _mask(payload, key)
 
 
+#: Linux's SO_TIMESTAMPNS (Python's socket module does not name it): each read also says when the
+#: kernel received the bytes, so an answer's time is its arrival, not when this process, sharing the
+#: CPUs with the hub, got round to reading it
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
+_STAMP_SPACE = socket.CMSG_SPACE(16)
+
+
+def arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
+    """The monotonic time at which the kernel received what ``recvmsg`` read (now if it did not say)."""
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(data) >= 16:
+            sec, nsec = struct.unpack("qq", data[:16])
+            return time.monotonic() - max(0.0, time.time() - (sec + nsec * 1e-9))
+    return time.monotonic()
+
+
 def _ignore(ws: LeanWS, frame: Frame, now: float) -> Frame | None:
     return None
 
@@ -581,6 +597,7 @@ class LeanWS:
 
     def __init__(self, stream: trio.SocketStream, rest: bytes) -> None:
         self.stream = stream
+        stream.socket.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         self._buf = bytearray(rest)
         self._frag: bytearray | None = None
         self._lock = trio.Lock()
@@ -642,9 +659,10 @@ class LeanWS:
             await self.stream.send_all(data)
 
     async def _pump(self) -> None:
-        """Read once from the socket; queue every complete message (control frames handled here)."""
-        data = await self.stream.receive_some(65536)
-        now = time.monotonic()
+        """Read once from the socket; queue every complete message (control frames handled here), each with the
+        time the kernel received it."""
+        data, ancillary, _flags, _address = await self.stream.socket.recvmsg(65536, _STAMP_SPACE)
+        now = arrival(ancillary)
         if not data:
             self.closed = True
             raise ServerClosed(self.close_code)
