@@ -524,16 +524,23 @@ class SlotPool(Behaviour[PoolState]):
                     "该就诊人当天已预约过该医生, 不能重复预约 (already booked with this doctor that day)",
                     code="duplicate_booking",
                 )
-        free = [i for i, b in enumerate(slots) if b is None and self._slot_at(plan, i) > ctx.now - dt.timedelta(
-            minutes=plan.slot_minutes)]
-        if not free:
-            raise Refusal("号源已约满 (fully booked)", code="full")
+        # a slot is bookable until its time is one slot length past; slot times rise with the number,
+        # so the bookable ones are those from ``first`` on that nobody holds (no pass over every slot's time)
+        first = 0
+        length = dt.timedelta(minutes=plan.slot_minutes)
+        cutoff = ctx.now - length
+        if plan.starts_at <= cutoff:
+            first = int((cutoff - plan.starts_at) / length) + 1
+        try:
+            first_free = slots.index(None, first)
+        except ValueError:
+            raise Refusal("号源已约满 (fully booked)", code="full") from None
         used = self._channel_use(state, m.period).get(m.channel, 0)
         if used >= plan.quotas.get(m.channel, 0):
             raise Refusal("该渠道号源已约满 (this channel's quota is used up)", code="full")
         if m.slot_no is None:
-            slot_no = free[0]
-        elif m.slot_no in free:
+            slot_no = first_free
+        elif first <= m.slot_no < len(slots) and slots[m.slot_no] is None:
             slot_no = m.slot_no
         else:
             raise Refusal("该号已被预约, 请选择其他时间 (slot taken)", code="slot_taken")
