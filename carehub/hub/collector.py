@@ -8,7 +8,8 @@ is off and a task runs the same collections itself: every ``interval`` it looks 
 counts and collects the generation CPython would have, unless the loop is busy (people are waiting
 for answers, :mod:`carehub.hub.loop`); then the collection waits, at most ``max_wait`` seconds; past
 ``hard_factor`` thresholds of young allocations only the young generation is collected meanwhile (a
-few ms), so what garbage cycles hold stays bounded.
+few ms), so what garbage cycles hold stays bounded. While the loop is idle it collects what is
+``ahead`` (half) way to due, so that a burst starts with room before the next pass.
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ from .loop import loop_load
 
 
 class Collector:
-    def __init__(self, *, interval: float = 0.1, max_wait: float = 5.0, hard_factor: int = 20) -> None:
+    def __init__(self, *, interval: float = 0.1, max_wait: float = 5.0, hard_factor: int = 20,
+                 ahead: float = 0.5) -> None:
         self.interval = interval
+        self.ahead = ahead
         self.max_wait = max_wait
         self.hard_factor = hard_factor
         #: collections run, by generation
@@ -34,13 +37,14 @@ class Collector:
         self.seconds = 0.0
         self._scope = trio.CancelScope()
 
-    def due(self) -> int | None:
+    def due(self, ahead: float = 1.0) -> int | None:
         """The generation CPython's own rule would collect now (None: nothing is due); without CPython's extra
         condition for a full collection (a quarter of the old generation new since the last), which the
-        ``gc`` module does not expose: a full pass comes after 100 middle-generation passes, as counted."""
+        ``gc`` module does not expose: a full pass comes after 100 middle-generation passes, as counted.
+        ``ahead`` < 1: what would be due once the counts reach that share of the thresholds."""
         counts, thresholds = gc.get_count(), gc.get_threshold()
         for generation in (2, 1, 0):
-            if counts[generation] > thresholds[generation]:
+            if counts[generation] > thresholds[generation] * ahead:
                 return generation
         return None
 
@@ -63,7 +67,10 @@ class Collector:
         waiting_since: float | None = None
         while True:
             await trio.sleep(self.interval)
-            generation = self.due()
+            # while the loop is idle, what is half-way due is collected ahead: otherwise the first
+            # allocations of the next burst tip it over, and a 200 ms pass of the middle generation
+            # ran in the first turns of a release (session 13)
+            generation = self.due(ahead=self.ahead if loop_load().idle() else 1.0)
             if generation is None:
                 continue
             if loop_load().busy():

@@ -68,6 +68,14 @@ class LoopLoad(trio.abc.Instrument):
         return elapsed >= self.window / 5 and 1.0 - self._waited / elapsed >= self.busy_share
 
 
+    def idle(self) -> bool:
+        """The loop mostly waits: it ran under a third of the last window and of the current one so far."""
+        if self.backlog or self.share >= 1 / 3:
+            return False
+        elapsed = time.perf_counter() - self._window_started
+        return elapsed < self.window / 5 or 1.0 - self._waited / elapsed < 1 / 3
+
+
 def loop_load() -> LoopLoad:
     """The running loop's :class:`LoopLoad` (installed on first use)."""
     try:

@@ -87,3 +87,14 @@ async def test_a_collection_waits_no_longer_than_its_limit_when_the_loop_stays_b
         collected_while_busy = probe() is None
         nursery.cancel_scope.cancel()
     assert collected_while_busy and collector.deferred >= 1
+
+
+async def test_a_collection_half_way_due_runs_ahead_while_the_loop_is_idle(small_young_generation: None) -> None:
+    collector = Collector(interval=0.01)
+    async with trio.open_nursery() as nursery:
+        await nursery.start(collector.run)
+        probe = garbage_cycles(60)
+        assert 100 < gc.get_count()[0] < 200  # past half the threshold (200), not past the threshold
+        await trio.sleep(0.2)
+        collector.stop()
+    assert probe() is None and collector.collections[0] >= 1
