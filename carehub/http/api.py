@@ -13,6 +13,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from carehub.hub.loop import loop_load
 from carehub.storage.migrate import latest_version, schema_version
 
 from .context import Services
@@ -84,6 +85,12 @@ class HubCollector(Collector):
                                 value=flusher.full)
         yield CounterMetricFamily("carehub_ws_kicked_slow", "Connections closed with 4008 (slow consumer)",
                                   value=self.s.stats.kicked_slow)
+        yield CounterMetricFamily("carehub_ws_reads_paced",
+                                  "WebSocket reads held for a later turn of the event loop (a burst of frames)",
+                                  value=self.s.pacer.paced)
+        yield GaugeMetricFamily("carehub_loop_running_share",
+                                "Share of the last 100 ms the event loop spent running tasks (not waiting for I/O)",
+                                value=loop_load().share)
 
 
 def create_app(services: Services) -> tuple[QuartTrio, Router]:

@@ -67,7 +67,6 @@ class LoopLoad(trio.abc.Instrument):
         elapsed = now - self._window_started  # the window so far: a burst counts before its first window ends
         return elapsed >= self.window / 5 and 1.0 - self._waited / elapsed >= self.busy_share
 
-
     def idle(self) -> bool:
         """The loop mostly waits: it ran under a third of the last window and of the current one so far."""
         if self.backlog or self.share >= 1 / 3:
