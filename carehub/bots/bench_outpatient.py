@@ -86,6 +86,8 @@ PATIENTS_PER_ADDRESS = 10
 ANSWER_TIMEOUT = 60.0
 #: patients open the app (one signed-in request) in the last this many seconds before the release
 WARM_BEFORE = 14.0
+#: a patient whose sign-in lost its connection starts over (as someone new) this many times in all
+TRANSPORT_ATTEMPTS = 3
 
 
 class Refused(Exception):
@@ -130,41 +132,55 @@ class OutpatientWorker(Worker):
             group = i // PATIENTS_PER_ADDRESS
             src = f"127.{net}.{group // 250}.{2 + group % 250}"
             async with limiter:
-                hub = await LeanHTTP.open(self.host, self.port, src)
-                sim = await LeanHTTP.open(sms.host, sms.port or 80, None)
-                try:
-                    _json(*await hub.post("/api/v1/auth/sms-code", orjson.dumps({"phone": phone}), None),
-                          "sms-code", 200)
-                    status, payload = await sim.request("GET", f"/_sim/messages?phone={phone}&limit=1")
-                    code = _json(status, payload, "sms sim", 200)["messages"][0]["params"]["code"]
-                    login = _json(*await hub.post("/api/v1/auth/sms-login",
-                                                  orjson.dumps({"phone": phone, "code": code}), None), "login", 200)
-                    auth = f"Bearer {login['token']}"
-                    person = _json(*await hub.post("/api/v1/me/patients", orjson.dumps(
-                        {"name": name, "id_number": id_number, "relation": "self"}), auth), "add patient", 201)
-                    pid = person["id"]
-                    started = _json(*await hub.post(f"/api/v1/me/patients/{pid}/face", b"{}", auth), "face", 200)
-                    page = httpx.URL(started["url"])
-                    face = await LeanHTTP.open(page.host, page.port or 80, None)
-                    try:  # the person does the face check at the provider's page (302 back to us)
-                        _json(*await face.request("GET", page.raw_path.decode()), "face page", 302, 200)
-                    finally:
-                        await trio.aclose_forcefully(face.stream)
-                    result = _json(*await hub.post(f"/api/v1/me/patients/{pid}/face/result", b"{}", auth),
-                                   "face result", 200)
-                    if result["status"] != "passed":
-                        raise Refused(f"face check {result['status']}: {result.get('reason')}")
-                    made.append((i, login["token"], pid))
-                except (Refused, OSError, ConnectionError, KeyError, IndexError) as err:
-                    errors[f"{type(err).__name__}: {str(err)[:120]}"] += 1
-                finally:
-                    await trio.aclose_forcefully(hub.stream)
-                    await trio.aclose_forcefully(sim.stream)
+                for attempt in range(TRANSPORT_ATTEMPTS):
+                    try:
+                        made.append((i, *await self._make_patient(src, sms, phone, name, id_number)))
+                        return
+                    except Refused as err:
+                        errors[f"{type(err).__name__}: {str(err)[:120]}"] += 1
+                        return
+                    except (OSError, ConnectionError, KeyError, IndexError, trio.BrokenResourceError) as err:
+                        # a connection lost on the way: the person starts over as someone new, from an
+                        # address of their own (the old one may have used its SMS codes for the minute)
+                        if attempt == TRANSPORT_ATTEMPTS - 1:
+                            errors[f"{type(err).__name__}: {str(err)[:120]}"] += 1
+                        again = i * TRANSPORT_ATTEMPTS + attempt
+                        phone, name, id_number = identity(9 * 10**8 + self.index * 10**7, again)
+                        src = f"127.{net}.{100 + again // 250 % 150}.{2 + again % 250}"
 
         async with trio.open_nursery() as nursery:
             for person in people:
                 nursery.start_soon(one, *person)
         return {"made": made, "errors": dict(errors.most_common(5)), "failed": sum(errors.values())}
+
+    async def _make_patient(self, src: str, sms: httpx.URL, phone: str, name: str, id_number: str) -> tuple[str, str]:
+        """One person signed in by SMS code, added as "self" and face-checked: ``(token, patient id)``."""
+        hub = await LeanHTTP.open(self.host, self.port, src)
+        sim = await LeanHTTP.open(sms.host, sms.port or 80, None)
+        try:
+            _json(*await hub.post("/api/v1/auth/sms-code", orjson.dumps({"phone": phone}), None), "sms-code", 200)
+            status, payload = await sim.request("GET", f"/_sim/messages?phone={phone}&limit=1")
+            code = _json(status, payload, "sms sim", 200)["messages"][0]["params"]["code"]
+            login = _json(*await hub.post("/api/v1/auth/sms-login",
+                                          orjson.dumps({"phone": phone, "code": code}), None), "login", 200)
+            auth = f"Bearer {login['token']}"
+            person = _json(*await hub.post("/api/v1/me/patients", orjson.dumps(
+                {"name": name, "id_number": id_number, "relation": "self"}), auth), "add patient", 201)
+            pid = person["id"]
+            started = _json(*await hub.post(f"/api/v1/me/patients/{pid}/face", b"{}", auth), "face", 200)
+            page = httpx.URL(started["url"])
+            face = await LeanHTTP.open(page.host, page.port or 80, None)
+            try:  # the person does the face check at the provider's page (302 back to us)
+                _json(*await face.request("GET", page.raw_path.decode()), "face page", 302, 200)
+            finally:
+                await trio.aclose_forcefully(face.stream)
+            result = _json(*await hub.post(f"/api/v1/me/patients/{pid}/face/result", b"{}", auth), "face result", 200)
+            if result["status"] != "passed":
+                raise Refused(f"face check {result['status']}: {result.get('reason')}")
+            return login["token"], pid
+        finally:
+            await trio.aclose_forcefully(hub.stream)
+            await trio.aclose_forcefully(sim.stream)
 
     # -- release burst
 
