@@ -55,8 +55,9 @@ MAX_BAD_FRAMES = 20
 MAX_CALLS_IN_FLIGHT = 16
 MAX_TOPICS = 100
 AUTH_TIMEOUT = 10.0
-#: the idle (and auth) timer fires between (1 - TIMER_SLACK) and 1 times its timeout after the last frame
-TIMER_SLACK = 0.05
+#: the idle (and auth) timer is moved on by a frame only when less than this share of its timeout is left
+#: (otherwise it is moved when it fires); it fires its timeout after the reader last waited for a frame
+TIMER_REARM = 0.5
 STREAM_BATCH = 200
 
 
@@ -156,33 +157,47 @@ class Connection:
         return cast(list[bytes], out)
 
     async def _reader(self) -> None:
+        """Read and run frames until the connection closes, or its auth or idle time runs out.
+
+        One timer (a cancel scope's deadline) for the connection, moved lazily: a frame only notes
+        when the reader went back to waiting, and the deadline moves when less than half the timeout
+        is left, or when it fires and a frame came since. A burst after a quiet spell (a release of
+        slots) then moves no deadline at all; each move is an entry in Trio's deadline heap.
+        """
         idle = self.s.config.ws_idle_timeout_seconds
-        # one timer for the connection, pushed on by the frames (no cancel scope per frame)
-        deadline = trio.current_time() + AUTH_TIMEOUT  # kept here: reading CancelScope.deadline is not cheap
-        with trio.CancelScope(deadline=deadline) as timer:
-            self._timer = timer
-            while self.close_code is None:
-                wait = AUTH_TIMEOUT if self.principal is None else idle
-                now = trio.current_time()
-                if now + wait - deadline > wait * TIMER_SLACK:
-                    # moved on only when it would move by more than the slack: each move is an entry in
-                    # Trio's deadline heap, and a frame a few ms after the last would add one every time
-                    timer.deadline = deadline = now + wait
-                message = await self.ws.receive()
-                if message is None:
-                    self.close_code = self.ws.close_code or 1005
-                    return
-                try:
-                    frame = self._decode(message)
-                    await self._dispatch(frame)
-                except FrameError as err:
-                    self.bad_frames += 1
-                    self.s.stats.bad_frames += 1
-                    self.session.offer(_error(err.code, err.message))
-                    if self.bad_frames >= MAX_BAD_FRAMES:
-                        self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
+        since = trio.current_time()  # when the reader last went back to waiting for a frame
+        deadline = since + AUTH_TIMEOUT  # kept here: reading CancelScope.deadline is not cheap
+        while self.close_code is None:
+            waiting = False
+            with trio.CancelScope(deadline=deadline) as timer:
+                self._timer = timer
+                while self.close_code is None:
+                    waiting = True
+                    message = await self.ws.receive()
+                    waiting = False
+                    if message is None:
+                        self.close_code = self.ws.close_code or 1005
                         return
-        if timer.cancelled_caught and self.close_code is None:
+                    try:
+                        frame = self._decode(message)
+                        await self._dispatch(frame)
+                    except FrameError as err:
+                        self.bad_frames += 1
+                        self.s.stats.bad_frames += 1
+                        self.session.offer(_error(err.code, err.message))
+                        if self.bad_frames >= MAX_BAD_FRAMES:
+                            self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
+                            return
+                    wait = AUTH_TIMEOUT if self.principal is None else idle
+                    since = trio.current_time()
+                    if not since + wait * TIMER_REARM <= deadline <= since + wait:  # or now signed in: shorter
+                        timer.deadline = deadline = since + wait
+            if not timer.cancelled_caught or self.close_code is not None:
+                return
+            wait = AUTH_TIMEOUT if self.principal is None else idle
+            if waiting and since + wait > trio.current_time():
+                deadline = since + wait  # a frame came since the deadline was set: wait on from it
+                continue
             if self.principal is None:
                 self.close(CLOSE_AUTH, "未在规定时间内完成认证 (authenticate within 10 s)")
             else:

@@ -293,6 +293,26 @@ async def test_heartbeats_keep_a_live_client_connected_and_a_silent_one_is_close
                 assert not alive.closed.is_set()
 
 
+async def test_a_client_that_sends_now_and_then_stays_past_its_first_idle_deadline(server_factory) -> None:  # type: ignore[no-untyped-def]
+    # no server pings; the client's own frames are what keeps it. A frame that leaves more than half the idle
+    # timeout on the clock does not move the timer, so after a frame 0.3 s in and a pause of 0.9 s the timer
+    # fires before the next frame and must wait on from the last one
+    async with server_factory(ws_heartbeat_seconds=60.0, ws_idle_timeout_seconds=1.0) as srv:
+        token = await srv.token("patient1")
+        with trio.fail_after(20):
+            async with connect(srv.base, token, device="chatty") as chatty:
+                for pause in (0.3, 0.9) * 3:  # 3.6 s: past the first deadline three times over
+                    await trio.sleep(pause)
+                    await chatty.send({"op": "ping", "t": 1})
+                assert not chatty.closed.is_set()
+                started = trio.current_time()
+                await chatty.closed.wait()  # then silent: closed one timeout after its last frame
+                assert 0.5 <= trio.current_time() - started <= 2.0
+                with pytest.raises(ConnectionClosed) as closed:
+                    await chatty.ws.get_message()
+                assert closed.value.reason.code == 4002
+
+
 async def test_a_restart_tells_each_client_a_different_time_to_come_back(server: Server) -> None:
     from carehub.app import drain
 
