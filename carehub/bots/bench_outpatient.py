@@ -136,10 +136,10 @@ class OutpatientWorker(Worker):
                     try:
                         made.append((i, *await self._make_patient(src, sms, phone, name, id_number)))
                         return
-                    except Refused as err:
+                    except (Refused, KeyError, IndexError) as err:  # an answer, not a lost connection
                         errors[f"{type(err).__name__}: {str(err)[:120]}"] += 1
                         return
-                    except (OSError, ConnectionError, KeyError, IndexError, trio.BrokenResourceError) as err:
+                    except (OSError, ConnectionError, trio.BrokenResourceError) as err:
                         # a connection lost on the way: the person starts over as someone new, from an
                         # address of their own (the old one may have used its SMS codes for the minute)
                         if attempt == TRANSPORT_ATTEMPTS - 1:
