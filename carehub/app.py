@@ -143,6 +143,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                     nursery.start_soon(_ops_publisher, services)
                     await nursery.start(services.flusher.run)
                     await nursery.start(services.pacer.run)
+                    await nursery.start(services.poller.run)
                     nursery.start_soon(_maintenance, services)
                     nursery.start_soon(bookings.keep_bans_fresh)
                     if key_file is not None:

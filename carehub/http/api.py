@@ -88,6 +88,9 @@ class HubCollector(Collector):
         yield CounterMetricFamily("carehub_ws_reads_paced",
                                   "WebSocket reads held for a later turn of the event loop (a burst of frames)",
                                   value=self.s.pacer.paced)
+        yield CounterMetricFamily("carehub_ws_reads_polled",
+                                  "WebSocket reads done by the read poller for signed-in connections",
+                                  value=self.s.poller.reads)
         yield GaugeMetricFamily("carehub_loop_running_share",
                                 "Share of the last 100 ms the event loop spent running tasks (not waiting for I/O)",
                                 value=loop_load().share)

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from .routing import Command
     from .ws import Connection
 
-from .websocket import Flusher, ReadPacer
+from .websocket import Flusher, ReadPacer, ReadPoller
 
 
 @dataclasses.dataclass
@@ -55,6 +55,8 @@ class Services:
     #: writes every WebSocket connection's queued frames (started by the app)
     flusher: Flusher = dataclasses.field(default_factory=Flusher)
     pacer: ReadPacer = dataclasses.field(default_factory=ReadPacer)
+    #: reads for signed-in WebSocket connections (started by the app)
+    poller: ReadPoller = dataclasses.field(default_factory=ReadPoller)
     #: Set by the app: push a fresh ops snapshot to the ``ops`` topic now.
     publish_ops_now: Callable[[], None] = lambda: None
     extra: dict[str, Any] = dataclasses.field(default_factory=dict)

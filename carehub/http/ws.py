@@ -167,26 +167,27 @@ class Connection:
         idle = self.s.config.ws_idle_timeout_seconds
         since = trio.current_time()  # when the reader last went back to waiting for a frame
         deadline = since + AUTH_TIMEOUT  # kept here: reading CancelScope.deadline is not cheap
+        ws = self.ws
         while self.close_code is None:
             waiting = False
             with trio.CancelScope(deadline=deadline) as timer:
                 self._timer = timer
                 while self.close_code is None:
                     waiting = True
-                    message = await self.ws.receive()
+                    if self.principal is not None:
+                        # signed in: the read poller reads and runs the frames that need no task
+                        await ws.serve_parked(self._run_polled)
+                        since = max(since, ws.read_at)
+                    message = await ws.receive()
                     waiting = False
                     if message is None:
-                        self.close_code = self.ws.close_code or 1005
+                        self.close_code = ws.close_code or 1005
                         return
                     try:
                         frame = self._decode(message)
                         await self._dispatch(frame)
                     except FrameError as err:
-                        self.bad_frames += 1
-                        self.s.stats.bad_frames += 1
-                        self.session.offer(_error(err.code, err.message))
-                        if self.bad_frames >= MAX_BAD_FRAMES:
-                            self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
+                        if not self._bad_frame(err):
                             return
                     wait = AUTH_TIMEOUT if self.principal is None else idle
                     since = trio.current_time()
@@ -195,6 +196,7 @@ class Connection:
             if not timer.cancelled_caught or self.close_code is not None:
                 return
             wait = AUTH_TIMEOUT if self.principal is None else idle
+            since = max(since, ws.read_at)
             if waiting and since + wait > trio.current_time():
                 deadline = since + wait  # a frame came since the deadline was set: wait on from it
                 continue
@@ -202,6 +204,26 @@ class Connection:
                 self.close(CLOSE_AUTH, "未在规定时间内完成认证 (authenticate within 10 s)")
             else:
                 self.close(CLOSE_IDLE, "连接空闲超时 (idle timeout)")
+
+    def _run_polled(self, message: str | bytes) -> bool:
+        """Run a message the read poller read, in its task; False when it needs the reader's (auth, resume)."""
+        try:
+            frame = self._decode(message)
+            if not self._dispatch_now(frame):
+                return False
+        except FrameError as err:
+            return self._bad_frame(err)
+        return self.close_code is None
+
+    def _bad_frame(self, err: FrameError) -> bool:
+        """Answer a bad frame with an error frame; False once there were too many (the connection closes)."""
+        self.bad_frames += 1
+        self.s.stats.bad_frames += 1
+        self.session.offer(_error(err.code, err.message))
+        if self.bad_frames >= MAX_BAD_FRAMES:
+            self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
+            return False
+        return True
 
     # ---- frames ---------------------------------------------------------------------------
 
@@ -230,15 +252,26 @@ class Connection:
         return frame
 
     async def _dispatch(self, frame: dict[str, Any]) -> None:
+        if self._dispatch_now(frame):
+            return
+        if frame["op"] == "auth":
+            await self._auth(frame)
+            return
+        after = frame.get("after")  # resume
+        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
+            raise FrameError("bad_frame", "resume 'after' must be a sequence number >= 0")
+        await self._resume(after)
+
+    def _dispatch_now(self, frame: dict[str, Any]) -> bool:
+        """Run a frame that needs no waiting; False for the two that wait (auth, resume: see ``_dispatch``)."""
         op = frame["op"]
         if op == "ping":
             self.session.offer(Outbound({"op": "pong", "t": frame.get("t")}))
-            return
+            return True
         if op == "pong":
-            return
+            return True
         if op == "auth":
-            await self._auth(frame)
-            return
+            return False
         if op not in ("call", "command", "ack", "resume", "subscribe", "unsubscribe", "publish"):
             raise FrameError(
                 "unknown_op", f"unknown op {op!r}; ops are auth, call, command, ack, resume, subscribe,"
@@ -253,14 +286,12 @@ class Connection:
         elif op == "ack":
             self._ack(frame)
         elif op == "resume":
-            after = frame.get("after")
-            if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
-                raise FrameError("bad_frame", "resume 'after' must be a sequence number >= 0")
-            await self._resume(after)
+            return False
         elif op in ("subscribe", "unsubscribe"):
             self._subscribe(op, frame)
         else:
             self._publish(frame)
+        return True
 
     async def _auth(self, frame: dict[str, Any]) -> None:
         if self.principal is not None:
@@ -549,7 +580,7 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
     """``/ws``: accept the upgrade and run the connection until either side closes it."""
     codec, subprotocol = choose_codec(upgrade.subprotocols)
     await stream.send_all(upgrade.accept(subprotocol))
-    ws = WebSocket(stream, services.flusher, upgrade.rest, services.pacer)
+    ws = WebSocket(stream, services.flusher, upgrade.rest, services.pacer, services.poller)
     if services.draining:
         await ws.close(CLOSE_RESTART, "server restarting")
         return

@@ -37,6 +37,8 @@ class LoopLoad(trio.abc.Instrument):
         self.share = 0.0
         #: work ready and held back for a later turn (e.g. WebSocket readers the read pacer holds): busy
         self.backlog = 0
+        #: connections read by the WebSocket read poller, when it stopped a turn with more ready: busy
+        self.polled_backlog = 0
 
     def before_io_wait(self, timeout: float) -> None:
         self._wait_started = time.perf_counter()
@@ -59,7 +61,7 @@ class LoopLoad(trio.abc.Instrument):
     def busy(self) -> bool:
         """People's work is queued: some is held back for a later turn, the loop ran (nearly) all of the last
         window, or this turn is slow."""
-        if self.backlog or self.share >= self.busy_share:
+        if self.backlog or self.polled_backlog or self.share >= self.busy_share:
             return True
         now = time.perf_counter()
         if now - self.turn_started >= self.slow_turn:
@@ -69,7 +71,7 @@ class LoopLoad(trio.abc.Instrument):
 
     def idle(self) -> bool:
         """The loop mostly waits: it ran under a third of the last window and of the current one so far."""
-        if self.backlog or self.share >= 1 / 3:
+        if self.backlog or self.polled_backlog or self.share >= 1 / 3:
             return False
         elapsed = time.perf_counter() - self._window_started
         return elapsed < self.window / 5 or 1.0 - self._waited / elapsed < 1 / 3

@@ -442,3 +442,58 @@ async def test_a_storage_failure_while_connecting_closes_that_connection_with_10
     with trio.fail_after(15):
         async with connect(server.base, token, device="after") as client:
             assert client.welcome is not None
+
+
+async def signed_in_socket(server: Server, ws: WebSocketConnection) -> None:
+    await ws.send_message(orjson.dumps({"op": "auth", "token": await server.token("patient3"),
+                                        "device": "poller"}).decode())
+    assert (await recv_json(ws))["op"] == "welcome"
+
+
+async def test_frames_after_sign_in_are_answered_in_order_around_the_ones_that_wait(server: Server) -> None:
+    # signed in, the read poller runs most frames; a resume (it reads the database) and an auth go to the
+    # connection's own task, and what was sent after them waits for them
+    frames = [{"op": "ping", "t": 1}, {"op": "resume"}, {"op": "ping", "t": 2}, {"op": "auth", "token": "again"},
+              {"op": "ping", "t": 3}]
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.json"]) as ws:
+            await signed_in_socket(server, ws)
+            for frame in frames:
+                await ws.send_message(orjson.dumps(frame).decode())
+            answers = []
+            while len(answers) < 4:
+                answer = await recv_json(ws)
+                if answer["op"] in ("pong", "error"):
+                    answers.append(answer.get("t") or answer["code"])
+    assert answers == [1, 2, "already_authenticated", 3]
+
+
+async def test_too_many_bad_frames_after_sign_in_close_the_connection_with_1008(server: Server) -> None:
+    with trio.fail_after(15):
+        async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.json"]) as ws:
+            await signed_in_socket(server, ws)
+            for _ in range(25):
+                await ws.send_message('{"op": "teleport"}')
+            errors = 0
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    if (await recv_json(ws))["op"] == "error":
+                        errors += 1
+    assert closed.value.reason.code == 1008
+    assert errors == 20
+
+
+async def test_metrics_count_the_reads_done_for_signed_in_connections(server: Server) -> None:
+    async def polled() -> float:
+        async with server.http() as http:
+            text = (await http.get("/metrics")).text
+        return float(next(line.split()[1] for line in text.splitlines()
+                          if line.startswith("carehub_ws_reads_polled_total ")))
+
+    before = await polled()
+    with trio.fail_after(15):
+        async with connect(server.base, await server.token("patient3")) as client:
+            for _ in range(3):
+                status, _ = await client.command("patients.list")
+                assert status == 200
+    assert await polled() >= before + 3
