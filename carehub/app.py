@@ -143,6 +143,8 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                     nursery.start_soon(_ops_publisher, services)
                     await nursery.start(services.flusher.run)
                     await nursery.start(services.pacer.run)
+                    # a silent signed-in connection is closed within a quarter of its idle timeout after it
+                    services.poller.sweep_seconds = min(1.0, config.ws_idle_timeout_seconds / 4)
                     await nursery.start(services.poller.run)
                     nursery.start_soon(_maintenance, services)
                     nursery.start_soon(bookings.keep_bans_fresh)

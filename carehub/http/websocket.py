@@ -27,6 +27,7 @@ import collections
 import contextlib
 import hashlib
 import logging
+import math
 import os
 import select
 import struct
@@ -425,6 +426,10 @@ class ReadPacer:
                 trio.lowlevel.reschedule(self._parked.popitem(last=False)[0])
 
 
+#: the longest the read poller's idle sweep waits for a quiet moment
+BUSY_SWEEP_SECONDS = 5.0
+
+
 class ReadPoller:
     """Reads, from one task, for every connection whose reader parked with it (signed-in ``/ws`` clients).
 
@@ -440,10 +445,16 @@ class ReadPoller:
     At most ``per_turn`` connections are read per turn of the event loop, so a burst is read in short
     turns between which the work already in the hub moves on (as the :class:`ReadPacer` does for
     the reader tasks).
+
+    The poller also times parked connections out: every ``sweep_seconds`` (later while the loop is
+    busy, at most :data:`BUSY_SWEEP_SECONDS`) it hands back, marked ``idled``, each connection it has
+    read nothing from for its idle time. A timer per connection fired, for phones that signed in
+    together, together: in the middle of the release they came for.
     """
 
-    def __init__(self, *, per_turn: int = 64) -> None:
+    def __init__(self, *, per_turn: int = 64, sweep_seconds: float = 1.0) -> None:
         self.per_turn = per_turn
+        self.sweep_seconds = sweep_seconds
         self._epoll: select.epoll | None = None
         self._parked: dict[int, WebSocket] = {}
         #: socket reads done here (/metrics ``carehub_ws_reads_polled_total``)
@@ -482,32 +493,50 @@ class ReadPoller:
         load = loop_load()
         parked = self._parked
         try:
-            task_status.started()
-            while True:
-                await trio.lowlevel.wait_readable(epoll.fileno())
-                while True:
-                    events = epoll.poll(0, self.per_turn)
-                    now = trio.current_time()
-                    for fd, _ in events:
-                        ws = parked.get(fd)
-                        if ws is None:  # cannot happen: every unpark unregisters; never spin on it
-                            with contextlib.suppress(OSError):
-                                epoll.unregister(fd)
-                            continue
-                        ws.read_at = now
-                        self._read(ws)
-                    self.reads += len(events)
-                    if len(events) < self.per_turn:
-                        break
-                    load.polled_backlog = len(parked)  # more may be ready: the hub's housekeeping waits
-                    await trio.lowlevel.checkpoint()
-                load.polled_backlog = 0
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._sweep, load)
+                task_status.started()
+                await self._poll(epoll, load)
         finally:
             self._epoll = None
             load.polled_backlog = 0
             for ws in list(parked.values()):  # their tasks read for themselves from now on
                 self.hand_back(ws)
             epoll.close()
+
+    async def _poll(self, epoll: select.epoll, load: LoopLoad) -> None:
+        parked = self._parked
+        while True:
+            await trio.lowlevel.wait_readable(epoll.fileno())
+            while True:
+                events = epoll.poll(0, self.per_turn)
+                now = trio.current_time()
+                for fd, _ in events:
+                    ws = parked.get(fd)
+                    if ws is None:  # cannot happen: every unpark unregisters; never spin on it
+                        with contextlib.suppress(OSError):
+                            epoll.unregister(fd)
+                        continue
+                    ws.read_at = now
+                    self._read(ws)
+                self.reads += len(events)
+                if len(events) < self.per_turn:
+                    break
+                load.polled_backlog = len(parked)  # more may be ready: the hub's housekeeping waits
+                await trio.lowlevel.checkpoint()
+            load.polled_backlog = 0
+
+    async def _sweep(self, load: LoopLoad) -> None:
+        last = trio.current_time()
+        while True:
+            await trio.sleep(self.sweep_seconds)
+            now = trio.current_time()
+            if load.busy() and now - last < BUSY_SWEEP_SECONDS:
+                continue  # frames are queued (a release): nobody is closed for idling a few seconds late
+            last = now
+            for ws in [ws for ws in self._parked.values() if now - ws.read_at > ws.idle_seconds]:
+                ws.idled = True
+                self.hand_back(ws)
 
     def _read(self, ws: WebSocket) -> None:
         try:
@@ -571,6 +600,8 @@ class WebSocket:
         "_unsent",
         "close_code",
         "close_reason",
+        "idle_seconds",
+        "idled",
         "read_at",
         "source",
         "stream",
@@ -584,8 +615,11 @@ class WebSocket:
         self._handler: Callable[[str | bytes], bool] | None = None
         self._parked_task: trio.lowlevel.Task | None = None
         self._error: Exception | None = None
-        #: when the poller last read for this connection (``trio.current_time()``; 0: never)
+        #: while parked: when the poller last read for this connection (``trio.current_time()``) ...
         self.read_at = 0.0
+        #: ... how long it may stay silent, and whether the poller handed it back for being silent longer
+        self.idle_seconds = math.inf
+        self.idled = False
         self._fd = stream.socket.fileno()
         self._reader = FrameReader()
         self._state = _OPEN
@@ -702,19 +736,29 @@ class WebSocket:
 
     # ---- in -------------------------------------------------------------------------------
 
-    async def serve_parked(self, handler: Callable[[str | bytes], bool]) -> None:
+    def can_park(self) -> bool:
+        """Would :meth:`serve_parked` park now (a poller runs, nothing is waiting to be received)?"""
+        poller = self._poller
+        return (poller is not None and poller.running and not self._ready and self.close_code is None
+                and not self._closed)
+
+    async def serve_parked(self, handler: Callable[[str | bytes], bool], idle_seconds: float = math.inf) -> bool:
         """Let the read poller read for this connection and run each message with ``handler`` in its task.
 
         Returns when a message needs this task (``handler`` returned False: the message is the next
         :meth:`receive` returns), the peer closed or the connection broke (:meth:`receive` says so), or
-        at once when there is no poller or messages are already waiting. An exception of ``handler``
-        is raised here. A cancellation (a timer) ends the wait, and the poller's reading for it.
+        at once unless :meth:`can_park`. An exception of ``handler`` is raised here. A cancellation
+        ends the wait, and the poller's reading for it. True: nothing came for ``idle_seconds``.
         """
+        if not self.can_park():
+            return False
         poller = self._poller
-        if poller is None or not poller.running or self._ready or self.close_code is not None or self._closed:
-            return
+        assert poller is not None
         self._handler = handler
         self._parked_task = trio.lowlevel.current_task()
+        self.read_at = trio.current_time()
+        self.idle_seconds = idle_seconds
+        self.idled = False
         poller.park(self)
 
         def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
@@ -727,6 +771,7 @@ class WebSocket:
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+        return self.idled
 
     async def receive(self) -> str | bytes | None:
         """The next whole message; None once the connection is closed (``close_code`` says how).

@@ -159,25 +159,34 @@ class Connection:
     async def _reader(self) -> None:
         """Read and run frames until the connection closes, or its auth or idle time runs out.
 
-        One timer (a cancel scope's deadline) for the connection, moved lazily: a frame only notes
-        when the reader went back to waiting, and the deadline moves when less than half the timeout
-        is left, or when it fires and a frame came since. A burst after a quiet spell (a release of
-        slots) then moves no deadline at all; each move is an entry in Trio's deadline heap.
+        Signed in, the connection parks with the read poller, which reads and runs its frames and
+        closes it idle; the task runs only the frames that wait (auth, resume; docs/architecture.md,
+        "Read poller"). Otherwise one timer (a cancel scope's deadline), moved lazily: a frame only
+        notes when the reader went back to waiting, and the deadline moves when less than half the
+        timeout is left, or when it fires and a frame came since. Each move is an entry in Trio's
+        deadline heap.
         """
         idle = self.s.config.ws_idle_timeout_seconds
+        ws = self.ws
         since = trio.current_time()  # when the reader last went back to waiting for a frame
         deadline = since + AUTH_TIMEOUT  # kept here: reading CancelScope.deadline is not cheap
-        ws = self.ws
         while self.close_code is None:
+            if self.principal is not None and ws.can_park():
+                with trio.CancelScope() as parked:  # close() and kick() end it
+                    self._timer = parked
+                    idled = await ws.serve_parked(self._run_polled, idle)
+                if parked.cancelled_caught or self.close_code is not None:
+                    return
+                if idled:
+                    self.close(CLOSE_IDLE, "连接空闲超时 (idle timeout)")
+                    return
+                since = trio.current_time()
+                deadline = since + idle
             waiting = False
             with trio.CancelScope(deadline=deadline) as timer:
                 self._timer = timer
                 while self.close_code is None:
                     waiting = True
-                    if self.principal is not None:
-                        # signed in: the read poller reads and runs the frames that need no task
-                        await ws.serve_parked(self._run_polled)
-                        since = max(since, ws.read_at)
                     message = await ws.receive()
                     waiting = False
                     if message is None:
@@ -189,14 +198,17 @@ class Connection:
                     except FrameError as err:
                         if not self._bad_frame(err):
                             return
-                    wait = AUTH_TIMEOUT if self.principal is None else idle
                     since = trio.current_time()
+                    if self.principal is not None and ws.can_park():
+                        break  # back to the poller
+                    wait = AUTH_TIMEOUT if self.principal is None else idle
                     if not since + wait * TIMER_REARM <= deadline <= since + wait:  # or now signed in: shorter
                         timer.deadline = deadline = since + wait
-            if not timer.cancelled_caught or self.close_code is not None:
+            if self.close_code is not None:
                 return
+            if not timer.cancelled_caught:
+                continue  # parks
             wait = AUTH_TIMEOUT if self.principal is None else idle
-            since = max(since, ws.read_at)
             if waiting and since + wait > trio.current_time():
                 deadline = since + wait  # a frame came since the deadline was set: wait on from it
                 continue

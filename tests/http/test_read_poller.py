@@ -17,8 +17,9 @@ CONNECTIONS = 200
 
 
 @asynccontextmanager
-async def running(per_turn: int = 64) -> AsyncIterator[tuple[trio.Nursery, Flusher, ReadPoller]]:
-    flusher, poller = Flusher(), ReadPoller(per_turn=per_turn)
+async def running(per_turn: int = 64, sweep_seconds: float = 1.0) -> AsyncIterator[
+        tuple[trio.Nursery, Flusher, ReadPoller]]:
+    flusher, poller = Flusher(), ReadPoller(per_turn=per_turn, sweep_seconds=sweep_seconds)
     async with trio.open_nursery() as nursery:
         await nursery.start(flusher.run)
         await nursery.start(poller.run)
@@ -212,3 +213,26 @@ async def test_readers_parked_when_the_poller_stops_go_back_to_reading_for_thems
     assert got == ["after"]
     client.close()
 
+
+
+async def test_a_parked_connection_silent_for_its_idle_time_is_handed_back_as_idle_and_a_chatty_one_stays() -> None:
+    async with running(sweep_seconds=0.05) as (nursery, flusher, poller):
+        silent_client, silent_server = socket_pair()
+        chatty_client, chatty_server = socket_pair()
+        silent = WebSocket(silent_server, flusher, b"", poller=poller)
+        chatty = WebSocket(chatty_server, flusher, b"", poller=poller)
+        results: dict[str, bool] = {}
+
+        async def serve(name: str, ws: WebSocket) -> None:
+            results[name] = await ws.serve_parked(lambda message: True, idle_seconds=0.3)
+
+        started = trio.current_time()
+        nursery.start_soon(serve, "silent", silent)
+        nursery.start_soon(serve, "chatty", chatty)
+        for _ in range(8):  # 0.8 s, a frame every 0.1 s
+            await trio.sleep(0.1)
+            chatty_client.send(client_frame(b'{"op":"ping"}'))
+        assert results == {"silent": True}
+        assert 0.3 <= trio.current_time() - started
+        silent_client.close()
+        chatty_client.close()
