@@ -178,7 +178,7 @@ async def test_an_error_in_one_connections_handler_is_raised_in_its_task_and_the
 
 async def test_a_parked_reader_whose_timer_fires_is_no_longer_read_for() -> None:
     calls: list[str | bytes] = []
-    async with running() as (nursery, flusher, poller):
+    async with running() as (_nursery, flusher, poller):
         client, server = socket_pair()
         ws = WebSocket(server, flusher, b"", poller=poller)
         with trio.move_on_after(0.05):  # the idle timer
