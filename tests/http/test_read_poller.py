@@ -9,11 +9,8 @@ import trio
 
 from carehub.bots.bench import client_frame  # what the load client sends
 from carehub.http.websocket import OP_CLOSE, Flusher, ReadPoller, WebSocket, close_frame
-from carehub.hub.loop import loop_load
 
-from .test_read_pacer import socket_pair
-
-CONNECTIONS = 200
+from .test_read_pacer import CONNECTIONS, Burst, socket_pair
 
 
 @asynccontextmanager
@@ -34,26 +31,10 @@ async def until(condition: Callable[[], bool]) -> None:
 
 
 async def test_frames_on_many_parked_connections_are_read_over_several_turns_while_other_work_moves() -> None:
-    turns_with_reads: set[float] = set()
-    received = 0
-    other_steps = 0
-    steps_before_last_frame = 0
-    done = trio.Event()
-
-    async def other_work() -> None:  # e.g. a booking's next step: one step per turn of the loop
-        nonlocal other_steps
-        while not done.is_set():
-            other_steps += 1
-            await trio.lowlevel.checkpoint()
+    burst = Burst()
 
     def handler(message: str | bytes) -> bool:
-        nonlocal received, steps_before_last_frame
-        assert message == '{"op":"ping"}'
-        turns_with_reads.add(loop_load().turn_started)
-        received += 1
-        if received == CONNECTIONS:
-            steps_before_last_frame = other_steps
-            done.set()
+        burst.got(message)
         return True
 
     async def serve(ws: WebSocket) -> None:
@@ -62,24 +43,16 @@ async def test_frames_on_many_parked_connections_are_read_over_several_turns_whi
             if await ws.receive() is None:
                 return
 
-    clients = []
     async with running(per_turn=10) as (nursery, flusher, poller):
         for _ in range(CONNECTIONS):
-            client, server = socket_pair()
-            clients.append(client)
-            nursery.start_soon(serve, WebSocket(server, flusher, b"", poller=poller))
+            nursery.start_soon(serve, WebSocket(burst.connect(), flusher, b"", poller=poller))
         await trio.sleep(0.05)  # every connection is parked
-        for client in clients:  # the release: every frame is there at once
-            client.send(client_frame(b'{"op":"ping"}'))
-        nursery.start_soon(other_work)
-        with trio.fail_after(10):
-            await done.wait()
-    for client in clients:
-        client.close()
-    assert received == CONNECTIONS
+        await burst.release(nursery)
+    burst.close()
+    assert burst.received == CONNECTIONS
     assert poller.reads == CONNECTIONS
-    assert len(turns_with_reads) >= CONNECTIONS // 10  # at most 10 a turn
-    assert steps_before_last_frame >= CONNECTIONS // 10 - 1  # the other task had a step in (nearly) every turn
+    assert len(burst.turns_with_reads) >= CONNECTIONS // 10  # at most 10 a turn
+    assert burst.steps_before_last_frame >= CONNECTIONS // 10 - 1  # the other task had a step in (nearly) every turn
 
 
 async def test_a_message_the_handler_cannot_run_is_the_next_its_reader_receives_and_the_order_is_kept() -> None:
