@@ -13,11 +13,13 @@ import msgspec
 import orjson
 from quart import Quart, Response, request
 
+from carehub.errors import CareHubError
+from carehub.hub import HubError
 from carehub.identity import AuthFailed, Principal
 from carehub.identity.partners import SIGNATURE_HEADERS, PartnerCaller, PartnerRefused
 
 from .context import Services
-from .errors import ApiError
+from .errors import ApiError, from_error
 
 Handler = Callable[..., Awaitable[Any]]
 #: a command's admission: ``admit(ctx, body, go, refuse)`` calls ``go()`` to start its task now or later
@@ -162,6 +164,8 @@ class Router:
                     result = await fn(*args, **params)
                 except ApiError as err:
                     return error_response(err)
+                except (CareHubError, HubError) as err:  # a domain rule or the hub refused: its code says the status
+                    return error_response(from_error(err))
                 if isinstance(result, Response):
                     return result
                 if isinstance(result, Answer):
@@ -208,8 +212,11 @@ class Command:
             raise ApiError(422, "invalid", f"request body: {err}") from None
 
     async def run(self, ctx: RequestContext, payload: Any) -> Answer:
-        """The handler on a :meth:`checked` body."""
-        result = await (self.handler(ctx) if self.spec.body is None else self.handler(ctx, payload))
+        """The handler on a :meth:`checked` body; a domain or hub error comes out as the route's ApiError."""
+        try:
+            result = await (self.handler(ctx) if self.spec.body is None else self.handler(ctx, payload))
+        except (CareHubError, HubError) as err:
+            raise from_error(err) from None
         if isinstance(result, Response):  # a route that builds its own HTTP response cannot be a command
             raise TypeError(f"command {self.spec.command} answered with an HTTP response")
         return result if isinstance(result, Answer) else Answer(result)

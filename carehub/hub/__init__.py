@@ -42,6 +42,7 @@ from .errors import (
     UnknownRecipient,
     VersionConflict,
 )
+from .lifecycle import Lifecycle
 from .runtime import DeliverySink, Hub, HubSettings, utcnow
 from .store import Commit, CommitResult, DeliveryRow, HubStore, ScheduledRow, StoredState, StreamItem
 from .topics import Outbound, Priority, Subscriber, Topics
@@ -90,6 +91,7 @@ __all__ = [
     "HubStopping",
     "HubStore",
     "InvalidTransition",
+    "Lifecycle",
     "MailboxFull",
     "Outbound",
     "Priority",

@@ -42,11 +42,30 @@ class Refusal(HubError):
 
 
 class InvalidTransition(Refusal):
+    """An event the lifecycle's table does not allow in the current state (:class:`carehub.hub.Lifecycle`).
+
+    The default message names the state and the event; a domain passes the sentence its users
+    read (and, where clients already know one, the wire ``code`` they know) instead.
+    """
+
     code = "invalid_transition"
 
-    def __init__(self, state: object, message: object) -> None:
-        super().__init__(f"{type(message).__name__} is not allowed while the actor is {state}")
+    def __init__(self, state: object, event: object, *, message: str | None = None, code: str | None = None) -> None:
         self.state = state
+        self.event = event
+        super().__init__(message or f"{_name(event)} is not allowed while {_name(state)}", code=code)
+
+
+def _name(thing: object) -> str:
+    """``Status.PAID`` -> ``paid``; a message class or instance -> its class name; a string as it is."""
+    value = getattr(thing, "value", None)
+    if isinstance(value, str):
+        return value
+    if isinstance(thing, str):
+        return thing
+    if isinstance(thing, type):
+        return thing.__name__
+    return type(thing).__name__
 
 
 class UnknownActorKind(HubError):

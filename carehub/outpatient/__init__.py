@@ -13,7 +13,8 @@ from carehub.channels.his import HisClient
 from carehub.channels.payment import WeChatPay
 
 from .bills import BillRefused, Bills
-from .booking import BookingRefused, Bookings
+from .booking import Bookings
+from .errors import BookingRefused
 from .schedule import Schedule, ScheduleError
 
 

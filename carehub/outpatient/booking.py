@@ -7,17 +7,14 @@ is chosen here, so a client retrying after a lost answer (``client_ref``) finds 
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import hashlib
 import logging
 import math
 import time
 import uuid
-from collections.abc import Callable
 from typing import Any
 
-import outcome
 import trio
 
 from carehub.actors.slot_pool import (
@@ -35,19 +32,13 @@ from carehub.storage.audit import AuditEntry, AuditLog
 from carehub.storage.db import Database
 from carehub.storage.keyring import KeyRing
 
+from .admission import PoolGates
 from .codes import BadCode, seal, unseal
+from .errors import BookingRefused
 
 log = logging.getLogger(__name__)
 
 QR_DOMAIN = "visit-qr"
-#: How long a pool's "full" answer is given again without asking the pool. In a release burst
-#: the thousands who come after the last slot cost no storage read and no actor turn; a slot
-#: freed meanwhile (a cancellation, an unpaid hold released) is offered again within this time.
-SOLD_OUT_SECONDS = 2.0
-#: Booking requests one pool works on at once (its batch); the rest wait here, in order, where
-#: the sold-out board answers them once the pool is full, instead of filling its mailbox.
-POOL_GATE = 64
-GATE_WAIT_SECONDS = 20.0
 #: Bookings check the blacklist in memory: :meth:`Bookings.keep_bans_fresh` reads it again every
 #: ``BANS_REFRESH_SECONDS``, so a change made on another node counts within that time (changes made
 #: here count at once). A booking reads it itself, and waits, only when the copy is older than
@@ -57,129 +48,11 @@ BANS_REFRESH_SECONDS = 10.0
 BANS_MAX_AGE_SECONDS = 30.0
 
 
-class BookingRefused(Exception):
-    def __init__(self, message: str, *, status: int = 409, code: str = "refused") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-
-
 def booking_id_for(account_id: str, client_ref: str | None) -> str:
     """A client's own reference gives the same booking id on every retry."""
     if client_ref:
         return hashlib.sha256(f"{account_id}\x00{client_ref}".encode()).hexdigest()[:24]
     return uuid.uuid4().hex[:24]
-
-
-class _Queued:
-    """A booking request waiting at a pool's gate without a task of its own (a ``booking.create`` frame on
-    ``/ws``): ``go`` starts its task once it has a place (False: its connection is gone, the place goes to
-    the next), ``refuse`` answers it without one: "full" when the sold-out board says so, "busy" when it
-    waited longer than ``GATE_WAIT_SECONDS`` (looked at whenever a place frees)."""
-
-    __slots__ = ("board_key", "client_ref", "deadline", "go", "refuse")
-
-    def __init__(self, board_key: tuple[str, str, str], client_ref: str | None, deadline: float,
-                 go: Callable[[], bool], refuse: Callable[[Refusal | BookingRefused], None]) -> None:
-        self.board_key = board_key
-        self.client_ref = client_ref
-        self.deadline = deadline
-        self.go = go
-        self.refuse = refuse
-
-
-class _Parked:
-    __slots__ = ("task",)
-
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task = task
-
-
-def _busy() -> BookingRefused:
-    return BookingRefused("预约人数过多, 请稍后重试 (too many bookings in progress, try again)",
-                          status=503, code="busy")
-
-
-class _Gate:
-    """At most ``size`` booking requests at a pool's actor at once; the rest wait here, first come first in:
-    tasks parked in :meth:`enter` (HTTP, partner channels) and requests queued without a task
-    (:meth:`queue`, the ``/ws`` command), in one order.
-
-    When the pool sells out, :meth:`wake_all` sends the whole queue back for its answer at once: with a
-    semaphore each waiter was let in by the one before it, one per turn of the loop, so the last of
-    thousands queued at a release heard "full" only after thousands of turns. A queued request is
-    answered right there, without ever having had a task: in a release burst that is most of them.
-    """
-
-    def __init__(self, size: int) -> None:
-        self._free = size
-        self._size = size
-        self._waiting: collections.OrderedDict[_Parked | _Queued, None] = collections.OrderedDict()
-
-    @property
-    def in_use(self) -> bool:
-        return self._free < self._size or bool(self._waiting)
-
-    def take_place(self) -> bool:
-        """A place now, if one is free and nobody waits (call :meth:`leave` after)."""
-        if self._free > 0 and not self._waiting:
-            self._free -= 1
-            return True
-        return False
-
-    async def enter(self, deadline: float) -> bool:
-        """True once in (call :meth:`leave` after); False when sent back by :meth:`wake_all` or at ``deadline``."""
-        if self.take_place():
-            await trio.lowlevel.checkpoint()  # still a checkpoint, like Semaphore.acquire
-            return True
-        parked = _Parked(trio.lowlevel.current_task())
-        self._waiting[parked] = None
-
-        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
-            del self._waiting[parked]  # still waiting (a task let in or sent back is no longer asked)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        let_in = False
-        with trio.move_on_at(deadline):
-            let_in = await trio.lowlevel.wait_task_rescheduled(abort)
-        return let_in
-
-    def queue(self, request: _Queued) -> None:
-        self._waiting[request] = None
-
-    def leave(self) -> None:
-        """Hand the place to the first waiting: a parked task, or a queued request whose task starts now."""
-        now = trio.current_time()
-        while self._waiting:
-            waiter, _ = self._waiting.popitem(last=False)
-            if isinstance(waiter, _Parked):
-                trio.lowlevel.reschedule(waiter.task, outcome.Value(True))
-                return
-            if now >= waiter.deadline:
-                waiter.refuse(_busy())
-            elif waiter.go():
-                return
-        self._free += 1
-
-    def wake_all(self, board: Callable[[tuple[str, str, str], str | None], str | None]) -> None:
-        """The pool said "full": parked tasks go back to read the sold-out board; the queued requests whose
-        board (``board(board_key, client_ref)``) is now sold out are answered here, the others keep their place."""
-        said: dict[tuple[str, str, str], str | None] = {}  # the board's answer per key (a retry asks for itself)
-        for waiter in list(self._waiting):
-            if isinstance(waiter, _Parked):
-                del self._waiting[waiter]
-                trio.lowlevel.reschedule(waiter.task, outcome.Value(False))
-                continue
-            if waiter.client_ref is None:
-                if waiter.board_key not in said:
-                    said[waiter.board_key] = board(waiter.board_key, None)
-                message = said[waiter.board_key]
-            else:
-                message = board(waiter.board_key, waiter.client_ref)
-            if message is not None:
-                del self._waiting[waiter]
-                waiter.refuse(Refusal(message, code="full"))
 
 
 class Bookings:
@@ -189,15 +62,13 @@ class Bookings:
         self.patients = patients
         self.keyring = keyring
         self.audit = audit
-        #: (pool address, period, channel) -> (until, the pool's "full" message)
-        self._sold_out: dict[tuple[str, str, str], tuple[float, str]] = {}
+        #: the pools' gates and the sold-out board (admission in a release burst)
+        self.gates = PoolGates()
         #: patient -> the active blacklist entry ending last; read at ``_bans_read`` (monotonic)
         self._bans: dict[str, dict[str, Any]] = {}
         self._bans_read = -math.inf
         self._bans_lock = trio.Lock()
         self._bans_generation = 0
-        #: pool address -> the gate of its booking requests (POOL_GATE at a time)
-        self._gates: dict[str, _Gate] = {}
 
     # ---- search ----------------------------------------------------------------------------
 
@@ -268,20 +139,6 @@ class Bookings:
                 log.warning("could not read the blacklist: %s", err)
             await trio.sleep(BANS_REFRESH_SECONDS)
 
-    def _board(self, board_key: tuple[str, str, str], client_ref: str | None) -> str | None:
-        """The "sold out" board's answer to this booking now (None: try it)."""
-        sold_out = self._sold_out.get(board_key)
-        if sold_out is not None and client_ref is None:  # a retry (client_ref) may find its own booking
-            if sold_out[0] > time.monotonic():
-                return sold_out[1]
-            self._sold_out.pop(board_key, None)
-        return None
-
-    def _check_sold_out(self, board_key: tuple[str, str, str], client_ref: str | None) -> None:
-        message = self._board(board_key, client_ref)
-        if message is not None:
-            raise Refusal(message, code="full")
-
     async def _bans_changed(self) -> None:
         """A change made here counts for the next booking: the copy is read again before this returns."""
         self._bans_generation += 1  # a read already under way started before the change: it reads again
@@ -291,50 +148,17 @@ class Bookings:
         except Exception as err:  # the change is made; the next booking reads the copy itself
             log.warning("could not read the blacklist after a change: %s", err)
 
-    def _gate(self, address: str) -> _Gate:
-        gate = self._gates.get(address)
-        if gate is None:
-            if len(self._gates) > 10_000:
-                self._gates = {a: g for a, g in self._gates.items() if g.in_use}  # keep those in use
-            gate = self._gates[address] = _Gate(POOL_GATE)
-        return gate
-
-    def admit(
-        self, *, doctor_id: str, day: dt.date, period: str, channel: str, client_ref: str | None,
-        go: Callable[[], bool], refuse: Callable[[Refusal | BookingRefused], None],
-    ) -> None:
-        """A booking request that has no task yet: ``go()`` starts it now if its pool's gate has a place
-        (the task then calls :meth:`book` with ``admitted=True``), else it waits in the gate's queue for
-        one, or for its answer; raises Refusal "full" at once from the sold-out board."""
-        address = pool_address(doctor_id, day)
-        board_key = (address, period, channel)
-        self._check_sold_out(board_key, client_ref)
-        gate = self._gate(address)
-        if gate.take_place():
-            if not go():
-                gate.leave()
-            return
-        gate.queue(_Queued(board_key, client_ref, trio.current_time() + GATE_WAIT_SECONDS, go, refuse))
-
     async def book(
         self, *, account_id: str, patient_id: str, doctor_id: str, day: dt.date, period: str, channel: str,
         slot_no: int | None = None, client_ref: str | None = None, revisit: bool = False, label: str | None = None,
         admitted: bool = False,
     ) -> dict[str, Any]:
-        """Book through the pool's gate; ``admitted``: :meth:`admit` already gave this request its place."""
+        """Book through the pool's gate; ``admitted``: :meth:`PoolGates.admit` already gave this request its place."""
         address = pool_address(doctor_id, day)
         board_key = (address, period, channel)
-        gate = self._gate(address)
-        if not admitted:
-            self._check_sold_out(board_key, client_ref)
-            deadline = trio.current_time() + GATE_WAIT_SECONDS
-            while not await gate.enter(deadline):
-                # sent back because a board of this pool sold out: ours, or another period's or channel's
-                self._check_sold_out(board_key, client_ref)
-                if trio.current_time() >= deadline:
-                    raise _busy()
+        gate = self.gates.gate(address) if admitted else await self.gates.enter(address, board_key, client_ref)
         try:
-            self._check_sold_out(board_key, client_ref)  # it may have sold out while we waited
+            self.gates.check_sold_out(board_key, client_ref)  # it may have sold out while we waited
             return await self._book(address, board_key, account_id=account_id, patient_id=patient_id,
                                     period=period, channel=channel, slot_no=slot_no, client_ref=client_ref,
                                     revisit=revisit, label=label)
@@ -355,17 +179,12 @@ class Bookings:
                                  status=403, code="blacklisted")
         message = Book(booking_id_for(account_id, client_ref), period, patient_id, account_id, label, channel,
                        slot_no, revisit)
-        self._check_sold_out(board_key, client_ref)  # it may have sold out while we read
+        self.gates.check_sold_out(board_key, client_ref)  # it may have sold out while we read
         try:
             reply: dict[str, Any] = await self.hub.ask(address, message)
         except Refusal as err:
             if err.code == "full":
-                if len(self._sold_out) > 10_000:
-                    self._sold_out.clear()
-                self._sold_out[board_key] = (time.monotonic() + SOLD_OUT_SECONDS, err.message)
-                gate = self._gates.get(address)
-                if gate is not None:
-                    gate.wake_all(self._board)  # everyone queued for this pool learns it now, in one turn
+                self.gates.sold_out(address, board_key, err.message)
             raise
         return reply
 

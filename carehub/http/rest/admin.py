@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 import pyotp
 from quart import Response
 
@@ -19,18 +20,37 @@ from carehub.storage.audit import AuditEntry
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
-from .shared import (
-    AUDIT_QUERY,
-    AccountRoles,
-    NewAccounts,
-    NewPartnerKey,
-    RoleBody,
-    _int_arg,
-    audit_filters,
-    client_ip,
-    close_sessions,
-    patient_errors,
-)
+from .args import AUDIT_QUERY, audit_filters, client_ip, int_arg
+from .shared import close_sessions, patient_errors
+
+
+class NewAccountBody(msgspec.Struct, forbid_unknown_fields=True):
+    login: str
+    display_name: str
+    roles: list[str]
+    password: str | None = None
+    phone: str | None = None
+    #: patients the hospital already verified at its counter (imported from the HIS)
+    real_name: str | None = None
+    id_number: str | None = None
+
+
+class NewAccounts(msgspec.Struct, forbid_unknown_fields=True):
+    accounts: list[NewAccountBody]
+
+
+class RoleBody(msgspec.Struct, forbid_unknown_fields=True):
+    permissions: list[str]
+    menus: list[str] = msgspec.field(default_factory=list)
+    description: str = ""
+
+
+class AccountRoles(msgspec.Struct, forbid_unknown_fields=True):
+    roles: list[str]
+
+
+class NewPartnerKey(msgspec.Struct, forbid_unknown_fields=True):
+    operations: list[str]
 
 
 def register(r: RouteDecorator) -> None:
@@ -99,7 +119,7 @@ def register(r: RouteDecorator) -> None:
     async def audit_search(ctx: RequestContext) -> Any:
         filters = audit_filters()
         records = await ctx.services.identity.audit.search(
-            **filters, limit=_int_arg("limit", 100, 1, 1000), offset=_int_arg("offset", 0, 0, 10**9)
+            **filters, limit=int_arg("limit", 100, 1, 1000), offset=int_arg("offset", 0, 0, 10**9)
         )
         return {
             "entries": [
@@ -113,7 +133,7 @@ def register(r: RouteDecorator) -> None:
     @r("GET", "/api/v1/admin/audit.csv", summary="Export the audit trail as CSV (ADM-7)",
        permission="admin.audit", tag="admin", query=AUDIT_QUERY, content_type="text/csv")
     async def audit_csv(ctx: RequestContext) -> Any:
-        limit = _int_arg("limit", 10_000, 1, 100_000)
+        limit = int_arg("limit", 10_000, 1, 100_000)
         text = await ctx.services.identity.audit.export_csv(**audit_filters(), limit=limit)
         return Response(
             text, content_type="text/csv; charset=utf-8",

@@ -2,22 +2,63 @@
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import msgspec
 
+from carehub.identity import AccountLocked, AuthFailed, Principal, RateLimited, SmsUnavailable
+from carehub.storage.keyring import DecryptionFailed, KeyRingError
+
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
-from .shared import (
-    Login,
-    SmsCodeRequest,
-    SmsLogin,
-    _int_arg,
-    client_ip,
-    close_sessions,
-    session_body,
-    sign_in_errors,
-)
+from .args import client_ip, int_arg
+from .shared import close_sessions, key_ring_error
+
+
+class Login(msgspec.Struct, forbid_unknown_fields=True):
+    login: str
+    password: str
+    #: staff: the 6-digit code of their authenticator app (TOTP)
+    totp: str | None = None
+
+
+class SmsCodeRequest(msgspec.Struct, forbid_unknown_fields=True):
+    phone: str
+
+
+class SmsLogin(msgspec.Struct, forbid_unknown_fields=True):
+    phone: str
+    code: str
+
+
+def session_body(token: str, principal: Principal) -> dict[str, Any]:
+    return {
+        "token": token,
+        "account": {"id": principal.account_id, "name": principal.display_name, "roles": sorted(principal.roles)},
+    }
+
+
+@contextmanager
+def sign_in_errors() -> Iterator[None]:
+    """Sign-in failures as HTTP: 401 wrong, 423 locked, 429 too often, 422 bad phone, 503 no SMS."""
+    try:
+        yield
+    except AuthFailed as err:
+        raise ApiError(401, "auth_failed", str(err)) from None
+    except AccountLocked as err:
+        seconds = max(1, int((err.until - dt.datetime.now(dt.UTC)).total_seconds()))
+        raise ApiError(423, "account_locked", str(err), headers={"Retry-After": str(seconds)}) from None
+    except RateLimited as err:
+        raise ApiError(429, "rate_limited", err.message, headers={"Retry-After": str(err.retry_after)}) from None
+    except SmsUnavailable as err:
+        raise ApiError(503, "sms_unavailable", str(err)) from None
+    except (DecryptionFailed, KeyRingError) as err:
+        raise key_ring_error(err) from None
+    except ValueError as err:
+        raise ApiError(422, "invalid", str(err)) from None
 
 
 def register(r: RouteDecorator) -> None:
@@ -81,8 +122,8 @@ def register(r: RouteDecorator) -> None:
        permission="account.self", tag="auth", query=("after", "limit"))
     async def my_stream(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        after = _int_arg("after", 0, 0, 2**62)
-        limit = _int_arg("limit", 100, 1, 500)
+        after = int_arg("after", 0, 0, 2**62)
+        limit = int_arg("limit", 100, 1, 500)
         items = await ctx.services.store.read_stream(ctx.principal.account_id, after, limit)
         return {
             "items": [

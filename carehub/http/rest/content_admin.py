@@ -33,8 +33,8 @@ from carehub.storage.directory import (
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
+from .args import int_arg
 from .directory import directory_errors, directory_store, editor, path_id
-from .shared import _int_arg
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -484,8 +484,8 @@ def register(r: RouteDecorator) -> None:
        permission="admin.directory", tag="admin-directory", query=("limit", "offset"))
     async def admin_news(ctx: RequestContext) -> Any:
         items = await directory_store(ctx.services).news(
-            now=dt.datetime.now(dt.UTC), limit=_int_arg("limit", 100, 1, 1000),
-            offset=_int_arg("offset", 0, 0, 10**6), everything=True,
+            now=dt.datetime.now(dt.UTC), limit=int_arg("limit", 100, 1, 1000),
+            offset=int_arg("offset", 0, 0, 10**6), everything=True,
         )
         return {"news": items}
 
@@ -566,7 +566,7 @@ def register(r: RouteDecorator) -> None:
         code = request.args.get("code") or None
         if code is not None:
             code = path_id(code, "价格项目")
-        changes = await directory_store(ctx.services).price_history(code=code, limit=_int_arg("limit", 200, 1, 1000))
+        changes = await directory_store(ctx.services).price_history(code=code, limit=int_arg("limit", 200, 1, 1000))
         return {"changes": changes}
 
     @r("GET", "/api/v1/admin/triage/rules", summary="The smart triage rules (OUT-1)", permission="admin.directory",

@@ -30,7 +30,7 @@ from carehub.storage.directory import (
 from ..context import Services
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
-from .shared import _int_arg, client_ip
+from .args import client_ip, int_arg
 
 #: what a path may name: department and doctor ids, news and announcement ids, guide slugs, codes
 _PATH_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -145,7 +145,7 @@ def register(r: RouteDecorator) -> None:
        query=("limit", "offset"))
     async def news(ctx: RequestContext) -> Any:
         items = await directory_store(ctx.services).news(
-            now=dt.datetime.now(dt.UTC), limit=_int_arg("limit", 20, 1, 100), offset=_int_arg("offset", 0, 0, 10**6)
+            now=dt.datetime.now(dt.UTC), limit=int_arg("limit", 20, 1, 100), offset=int_arg("offset", 0, 0, 10**6)
         )
         return {"news": [{k: v for k, v in item.items() if k != "hidden"} for item in items]}
 

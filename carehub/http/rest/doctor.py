@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
-from .shared import (
-    BreakGlass,
-    client_ip,
-    patient_errors,
-)
+from .args import client_ip
+from .shared import patient_errors
+
+
+class BreakGlass(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str
 
 
 def register(r: RouteDecorator) -> None:

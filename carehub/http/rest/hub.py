@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from carehub.hub import BadMessage, Caller, HubError, UnknownActorKind
 from carehub.identity import (
     may_publish,
@@ -11,10 +13,18 @@ from carehub.identity import (
 
 from ..errors import ApiError, from_hub
 from ..routing import RequestContext, RouteDecorator
-from .shared import (
-    Call,
-    PublishBody,
-)
+
+
+class Call(msgspec.Struct, forbid_unknown_fields=True):
+    to: str
+    type: str
+    body: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class PublishBody(msgspec.Struct, forbid_unknown_fields=True):
+    topic: str
+    type: str
+    body: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
 def register(r: RouteDecorator) -> None:

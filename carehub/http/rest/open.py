@@ -6,9 +6,7 @@ from typing import Any
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
-from .shared import (
-    PublishBody,
-)
+from .hub import PublishBody
 
 
 def register(r: RouteDecorator) -> None:

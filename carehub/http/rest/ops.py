@@ -9,10 +9,8 @@ from quart import Response, request
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
-from .shared import (
-    _int_arg,
-    ops_figures,
-)
+from .args import int_arg
+from .shared import ops_figures
 
 
 def register(r: RouteDecorator) -> None:
@@ -24,7 +22,7 @@ def register(r: RouteDecorator) -> None:
        query=("search", "limit"))
     async def ops_actors(ctx: RequestContext) -> Any:
         search = request.args.get("search", "")[:200]
-        return {"actors": ctx.services.hub.live_actors(search, _int_arg("limit", 50, 1, 500))}
+        return {"actors": ctx.services.hub.live_actors(search, int_arg("limit", 50, 1, 500))}
 
     @r("POST", "/api/v1/ops/actors/<path:address>/release", summary="Lift an actor's quarantine",
        permission="ops.manage", tag="ops")

@@ -39,7 +39,8 @@ from carehub.outpatient.schedule import RosterRequest, SlotRule
 
 from ..errors import ApiError, from_hub
 from ..routing import Answer, RequestContext, RouteDecorator, json_response
-from .shared import _int_arg, patient_errors
+from .args import int_arg
+from .shared import patient_errors
 
 log = logging.getLogger("carehub.http.outpatient")
 
@@ -163,7 +164,7 @@ def register(r: RouteDecorator) -> None:
        permission=None, tag="booking", query=("department", "doctor", "name", "specialty", "from", "days"))
     async def sessions(ctx: RequestContext) -> Any:
         day_from = _day_arg("from") or _today()
-        days = _int_arg("days", 7, 1, 31)
+        days = int_arg("days", 7, 1, 31)
         return {"sessions": await ctx.services.outpatient.bookings.sessions(
             department_id=request.args.get("department"), doctor_id=request.args.get("doctor"),
             name=request.args.get("name"), specialty=request.args.get("specialty"), day_from=day_from, days=days)}
@@ -205,7 +206,7 @@ def register(r: RouteDecorator) -> None:
                       refuse: Callable[[ApiError], None]) -> None:
         """A booking frame waits for its place at the pool's gate without a task, and hears "full" without one."""
         try:  # (not outpatient_errors(): two generator context managers cost more than the rest of admitting)
-            ctx.services.outpatient.bookings.admit(
+            ctx.services.outpatient.bookings.gates.admit(
                 doctor_id=body.doctor_id, day=body.day, period=body.period, channel="app", client_ref=body.client_ref,
                 go=go, refuse=lambda err: refuse(refused(err)))
         except (Refusal, BookingRefused) as err:
@@ -421,7 +422,7 @@ def register(r: RouteDecorator) -> None:
     @r("GET", "/api/v1/display/<department_id>/calls", summary="Hall screen feed: the latest calls of a department",
        permission=None, tag="queue", query=("limit",))
     async def display_calls(ctx: RequestContext, department_id: str) -> Any:
-        limit = _int_arg("limit", 10, 1, 50)
+        limit = int_arg("limit", 10, 1, 50)
         rows = await ctx.services.db.fetch(
             "SELECT patient_label, room, kind, called_at FROM queue_calls WHERE department_id = $1"
             " AND called_at >= $2 ORDER BY called_at DESC LIMIT $3",
@@ -541,7 +542,7 @@ def register(r: RouteDecorator) -> None:
             day_from=_day_arg("from"), day_to=_day_arg("to"), channel=request.args.get("channel"),
             patient_id=request.args.get("patient"), doctor_id=request.args.get("doctor"),
             department_id=request.args.get("department"), status=request.args.get("status"),
-            limit=_int_arg("limit", 100, 1, 1000))}
+            limit=int_arg("limit", 100, 1, 1000))}
 
     @r("GET", "/api/v1/admin/blacklist", summary="No-show blacklist (active entries)", permission="admin.bookings",
        tag="booking", query=("all",))

@@ -4,18 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from quart import request
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
-from .shared import (
-    AddPatient,
-    ConsentAnswer,
-    PatientUpdate,
-    ReviewDecision,
-    client_ip,
-    patient_errors,
-)
+from .args import client_ip
+from .shared import patient_errors
+
+
+class AddPatient(msgspec.Struct, forbid_unknown_fields=True):
+    name: str
+    id_number: str
+    relation: str
+    guardian_consent: bool = False
+
+
+class PatientUpdate(msgspec.Struct, forbid_unknown_fields=True):
+    relation: str
+
+
+class ConsentAnswer(msgspec.Struct, forbid_unknown_fields=True):
+    patient_id: str
+    requester: str
+    grant: bool
+
+
+class ReviewDecision(msgspec.Struct, forbid_unknown_fields=True):
+    approve: bool
+    reason: str | None = None
 
 
 def register(r: RouteDecorator) -> None:
