@@ -8,6 +8,8 @@ missing here is a bug: ``tests/http/test_error_codes.py`` finds every code the p
 
 from __future__ import annotations
 
+from typing import Any
+
 from carehub.errors import CareHubError
 from carehub.hub import HubError
 
@@ -102,22 +104,28 @@ def status_of(code: str) -> int:
 class ApiError(Exception):
     """An HTTP answer that is not a success: status, code, message (and headers such as ``Retry-After``)."""
 
-    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, code: str, message: str, *, headers: dict[str, str] | None = None,
+                 retryable: bool = False) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
         self.message = message
         self.headers = headers or {}
+        self.retryable = retryable
 
-    def body(self) -> dict[str, dict[str, str]]:
-        return {"error": {"code": self.code, "message": self.message}}
+    def body(self) -> dict[str, dict[str, Any]]:
+        error: dict[str, Any] = {"code": self.code, "message": self.message}
+        if self.retryable:
+            error["retryable"] = True
+        return {"error": error}
 
 
 def from_error(err: HubError | CareHubError, *, headers: dict[str, str] | None = None) -> ApiError:
     """The HTTP answer to a hub or domain error, by its code."""
-    if headers is None and err.retryable and status_of(err.code) == 503:
-        headers = {"Retry-After": "1"}
-    return ApiError(status_of(err.code), err.code, err.message, headers=headers)
+    status = status_of(err.code)
+    if headers is None and err.retryable and status == 503:
+        headers = {"Retry-After": "5" if err.code == "storage_unavailable" else "1"}
+    return ApiError(status, err.code, err.message, headers=headers, retryable=err.retryable)
 
 
 def from_hub(err: HubError) -> ApiError:

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import re
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -20,6 +22,8 @@ from carehub.identity.partners import SIGNATURE_HEADERS, PartnerCaller, PartnerR
 
 from .context import Services
 from .errors import ApiError, from_error
+
+log = logging.getLogger("carehub.http")
 
 Handler = Callable[..., Awaitable[Any]]
 #: a command's admission: ``admit(ctx, body, go, refuse)`` calls ``go()`` to start its task now or later
@@ -116,10 +120,52 @@ async def read_body(spec: RouteSpec) -> Any:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
         raise ApiError(400, "bad_request", f"request body is not valid JSON: {err}") from None
+    if b"\\u0000" in raw:  # JSON can carry a NUL only escaped; PostgreSQL cannot store one in text
+        where = _nul_at(data, "$")
+        if where is not None:
+            raise ApiError(422, "invalid", f"request body: a NUL character is not allowed - at `{where}`")
     try:
         return msgspec.convert(data, spec.body, strict=True)
     except msgspec.ValidationError as err:
         raise ApiError(422, "invalid", f"request body: {err}") from None
+
+
+def _nul_at(value: Any, path: str) -> str | None:
+    """The path of the first string holding a NUL character (keys included), or None."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = path if "\x00" in key else _nul_at(item, f"{path}.{key}")
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_at(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _refuse_nul(params: dict[str, Any]) -> None:
+    """A NUL character in a path or query value is refused here: PostgreSQL cannot store one in text."""
+    for name, value in params.items():
+        if isinstance(value, str) and "\x00" in value:
+            raise ApiError(400, "bad_request", f"path parameter {name!r} contains a NUL character")
+    if b"%00" in request.query_string or b"\x00" in request.query_string:
+        raise ApiError(400, "bad_request", "the query string contains a NUL character")
+
+
+_last_unavailable_log = 0.0
+
+
+def _note_unavailable(err: CareHubError | HubError) -> None:
+    """One log line per 10 s while a dependency is down (not a traceback per request)."""
+    global _last_unavailable_log
+    now = time.monotonic()
+    if now - _last_unavailable_log >= 10.0:
+        _last_unavailable_log = now
+        log.warning("answering %s (503, retryable) while a dependency is down: %s", err.code, err.message)
 
 
 class Router:
@@ -150,6 +196,7 @@ class Router:
             @functools.wraps(fn)
             async def view(**params: Any) -> Response:
                 try:
+                    _refuse_nul(params)
                     partner = None
                     principal = None
                     if spec.partner_op is not None:
@@ -165,6 +212,8 @@ class Router:
                 except ApiError as err:
                     return error_response(err)
                 except (CareHubError, HubError) as err:  # a domain rule or the hub refused: its code says the status
+                    if err.retryable:
+                        _note_unavailable(err)
                     return error_response(from_error(err))
                 if isinstance(result, Response):
                     return result

@@ -20,12 +20,42 @@ import asyncpg
 import trio
 import trio_asyncio
 
+from carehub.errors import Unavailable
+
 log = logging.getLogger("carehub.storage")
 
 T = TypeVar("T")
 P = ParamSpec("P")
 
 Op = Callable[..., Awaitable[T]]
+
+
+class DatabaseUnavailable(Unavailable):
+    """PostgreSQL could not be reached (down, restarting, failing over): nothing was changed; try again."""
+
+    code = "storage_unavailable"
+
+
+#: what asyncpg raises when the server is gone, not when a statement is wrong
+_CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.ConnectionDoesNotExistError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def _unavailable(err: BaseException) -> DatabaseUnavailable | None:
+    """The domain error for a lost or refused connection (None: some other failure, raised as it is)."""
+    if isinstance(err, _CONNECTION_ERRORS) or (
+        isinstance(err, asyncpg.InterfaceError) and "closed" in str(err)
+    ):
+        return DatabaseUnavailable(f"数据库暂时不可用, 请稍后重试 (database unavailable: {type(err).__name__})")
+    return None
 
 
 class Database:
@@ -39,8 +69,14 @@ class Database:
         return result
 
     async def _run_aio(self, op: Callable[..., Awaitable[T]], *args: Any) -> T:
-        async with self._pool.acquire() as conn:
-            return await op(conn, *args)
+        try:
+            async with self._pool.acquire() as conn:
+                return await op(conn, *args)
+        except Exception as err:
+            down = _unavailable(err)
+            if down is None:
+                raise
+            raise down from err
 
     async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
         async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:

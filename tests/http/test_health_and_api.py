@@ -136,3 +136,34 @@ async def test_an_http_call_is_answered_after_commit(server: Server) -> None:
         stream = await http.get("/api/v1/me/stream", params={"after": 0})
     assert first.status_code == 200 and first.json()["result"]["n"] == 1
     assert [item["body"]["text"] for item in stream.json()["items"]] == ["在吗"]
+
+
+async def test_rest_routes_answer_503_with_retry_after_while_postgresql_is_down_and_recover(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Not a 500 and a traceback per request: a retryable 503 that says to come back (issue 16)."""
+    pg = EmbeddedPostgres(tmp_path / "pg")
+    dsn = await trio.to_thread.run_sync(pg.start)
+    try:
+        with trio.fail_after(90):
+            async with run_server(dsn) as srv, srv.http() as http:
+                assert (await http.get("/api/v1/departments")).status_code == 200
+                await trio.to_thread.run_sync(pg.stop)
+                caplog.clear()
+                answers = [await http.get("/api/v1/departments") for _ in range(20)]
+                for down in answers:
+                    assert down.status_code == 503, down.text
+                    assert down.headers["Retry-After"].isdigit()
+                    assert down.json()["error"]["code"] == "storage_unavailable"
+                    assert down.json()["error"]["retryable"] is True
+                    assert "数据库暂时不可用" in down.json()["error"]["message"]
+                tracebacks = [r for r in caplog.records if r.exc_info]
+                assert not tracebacks, "a dependency that is down is not an internal error"
+                await trio.to_thread.run_sync(pg.start)
+
+                async def served() -> bool:
+                    return (await http.get("/api/v1/departments")).status_code == 200
+
+                await eventually(served, timeout=30)
+    finally:
+        await trio.to_thread.run_sync(pg.stop)

@@ -1,4 +1,4 @@
-"""What several REST route modules still share: key-ring and patient error mapping, closing revoked sessions, ops figures."""
+"""What several REST modules still share: key-ring and patient error mapping, closing revoked sessions, ops figures."""
 
 from __future__ import annotations
 
