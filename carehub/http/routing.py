@@ -123,7 +123,7 @@ async def read_body(spec: RouteSpec) -> Any:
     if b"\\u0000" in raw:  # JSON can carry a NUL only escaped; PostgreSQL cannot store one in text
         where = _nul_at(data, "$")
         if where is not None:
-            raise ApiError(422, "invalid", f"request body: a NUL character is not allowed - at `{where}`")
+            raise ApiError(422, "invalid", f"请求内容含不允许的字符 (a NUL character is not allowed) - at `{where}`")
     try:
         return msgspec.convert(data, spec.body, strict=True)
     except msgspec.ValidationError as err:
@@ -151,9 +151,9 @@ def _refuse_nul(params: dict[str, Any]) -> None:
     """A NUL character in a path or query value is refused here: PostgreSQL cannot store one in text."""
     for name, value in params.items():
         if isinstance(value, str) and "\x00" in value:
-            raise ApiError(400, "bad_request", f"path parameter {name!r} contains a NUL character")
+            raise ApiError(400, "bad_request", f"路径含不允许的字符 (path parameter {name!r} contains a NUL character)")
     if b"%00" in request.query_string or b"\x00" in request.query_string:
-        raise ApiError(400, "bad_request", "the query string contains a NUL character")
+        raise ApiError(400, "bad_request", "查询参数含不允许的字符 (the query string contains a NUL character)")
 
 
 _last_unavailable_log = 0.0
