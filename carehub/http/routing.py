@@ -120,31 +120,11 @@ async def read_body(spec: RouteSpec) -> Any:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as err:
         raise ApiError(400, "bad_request", f"request body is not valid JSON: {err}") from None
-    if b"\\u0000" in raw:  # JSON can carry a NUL only escaped; PostgreSQL cannot store one in text
-        where = _nul_at(data, "$")
-        if where is not None:
-            raise ApiError(422, "invalid", f"请求内容含不允许的字符 (a NUL character is not allowed) - at `{where}`")
     try:
         return msgspec.convert(data, spec.body, strict=True)
     except msgspec.ValidationError as err:
         raise ApiError(422, "invalid", f"request body: {err}") from None
 
-
-def _nul_at(value: Any, path: str) -> str | None:
-    """The path of the first string holding a NUL character (keys included), or None."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = path if "\x00" in key else _nul_at(item, f"{path}.{key}")
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _nul_at(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
 
 
 def _refuse_nul(params: dict[str, Any]) -> None:

@@ -20,7 +20,7 @@ import asyncpg
 import trio
 import trio_asyncio
 
-from carehub.errors import Unavailable
+from carehub.errors import Invalid, Unavailable
 
 log = logging.getLogger("carehub.storage")
 
@@ -72,6 +72,8 @@ class Database:
         try:
             async with self._pool.acquire() as conn:
                 return await op(conn, *args)
+        except asyncpg.CharacterNotInRepertoireError as err:  # a NUL in text: PostgreSQL cannot store one
+            raise Invalid("请求内容含不允许的字符 (text with a NUL character cannot be stored)") from err
         except Exception as err:
             down = _unavailable(err)
             if down is None:
