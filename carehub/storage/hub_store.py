@@ -6,11 +6,13 @@ import dataclasses
 import datetime as dt
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import msgspec
 import trio
 
 from carehub.hub import (
@@ -472,6 +474,24 @@ class PostgresHubStore:
         if isinstance(result, HubError):
             raise result
         return result
+
+    async def schedule_in(
+        self, conn: asyncpg.Connection, tells: Sequence[tuple[str, msgspec.Struct]], now: dt.datetime,
+    ) -> None:
+        """Durable tells (``(address, message)``, due now) written inside the caller's transaction on ``conn``.
+
+        For a domain repository whose step must cause an effect exactly when it commits (a bill
+        order paid -> push it to the HIS): the rows are the hub's outbox, so the scheduler performs
+        them within its poll interval, and again after a restart until they succeed. The message
+        must be one the target's effect or actor kind accepts by its type name.
+        """
+        if tells:
+            await conn.executemany(
+                "INSERT INTO scheduled_messages (id, target, type, body, due_at, reminder_key, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, NULL, $5)",
+                [(uuid.uuid4().hex, target, type(message).__name__, msgspec.json.encode(message).decode(), now)
+                 for target, message in tells],
+            )
 
     async def due_scheduled(self, before: dt.datetime, limit: int) -> list[ScheduledRow]:
         rows = await self.db.fetch(
