@@ -1,4 +1,4 @@
-"""The waiting line of one clinic session, and the doctor's calls (OUT-11, MSG-7).
+"""The waiting line of one clinic session, and the doctor's calls (OUT-12, MSG-7).
 
 Address ``queue/<doctor_id>:<YYYY-MM-DD>:<period>`` (the session id). Patients join when they
 check in (a durable tell from their slot pool). Order rule: priority patients first (set by
@@ -123,6 +123,8 @@ def _session_doctor(key: str) -> str:
 
 class WaitingQueue(Behaviour[QueueState]):
     kind = "queue"
+    #: the hall screens' feed of calls (written only by this kind)
+    projections = frozenset({"queue_calls"})
     state_type = QueueState
     messages = {
         m.__name__: m

@@ -1,5 +1,5 @@
 """Outpatient bills, paid online through the WeChat Pay simulator, with the HIS simulator holding
-the charges as FHIR ChargeItems (OUT-13, OUT-14, ME-6)."""
+the charges as FHIR ChargeItems (OUT-7, OUT-13, OUT-14, ME-6)."""
 
 from __future__ import annotations
 
@@ -97,11 +97,11 @@ async def post_admin(h: Hospital, method: str, path: str, body: Any = None) -> h
         return await http.request(method, path, json=body)
 
 
-# ---- pending bills and paying them (OUT-13, ME-6) ---------------------------------------------------
+# ---- pending bills and paying them (OUT-7, ME-6) ----------------------------------------------------
 
 
 async def test_a_family_members_unpaid_charges_at_the_his_appear_as_pending_bills(hospital: Hospital) -> None:
-    """OUT-13: what the HIS holds as billable is owed; what it holds as billed is not."""
+    """OUT-7: what the HIS holds as billable is owed; what it holds as billed is not."""
     me = await self_patient(hospital.server, "patient1")
     await seed(hospital, me, ("CT01", "胸部CT平扫", 28000), ("US02", "腹部彩超", 16000))
     async with hospital.his_admin() as his:
@@ -118,7 +118,7 @@ async def test_a_family_members_unpaid_charges_at_the_his_appear_as_pending_bill
 async def test_paid_bills_are_settled_exactly_once_even_when_the_notification_is_replayed(
     hospital: Hospital,
 ) -> None:
-    """OUT-13, ME-6: one order pays both bills; the replayed TRANSACTION.SUCCESS changes nothing."""
+    """OUT-7, ME-6: one order pays both bills; the replayed TRANSACTION.SUCCESS changes nothing."""
     me = await self_patient(hospital.server, "patient1")
     await seed(hospital, me, ("CT01", "胸部CT平扫", 28000), ("US02", "腹部彩超", 16000))
     bills = await pending(hospital)
@@ -144,7 +144,7 @@ async def test_paid_bills_are_settled_exactly_once_even_when_the_notification_is
 
 
 async def test_the_his_learns_that_a_paid_charge_is_billed(hospital: Hospital) -> None:
-    """OUT-13: the HIS's ChargeItem goes billable -> billed, naming the payment."""
+    """OUT-7: the HIS's ChargeItem goes billable -> billed, naming the payment."""
     me = await self_patient(hospital.server, "patient1")
     [charge_id] = await seed(hospital, me, ("LAB3", "肝功能", 6000))
     out_trade_no = (await pay(hospital, [f"his-{charge_id}"]))["order"]["out_trade_no"]

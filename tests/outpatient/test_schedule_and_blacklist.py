@@ -1,4 +1,4 @@
-"""Rosters with approval, session cancellation reaching every patient, and the no-show blacklist (SCH-4..6, SCH-10)."""
+"""Rosters with approval, session cancellation reaching every patient, the no-show blacklist (SCH-3..6, SCH-10)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def free_clinic(server: Server, doctor_login: str) -> None:
 
 
 async def test_an_approved_roster_opens_sessions_patients_can_find(server: Server) -> None:
-    """SCH-4, OUT-3: approval generates the slots; the search lists them with free counts."""
+    """SCH-3, OUT-3: approval generates the slots; the search lists them with free counts."""
     day = beijing_now().date() + dt.timedelta(days=3)
     await approve_roster(server, "doctor2", [{"day": day.isoformat(), "period": "am", "room": "2诊室"}])
     async with server.http() as http:
@@ -110,7 +110,7 @@ async def test_no_shows_fill_the_blacklist_and_an_admin_can_lift_it(server: Serv
 
 
 async def test_the_hold_time_and_check_in_window_of_a_slot_rule_reach_the_sessions_it_opens(server: Server) -> None:
-    """SCH-2, OUT-6, OUT-8: an admin's hold minutes and check-in window are kept and applied."""
+    """SCH-2, OUT-6, OUT-11: an admin's hold minutes and check-in window are kept and applied."""
     doctor = await server.account_id("doctor5")
     async with server.http(await server.token("admin")) as admin:
         saved = await admin.put(f"/api/v1/admin/doctors/{doctor}/slot-rule", json={
