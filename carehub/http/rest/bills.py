@@ -85,8 +85,7 @@ def register(r: RouteDecorator, *, bills: Bills, hospital: Hospital) -> None:
        permission="account.self", tag="bills", query=("patient",))
     async def my_visit_fees(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        return {"visits": await bills.visits(ctx.principal.account_id,
-                                                                      _text_arg("patient", 32))}
+        return {"visits": await bills.visits(ctx.principal.account_id, _text_arg("patient", 32))}
 
     @r("POST", "/api/v1/me/bills/pay", summary="Pay unpaid bills of one family member (one WeChat Pay order)",
        permission="account.self", body=PayBillsBody, tag="bills")
@@ -124,8 +123,7 @@ def register(r: RouteDecorator, *, bills: Bills, hospital: Hospital) -> None:
         if body.client_ref is not None and not 1 <= len(body.client_ref) <= 64:
             raise ApiError(422, "invalid", "client_ref is 1-64 characters")
         with patient_errors():
-            reply = await bills.order_test(ctx.principal.account_id, body.patient_id,
-                                                                   body.code, body.client_ref)
+            reply = await bills.order_test(ctx.principal.account_id, body.patient_id, body.code, body.client_ref)
         return json_response(reply, 201)
 
     # ---- administration ----------------------------------------------------------------------

@@ -193,8 +193,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
        tag="booking", query=("from",))
     async def my_bookings(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        return {"bookings": await outpatient.bookings.mine(ctx.principal.account_id,
-                                                                        since=_day_arg("from"))}
+        return {"bookings": await outpatient.bookings.mine(ctx.principal.account_id, since=_day_arg("from"))}
 
     @r("GET", "/api/v1/me/bookings/<booking_id>", summary="One of my bookings, with its payment and QR code",
        permission="account.self", tag="booking")
@@ -209,8 +208,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
        permission="account.self", body=CancelBody, tag="booking")
     async def cancel(ctx: RequestContext, body: CancelBody, booking_id: str) -> Any:
         assert ctx.principal is not None
-        return await outpatient.bookings.cancel(booking_id, ctx.principal.account_id,
-                                                             body.reason[:100] or "患者取消")
+        return await outpatient.bookings.cancel(booking_id, ctx.principal.account_id, body.reason[:100] or "患者取消")
 
     @r("POST", "/api/v1/me/bookings/<booking_id>/pay", summary="Pay a held booking: self, insurance or mixed",
        permission="account.self", body=PayBody, tag="booking")
@@ -280,8 +278,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         _, row = await outpatient.bookings.locate(booking_id)
         if row["account_id"] != ctx.principal.account_id:
             raise BookingRefused("没有这个预约 (no such booking)", code="not_found")
-        reply = await hub.ask(f"queue/{row['session_id']}",
-                                           GetPosition(booking_id, ctx.principal.account_id))
+        reply = await hub.ask(f"queue/{row['session_id']}", GetPosition(booking_id, ctx.principal.account_id))
         return {**reply, "topic": f"queue/{row['session_id']}"}
 
     @r("GET", "/api/v1/me/visits/today", summary="Visit assistant: today's pathway for each booking (OUT-8)",
@@ -299,7 +296,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
             if b["status"] == "checked_in":
                 with contextlib.suppress(HubError):
                     pos = await hub.ask(f"queue/{b['session_id']}",
-                                                     GetPosition(b["booking_id"], ctx.principal.account_id))
+                                        GetPosition(b["booking_id"], ctx.principal.account_id))
                     if pos["status"] == "called":
                         current = "called"
             hints = {"booked": "请支付挂号费", "paid": "到院后扫码签到", "checked_in": "候诊中, 请留意叫号",
@@ -358,8 +355,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
                 amount = resource.get("amount") or {}
                 if note.event_type == "REFUND.SUCCESS":
                     refunded = int(amount.get("refund") or 0)
-                    await hub.ask(address, RefundSettled(out_trade_no, str(resource["out_refund_no"]),
-                                                                      refunded))
+                    await hub.ask(address, RefundSettled(out_trade_no, str(resource["out_refund_no"]), refunded))
                 elif note.event_type == "TRANSACTION.SUCCESS":
                     if order["method"] != "self":
                         return json_response(None, 204)  # cash part of a mixed order: the mixed notice settles it
@@ -436,8 +432,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
        permission="clinic.queue", body=RosterRequest, tag="schedule")
     async def doctor_roster(ctx: RequestContext, body: RosterRequest) -> Any:
         assert ctx.principal is not None
-        view = await outpatient.schedule.submit(body, ctx.principal.account_id,
-                                                             doctor_id=ctx.principal.account_id)
+        view = await outpatient.schedule.submit(body, ctx.principal.account_id, doctor_id=ctx.principal.account_id)
         return json_response(view, 201)
 
     @r("GET", "/api/v1/doctor/rosters", summary="Doctor: my roster requests and their decisions",
@@ -466,8 +461,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         assert ctx.principal is not None
         if not body.doctor_id:
             raise ApiError(422, "invalid", "doctor_id is required")
-        view = await outpatient.schedule.submit(body, ctx.principal.account_id,
-                                                             doctor_id=body.doctor_id)
+        view = await outpatient.schedule.submit(body, ctx.principal.account_id, doctor_id=body.doctor_id)
         return json_response(view, 201)
 
     @r("GET", "/api/v1/admin/rosters", summary="Roster requests, newest first", permission="admin.schedule",
