@@ -199,7 +199,9 @@ class Schedule:
         rejected = ROSTER.step(RosterStatus(row["status"]), "reject", message=ALREADY_DECIDED, code="already_decided")
         if not await self.store.decide(roster_id, was=RosterStatus.SUBMITTED, status=rejected, by=actor_id,
                                        at=dt.datetime.now(dt.UTC), reason=reason[:500]):
-            raise InvalidTransition(RosterStatus.APPROVED, "reject", message=ALREADY_DECIDED, code="already_decided")
+            # decided by someone else since it was read: refused from the state it is in now
+            now_in = RosterStatus((await self._roster(roster_id))["status"])
+            raise InvalidTransition(now_in, "reject", message=ALREADY_DECIDED, code="already_decided")
         await self.audit.append(AuditEntry(action="schedule.reject", target=f"roster/{roster_id}", actor_id=actor_id,
                                            detail={"reason": reason[:200]}))
         return await self.roster(roster_id)

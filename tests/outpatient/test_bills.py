@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import trio
 
+from ..servers import Server
 from .conftest import Hospital
 from .helpers import beijing_now, book, open_session, plan, self_patient
 
@@ -383,3 +384,16 @@ async def test_admins_keep_the_catalogue_and_a_withdrawn_test_cannot_be_ordered(
     me = await self_patient(hospital.server, "patient1")
     response = await post(hospital, "patient1", "/api/v1/me/test-orders", {"patient_id": me, "code": "CBC"})
     assert response.status_code == 404
+
+
+async def test_without_a_payment_gateway_a_bill_payment_is_refused_with_its_own_code(server: Server) -> None:
+    """OUT-7: a hospital without online payment says so, 409 payment_not_offered (split from the booking
+    payment's 503 payment_unavailable, #16)."""
+    h = Hospital(server, None, None)  # type: ignore[arg-type]  # only the hub: no gateway, no HIS
+    assert (await add_test(h)).status_code == 200
+    me = await self_patient(server, "patient1")
+    ordered = await post(h, "patient1", "/api/v1/me/test-orders", {"patient_id": me, "code": "CBC"})
+    assert ordered.status_code == 201, ordered.text
+    response = await post(h, "patient1", "/api/v1/me/bills/pay", {"bill_ids": [ordered.json()["bill"]["bill_id"]]})
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "payment_not_offered"
