@@ -43,7 +43,7 @@ from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.roles import RoleTable
 from carehub.identity.signatures import Signatures
-from carehub.outpatient import Bills, Bookings, Outpatient, Schedule
+from carehub.outpatient import Bills, Bookings, Hospital, Outpatient, Schedule
 from carehub.outpatient.bills import BillHisEffect, BillRefundEffect
 from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
 from carehub.storage.accounts import AccountStore
@@ -52,6 +52,7 @@ from carehub.storage.db import open_database, open_threaded_database
 from carehub.storage.hub_store import HUB_STORE_SETTINGS, open_hub_store
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
 from carehub.storage.migrate import migrate
+from carehub.storage.outpatient import BillStore, BlacklistStore, BookingStore, ScheduleStore, SessionStore
 from carehub.storage.patients import PatientStore
 
 log = logging.getLogger("carehub")
@@ -118,17 +119,21 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 hub.sink = push
                 partners = Partners(db, ring)
                 care = CareAccess(db, identity.audit)
-                bookings = Bookings(db, hub, patients, ring, identity.audit)
-                bills = Bills(db, hub, patients, ring, identity.audit, pay, his)
-                outpatient = Outpatient(Schedule(db, hub, identity.audit), bookings, pay, his, bills)
-                for effect in (RefundEffect(hub, pay), SmsEffect(db, ring, sms), HisEffect(hub, db, ring, his),
-                               BlacklistEffect(bookings), BillHisEffect(bills), BillRefundEffect(bills)):
+                booking_store = BookingStore(db)
+                bookings = Bookings(hub, patients, ring, identity.audit, store=booking_store,
+                                    sessions=SessionStore(db), blacklist=BlacklistStore(db))
+                bills = Bills(hub, patients, ring, identity.audit, pay, his, store=BillStore(db, store))
+                outpatient = Outpatient(Schedule(hub, identity.audit, store=ScheduleStore(db)), bookings, pay, his,
+                                        bills, Hospital.from_config(config))
+                for effect in (RefundEffect(hub, pay), SmsEffect(AccountStore(db), ring, sms),
+                               HisEffect(hub, booking_store, ring, his), BlacklistEffect(bookings),
+                               BillHisEffect(bills), BillRefundEffect(bills)):
                     hub.add_effect(effect)
                 services = Services(
                     config, db, store, hub, push, identity, version, patients, partners, care, signatures, outpatient
                 )
                 if config.seed_demo:
-                    await seed_demo_schedule(db, outpatient.schedule)
+                    await seed_demo_schedule(outpatient.schedule)
                 quart_app, router = create_app(services)
                 async with trio.open_nursery() as nursery:
                     services.publish_ops_now = functools.partial(_publish_ops, services)

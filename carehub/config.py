@@ -66,6 +66,14 @@ class Config:
     pay_notify_url: str = ""
     #: the NHSA settlement interface for insurance refunds (6203); empty: the pay gateway's simulator
     pay_nhsa_url: str = ""
+    #: The hospital as the med-ins mixed orders name it (OUT-6): the city's NHSA code, the
+    #: hospital's name and its NHSA institution number. The defaults are the demo hospital's.
+    hospital_city_id: str = "440100"
+    hospital_name: str = "CareHub 示范医院"
+    hospital_med_inst_no: str = "H44010000001"
+    #: The WeChat openid a payment request without one pays as: the demo's payer (the pay gateway
+    #: simulator accepts it). A real deployment sets it empty, and clients send the payer's openid.
+    pay_default_openid: str = "demo-openid"
     #: the HIS's FHIR R4 base URL and bearer token (bookings are pushed as Appointments)
     his_url: str = ""
     his_token: str = ""

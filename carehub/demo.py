@@ -108,16 +108,14 @@ async def seed_demo(
     return True
 
 
-async def seed_demo_schedule(db: Database, schedule: Schedule, *, days: int = 7) -> int:
+async def seed_demo_schedule(schedule: Schedule, *, days: int = 7) -> int:
     """Open a week of morning and afternoon sessions for every demo doctor (once: only when no
     roster exists yet), through the real submit-and-approve flow. Returns rosters approved."""
-    if await db.fetchval("SELECT count(*) FROM rosters") > 0:
+    found = await schedule.store.unscheduled("admin")
+    if found is None:
         return 0
-    admin = await db.fetchval("SELECT id FROM accounts WHERE login = 'admin'")
-    rows = await db.fetch(
-        "SELECT a.id, d.department_id, p.name FROM doctors d JOIN accounts a ON a.id = d.account_id"
-        " JOIN departments p ON p.id = d.department_id ORDER BY a.login"
-    )
+    admin, rows = found
+    assert admin is not None, "the demo admin is seeded first"
     today = dt.datetime.now(BEIJING).date()
     approved = 0
     for n, row in enumerate(rows, start=1):

@@ -38,10 +38,6 @@ def participants_of(key: str) -> list[str]:
     return sorted([a, b])
 
 
-def conversation_key(a: str, b: str) -> str:
-    return "~".join(sorted([a, b]))
-
-
 class Conversation(Behaviour[ConversationState]):
     kind = "conversation"
     state_type = ConversationState

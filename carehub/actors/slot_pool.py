@@ -1,10 +1,10 @@
-"""A doctor's clinic day: its sessions, their slots, every booking and its payment (SCH-2..7, OUT-2..8).
+"""A doctor's clinic day: its sessions, slots, bookings and their payment (SCH-2..7, OUT-2, OUT-3, OUT-6, OUT-11).
 
 Address ``slotpool/<doctor_id>:<YYYY-MM-DD>``. One actor per doctor and day, so the rules that
 span a day ("one slot per patient with the same doctor on the same day") are decided in one
 place, one message at a time: a release burst cannot oversell, whatever the concurrency.
 
-Lifecycle of a booking::
+Lifecycle of a booking (the table is :data:`BOOKING`; orders :data:`PAY_ORDER`, sessions :data:`SESSION`)::
 
     held --paid--> booked --check-in--> checked_in --queue--> seen
       |              |                       \\--session closes--> (seen or no-show)
@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from typing import Any
 
 import msgspec
@@ -37,6 +38,7 @@ from carehub.hub import (
     Decision,
     Deliver,
     Event,
+    Lifecycle,
     Record,
     Refusal,
     Remind,
@@ -46,10 +48,61 @@ from carehub.hub import (
 
 CHANNELS = ("app", "kiosk", "partner")
 PERIODS = {"am": "上午", "pm": "下午", "night": "夜间"}
-ACTIVE = frozenset({"held", "booked", "checked_in", "seen"})
+
+
+class BookingStatus(enum.StrEnum):
+    """Where a booking is in its lifecycle (:data:`BOOKING`); the values are the stored and wire ones."""
+
+    HELD = "held"
+    BOOKED = "booked"
+    CHECKED_IN = "checked_in"
+    SEEN = "seen"
+    CANCELLED = "cancelled"
+    RELEASED = "released"
+    NO_SHOW = "no_show"
+
+
+class PayOrderStatus(enum.StrEnum):
+    """A booking's payment order (:data:`PAY_ORDER`)."""
+
+    CREATED = "created"
+    PAID = "paid"
+    REFUNDING = "refunding"
+    REFUNDED = "refunded"
+
+
+class SessionStatus(enum.StrEnum):
+    """A clinic session (:data:`SESSION`): open for booking until cancelled."""
+
+    OPEN = "open"
+    CANCELLED = "cancelled"
+
+
+ACTIVE = frozenset({BookingStatus.HELD, BookingStatus.BOOKED, BookingStatus.CHECKED_IN, BookingStatus.SEEN})
 #: how long after a session's end no-shows are recorded (SCH-10)
 CLOSE_GRACE = dt.timedelta(minutes=30)
 BEIJING = dt.timezone(dt.timedelta(hours=8))
+
+
+#: a booking's moves, by the message that makes them (the module docstring draws the same picture)
+BOOKING: Lifecycle[BookingStatus] = Lifecycle("booking", {
+    BookingStatus.HELD: {"PaymentConfirmed": BookingStatus.BOOKED, "ReleaseHold": BookingStatus.RELEASED,
+                         "CancelBooking": BookingStatus.CANCELLED, "CancelSession": BookingStatus.CANCELLED},
+    BookingStatus.BOOKED: {"CancelBooking": BookingStatus.CANCELLED, "CancelSession": BookingStatus.CANCELLED,
+                           "CheckIn": BookingStatus.CHECKED_IN, "CloseSession": BookingStatus.NO_SHOW},
+    BookingStatus.CHECKED_IN: {"VisitOutcome": BookingStatus.SEEN},
+})
+#: a payment order: paid once; a payment for a booking no longer waiting for it, or a cancelled
+#: paid booking, is refunded (``refund``); it is ``refunded`` once every part of it is back
+PAY_ORDER: Lifecycle[PayOrderStatus] = Lifecycle("payment order", {
+    PayOrderStatus.CREATED: {"PaymentConfirmed": PayOrderStatus.PAID},
+    PayOrderStatus.PAID: {"refund": PayOrderStatus.REFUNDING},
+    PayOrderStatus.REFUNDING: {"RefundSettled": PayOrderStatus.REFUNDED},
+})
+#: a session takes bookings until cancelled (an OpenSession replaces the whole plan)
+SESSION: Lifecycle[SessionStatus] = Lifecycle("session", {
+    SessionStatus.OPEN: {"CancelSession": SessionStatus.CANCELLED},
+})
 
 
 class SessionPlan(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,10 +119,10 @@ class SessionPlan(msgspec.Struct, forbid_unknown_fields=True):
     hold_seconds: int = 900
     #: "doctor_day": one active booking per patient with this doctor per day; "session": per session
     one_per: str = "doctor_day"
-    #: check-in opens this long before the slot and closes this long after it (OUT-8)
+    #: check-in opens this long before the slot and closes this long after it (OUT-11)
     checkin_before_minutes: int = 60
     checkin_after_minutes: int = 30
-    status: str = "open"
+    status: SessionStatus = SessionStatus.OPEN
     substitute_id: str | None = None
     substitute_name: str | None = None
 
@@ -85,7 +138,7 @@ class PayOrder(msgspec.Struct):
     total_fen: int
     insurance_fen: int
     cash_fen: int
-    status: str = "created"  # created | paid | refunding | refunded
+    status: PayOrderStatus = PayOrderStatus.CREATED
     transaction_id: str | None = None
     refund_no: str | None = None
     #: everything given back so far (cash + insurance)
@@ -105,7 +158,7 @@ class Booking(msgspec.Struct):
     account_id: str
     label: str  # masked name for screens, e.g. 张*三
     channel: str
-    status: str
+    status: BookingStatus
     fee_fen: int
     created_at: dt.datetime
     updated_at: dt.datetime
@@ -357,6 +410,8 @@ class SlotPool(Behaviour[PoolState]):
     }
     #: many patients answered per commit under a release burst (see Hub batching)
     batch_limit = 64
+    #: the query tables kept in step with the pools' state (written only by this kind)
+    projections = frozenset({"bookings", "clinic_sessions", "payment_orders", "no_shows"})
 
     def initial(self, key: str) -> PoolState:
         doctor_id, day = parse_pool_key(key)
@@ -416,7 +471,8 @@ class SlotPool(Behaviour[PoolState]):
         for period, plan in state.sessions.items():
             slots = state.slots.get(period, [])
             used = self._channel_use(state, period)
-            free = [i for i, b in enumerate(slots) if b is None]
+            first = self._first_bookable(plan, now)
+            free = [i for i in range(first, len(slots)) if slots[i] is None]
             sessions.append({
                 "session_id": session_id(state.doctor_id, state.day, period),
                 "period": period,
@@ -435,7 +491,7 @@ class SlotPool(Behaviour[PoolState]):
                 ],
                 "fee_fen": plan.fee_fen,
                 "opens_at": plan.opens_at.isoformat(),
-                "open_now": plan.status == "open" and plan.opens_at <= now,
+                "open_now": plan.status == SessionStatus.OPEN and plan.opens_at <= now,
                 "status": plan.status,
                 "substitute_name": plan.substitute_name,
             })
@@ -467,7 +523,7 @@ class SlotPool(Behaviour[PoolState]):
             "fee_fen": b.fee_fen,
             "created_at": b.created_at.isoformat(),
             "hold_until": (b.created_at + dt.timedelta(seconds=plan.hold_seconds)).isoformat()
-            if b.status == "held" else None,
+            if b.status == BookingStatus.HELD else None,
             "note": b.note,
             "order": None if order is None else {
                 "out_trade_no": order.out_trade_no, "method": order.method, "total_fen": order.total_fen,
@@ -481,6 +537,14 @@ class SlotPool(Behaviour[PoolState]):
     @staticmethod
     def _slot_at(plan: SessionPlan, slot_no: int) -> dt.datetime:
         return plan.starts_at + dt.timedelta(minutes=plan.slot_minutes * slot_no)
+
+    @staticmethod
+    def _first_bookable(plan: SessionPlan, now: dt.datetime) -> int:
+        """The first slot whose time is after ``now``: a patient is never given (nor offered) a slot
+        whose time has come, so every booking can be cancelled until its visit starts."""
+        if now < plan.starts_at:
+            return 0
+        return (now - plan.starts_at) // dt.timedelta(minutes=plan.slot_minutes) + 1
 
     @staticmethod
     def _channel_use(state: PoolState, period: str) -> dict[str, int]:
@@ -506,13 +570,15 @@ class SlotPool(Behaviour[PoolState]):
         plan = state.sessions.get(m.period)
         if plan is None:
             raise Refusal("该时段未开放预约 (no such session)", code="not_found")
-        if plan.status != "open":
+        if plan.status != SessionStatus.OPEN:
             raise Refusal("该时段已停诊 (session cancelled)", code="session_cancelled")
         if ctx.now < plan.opens_at:
             raise Refusal(f"尚未开放预约, 开放时间 {_local(plan.opens_at)} (not open yet)", code="not_open")
         slots = state.slots[m.period]
-        session_end = self._slot_at(plan, len(slots))
-        if ctx.now >= session_end:
+        # only a slot whose time is still to come is given (docs/outpatient.md, "Same-day slots"): slot
+        # times rise with the number, so those are the free ones from ``first`` on
+        first = self._first_bookable(plan, ctx.now)
+        if first >= len(slots):
             raise Refusal("该时段已结束 (session is over)", code="session_over")
         if m.channel not in CHANNELS:
             raise Refusal(f"未知预约渠道 {m.channel!r} (unknown channel)", code="invalid")
@@ -524,13 +590,6 @@ class SlotPool(Behaviour[PoolState]):
                     "该就诊人当天已预约过该医生, 不能重复预约 (already booked with this doctor that day)",
                     code="duplicate_booking",
                 )
-        # a slot is bookable until its time is one slot length past; slot times rise with the number,
-        # so the bookable ones are those from ``first`` on that nobody holds (no pass over every slot's time)
-        first = 0
-        length = dt.timedelta(minutes=plan.slot_minutes)
-        cutoff = ctx.now - length
-        if plan.starts_at <= cutoff:
-            first = int((cutoff - plan.starts_at) / length) + 1
         try:
             first_free = slots.index(None, first)
         except ValueError:
@@ -544,7 +603,7 @@ class SlotPool(Behaviour[PoolState]):
             slot_no = m.slot_no
         else:
             raise Refusal("该号已被预约, 请选择其他时间 (slot taken)", code="slot_taken")
-        status = "held" if plan.fee_fen > 0 else "booked"
+        status = BookingStatus.HELD if plan.fee_fen > 0 else BookingStatus.BOOKED
         booking = Booking(
             id=m.booking_id, period=m.period, slot_no=slot_no, slot_at=self._slot_at(plan, slot_no),
             patient_id=m.patient_id, account_id=m.account_id, label=m.label, channel=m.channel, status=status,
@@ -556,7 +615,7 @@ class SlotPool(Behaviour[PoolState]):
             state, slots={**state.slots, m.period: new_slots}, bookings={**state.bookings, booking.id: booking}
         )
         reminders: tuple[Remind, ...] = ()
-        if status == "held":
+        if status == BookingStatus.HELD:
             reminders = (Remind(ctx.now + dt.timedelta(seconds=plan.hold_seconds), ReleaseHold(booking.id),
                                 key=f"hold:{booking.id}"),)
             text = (f"已为您锁定{state.doctor_name}医生 {_local(booking.slot_at)} 的号源, "
@@ -568,7 +627,8 @@ class SlotPool(Behaviour[PoolState]):
             reply=self._booking_view(new, booking),
             events=(Event("BookingMade", {"booking": booking.id, "period": m.period, "slot": slot_no,
                                           "channel": m.channel}),),
-            deliveries=(self._notice(booking, "booking.held" if status == "held" else "booking.confirmed", text),),
+            deliveries=(self._notice(booking, "booking.held" if status == BookingStatus.HELD else "booking.confirmed",
+                                     text),),
             reminders=reminders,
             records=(self._booking_record(new, booking), self._session_record(new, m.period)),
             tells=(self._his(ctx, booking),),
@@ -578,7 +638,7 @@ class SlotPool(Behaviour[PoolState]):
         b = self._booking(state, m.booking_id)
         if b.account_id != m.account_id:
             raise Refusal("没有这个预约 (no such booking)", code="not_found")
-        if b.status != "held":
+        if not BOOKING.allows(b.status, "PaymentConfirmed"):
             raise Refusal(f"该预约无需支付 (booking is {b.status})", code="invalid_state")
         if m.method not in ("self", "insurance", "mixed"):
             raise Refusal("支付方式只能是 self, insurance 或 mixed (unknown method)", code="invalid")
@@ -586,7 +646,7 @@ class SlotPool(Behaviour[PoolState]):
         if not 0 <= insurance <= b.fee_fen or (m.method == "mixed" and not 0 < insurance < b.fee_fen):
             raise Refusal("医保支付金额不正确 (insurance share out of range)", code="invalid")
         for order in b.orders:
-            if order.status == "created" and order.method == m.method and order.insurance_fen == insurance:
+            if order.status == PayOrderStatus.CREATED and order.method == m.method and order.insurance_fen == insurance:
                 return Decision.answer(state, self._booking_view(state, b))  # the same order again
         order = PayOrder(
             out_trade_no=f"{b.id[:24]}P{len(b.orders) + 1}", method=m.method, total_fen=b.fee_fen,
@@ -605,15 +665,16 @@ class SlotPool(Behaviour[PoolState]):
         if found is None:
             raise Refusal(f"没有订单 {m.out_trade_no} (no such order)", code="not_found")
         b, order = found
-        if order.status != "created":
+        if not PAY_ORDER.allows(order.status, "PaymentConfirmed"):
             # a repeated or late callback: nothing changes
             return Decision.answer(state, {"status": order.status, "booking_status": b.status, "changed": False})
         if m.paid_fen != order.cash_fen and m.paid_fen != order.total_fen:
             raise Refusal(f"支付金额 {m.paid_fen} 与订单不符 (amount mismatch)", code="amount_mismatch")
-        paid = msgspec.structs.replace(order, status="paid", transaction_id=m.transaction_id,
+        paid = msgspec.structs.replace(order, status=PAY_ORDER.step(order.status, "PaymentConfirmed"),
+                                       transaction_id=m.transaction_id,
                                        mix_trade_no=m.mix_trade_no or order.mix_trade_no)
-        if b.status == "held":
-            nb = self._replace_order(b, paid, status="booked", updated_at=ctx.now)
+        if BOOKING.allows(b.status, "PaymentConfirmed"):
+            nb = self._replace_order(b, paid, status=BOOKING.step(b.status, "PaymentConfirmed"), updated_at=ctx.now)
             new = self._put(state, nb)
             room = state.sessions[nb.period].room
             text = f"挂号成功: {state.doctor_name}医生 {_local(nb.slot_at)}, {room}, 请按时签到"
@@ -626,10 +687,11 @@ class SlotPool(Behaviour[PoolState]):
                 tells=(self._his(ctx, nb),),
             )
         # paid after the hold expired or the booking was cancelled: give the money back
-        refunding = msgspec.structs.replace(paid, status="refunding", refund_no=f"{order.out_trade_no}R")
+        refunding = msgspec.structs.replace(paid, status=PAY_ORDER.step(paid.status, "refund"),
+                                            refund_no=f"{order.out_trade_no}R")
         nb = self._replace_order(b, refunding, updated_at=ctx.now)
         new = self._put(state, nb)
-        why = "取消" if b.status == "cancelled" else "超时释放"
+        why = "取消" if b.status == BookingStatus.CANCELLED else "超时释放"
         text = f"您的预约已{why}, 已支付的{_fen(order.total_fen)}将原路退回"
         return Decision(
             new, reply={"status": "refunding", "booking_status": b.status, "changed": True},
@@ -644,8 +706,8 @@ class SlotPool(Behaviour[PoolState]):
         if found is None:
             raise Refusal(f"没有订单 {m.out_trade_no} (no such order)", code="not_found")
         b, order = found
-        if order.status == "refunded":
-            return Decision.answer(state, {"status": "refunded", "changed": False})
+        if order.status == PayOrderStatus.REFUNDED:
+            return Decision.answer(state, {"status": order.status, "changed": False})
         if m.part not in ("cash", "insurance"):
             raise Refusal(f"refund part is cash or insurance, not {m.part!r}", code="invalid")
         cash, insurance = order.cash_refunded_fen, order.insurance_refunded_fen
@@ -657,7 +719,8 @@ class SlotPool(Behaviour[PoolState]):
             return Decision.answer(state, {"status": order.status, "changed": False})  # this part again
         # a part is back once a refund of it succeeded (a part of 0 fen has nothing to give back)
         both_back = (order.cash_fen == 0 or cash > 0) and (order.insurance_fen == 0 or insurance > 0)
-        done = msgspec.structs.replace(order, status="refunded" if both_back else order.status,
+        done = msgspec.structs.replace(order, status=PAY_ORDER.step(order.status, "RefundSettled") if both_back
+                                       else order.status,
                                        cash_refunded_fen=cash, insurance_refunded_fen=insurance,
                                        refunded_fen=cash + insurance)
         nb = self._replace_order(b, done, updated_at=ctx.now)
@@ -670,7 +733,7 @@ class SlotPool(Behaviour[PoolState]):
                 records=(self._order_record(nb, done, ctx.now),),
             )
         return Decision(
-            new, reply={"status": "refunded", "changed": True},
+            new, reply={"status": done.status, "changed": True},
             events=(Event("Refunded", {"booking": b.id, "order": order.out_trade_no, "fen": done.refunded_fen}),),
             deliveries=(self._notice(nb, "booking.refunded", f"退款{_fen(done.refunded_fen)}已原路退回"),),
             records=(self._order_record(nb, done, ctx.now),),
@@ -678,9 +741,9 @@ class SlotPool(Behaviour[PoolState]):
 
     def _release(self, state: PoolState, m: ReleaseHold, ctx: Context) -> Decision[PoolState]:
         b = state.bookings.get(m.booking_id)
-        if b is None or b.status != "held":
+        if b is None or not BOOKING.allows(b.status, "ReleaseHold"):
             return Decision.answer(state, {"released": False})
-        unsure = [o for o in b.orders if o.status == "created" and o.insurance_fen > 0]
+        unsure = [o for o in b.orders if o.status == PayOrderStatus.CREATED and o.insurance_fen > 0]
         if unsure and not m.checked:
             # poll CREATED mixed orders: a paid one confirms the booking instead of losing the slot
             return Decision(
@@ -688,11 +751,12 @@ class SlotPool(Behaviour[PoolState]):
                 tells=tuple(Tell(make_address("refund", o.out_trade_no),
                                  CheckMixedOrder(ctx.address, o.out_trade_no, b.id)) for o in unsure),
             )
-        nb = msgspec.structs.replace(b, status="released", updated_at=ctx.now, note="超时未支付")
+        nb = msgspec.structs.replace(b, status=BOOKING.step(b.status, "ReleaseHold"), updated_at=ctx.now,
+                                     note="超时未支付")
         new = self._free_slot(self._put(state, nb), nb)
         closes = tuple(
             Tell(make_address("refund", o.out_trade_no), CloseOrder(ctx.address, o.out_trade_no, o.insurance_fen > 0))
-            for o in nb.orders if o.status == "created"
+            for o in nb.orders if o.status == PayOrderStatus.CREATED
         )
         return Decision(
             new, reply={"released": True},
@@ -706,14 +770,14 @@ class SlotPool(Behaviour[PoolState]):
         b = self._booking(state, m.booking_id)
         if m.account_id is not None and b.account_id != m.account_id:
             raise Refusal("没有这个预约 (no such booking)", code="not_found")
-        if b.status not in ("held", "booked"):
-            raise Refusal(f"该预约当前状态不能取消 ({b.status})", code="invalid_state")
+        BOOKING.step(b.status, "CancelBooking", message=f"该预约当前状态不能取消 ({b.status})", code="invalid_state")
         if m.account_id is not None and ctx.now >= b.slot_at:
+            # a patient cancels until the visit starts (a slot is only ever given before its time)
             raise Refusal("就诊时间已到, 不能取消 (too late to cancel)", code="too_late")
-        return self._cancel(state, [b], m.reason, ctx, sms=False)
+        return self._cancel(state, [b], m.reason, ctx, sms=False, event="CancelBooking")
 
     def _cancel(
-        self, state: PoolState, bookings: list[Booking], reason: str, ctx: Context, *, sms: bool,
+        self, state: PoolState, bookings: list[Booking], reason: str, ctx: Context, *, sms: bool, event: str,
         extra_records: tuple[Record, ...] = (),
     ) -> Decision[PoolState]:
         new = state
@@ -723,30 +787,33 @@ class SlotPool(Behaviour[PoolState]):
         for b in bookings:
             orders = []
             for o in b.orders:
-                if o.status == "paid":
-                    o = msgspec.structs.replace(o, status="refunding", refund_no=f"{o.out_trade_no}R")
+                if PAY_ORDER.allows(o.status, "refund"):
+                    o = msgspec.structs.replace(o, status=PAY_ORDER.step(o.status, "refund"),
+                                                refund_no=f"{o.out_trade_no}R")
                     tells.append(self._refund(ctx, o, reason))
-                elif o.status == "created":
+                elif o.status == PayOrderStatus.CREATED:
                     tells.append(Tell(make_address("refund", o.out_trade_no),
                                       CloseOrder(ctx.address, o.out_trade_no, o.insurance_fen > 0)))
                 orders.append(o)
-            nb = msgspec.structs.replace(b, status="cancelled", orders=orders, updated_at=ctx.now, note=reason)
+            nb = msgspec.structs.replace(b, status=BOOKING.step(b.status, event), orders=orders, updated_at=ctx.now,
+                                         note=reason)
             new = self._free_slot(self._put(new, nb), nb)
-            refund_text = "已支付费用将原路退回" if any(o.status == "refunding" for o in orders) else ""
+            refund_text = "已支付费用将原路退回" if any(o.status == PayOrderStatus.REFUNDING for o in orders) else ""
             text = f"您预约的{state.doctor_name}医生 {_local(b.slot_at)} 号源已取消({reason}). {refund_text}".strip()
             deliveries.append(self._notice(nb, "booking.cancelled", text))
             if sms:
                 tells.append(Tell(make_address("sms", f"{b.id}:cancel"), SmsNotice(b.account_id, text)))
             tells.append(self._his(ctx, nb))
             records.append(self._booking_record(new, nb))
-            records.extend(self._order_record(nb, o, ctx.now) for o in orders if o.status == "refunding")
+            records.extend(self._order_record(nb, o, ctx.now) for o in orders
+                           if o.status == PayOrderStatus.REFUNDING)
         periods = {b.period for b in bookings}
         records.extend(self._session_record(new, p) for p in sorted(periods))
         return Decision(
             new, reply={"cancelled": [b.id for b in bookings]},
             events=tuple(Event("BookingCancelled", {"booking": b.id, "reason": reason}) for b in bookings),
             deliveries=tuple(deliveries), tells=tuple(tells), records=(*records, *extra_records),
-            cancel_reminders=tuple(f"hold:{b.id}" for b in bookings if b.status == "held"),
+            cancel_reminders=tuple(f"hold:{b.id}" for b in bookings if b.status == BookingStatus.HELD),
         )
 
     # ---- visit day -------------------------------------------------------------------------
@@ -755,12 +822,11 @@ class SlotPool(Behaviour[PoolState]):
         b = self._booking(state, m.booking_id)
         if m.account_id is not None and b.account_id != m.account_id:
             raise Refusal("没有这个预约 (no such booking)", code="not_found")
-        if b.status == "checked_in" or b.status == "seen":
+        if b.status in (BookingStatus.CHECKED_IN, BookingStatus.SEEN):
             return Decision.answer(state, self._booking_view(state, b))  # checking in twice is harmless
-        if b.status == "held":
+        if b.status == BookingStatus.HELD:
             raise Refusal("请先支付挂号费再签到 (pay first)", code="unpaid")
-        if b.status != "booked":
-            raise Refusal(f"该预约不能签到 ({b.status})", code="invalid_state")
+        checked_in = BOOKING.step(b.status, "CheckIn", message=f"该预约不能签到 ({b.status})", code="invalid_state")
         if ctx.now.astimezone(BEIJING).date() != state.day:
             raise Refusal("只能在就诊当天签到 (check-in is only on the day)", code="wrong_day")
         plan = state.sessions[b.period]
@@ -771,7 +837,7 @@ class SlotPool(Behaviour[PoolState]):
                 f"签到时间为 {_local(opens)} 至 {_local(closes)} (outside the check-in window)",
                 code="outside_window",
             )
-        nb = msgspec.structs.replace(b, status="checked_in", updated_at=ctx.now)
+        nb = msgspec.structs.replace(b, status=checked_in, updated_at=ctx.now)
         new = self._put(state, nb)
         join = JoinQueue(b.id, b.account_id, b.label, b.slot_no, b.slot_at, ctx.now, plan.department_id, plan.room,
                          state.doctor_name, plan.slot_minutes, b.revisit)
@@ -786,9 +852,9 @@ class SlotPool(Behaviour[PoolState]):
 
     def _visit_outcome(self, state: PoolState, m: VisitOutcome, ctx: Context) -> Decision[PoolState]:
         b = self._booking(state, m.booking_id)
-        if b.status != "checked_in" or m.outcome != "seen":
-            return Decision.answer(state, {"changed": False})
-        nb = msgspec.structs.replace(b, status="seen", updated_at=ctx.now)
+        if not BOOKING.allows(b.status, "VisitOutcome") or m.outcome != "seen":
+            return Decision.answer(state, {"changed": False})  # told twice, or after a cancellation
+        nb = msgspec.structs.replace(b, status=BOOKING.step(b.status, "VisitOutcome"), updated_at=ctx.now)
         new = self._put(state, nb)
         return Decision(
             new, reply={"changed": True},
@@ -801,12 +867,13 @@ class SlotPool(Behaviour[PoolState]):
     def _close(self, state: PoolState, period: str, ctx: Context) -> Decision[PoolState]:
         if period in state.closed or period not in state.sessions:
             return Decision.answer(state, {"no_shows": []})
-        missing = [b for b in state.bookings.values() if b.period == period and b.status == "booked"]
+        missing = [b for b in state.bookings.values()
+                   if b.period == period and BOOKING.allows(b.status, "CloseSession")]
         new = self._with(state, closed=[*state.closed, period])
         records: list[Record] = []
         tells: list[Tell] = []
         for b in missing:
-            nb = msgspec.structs.replace(b, status="no_show", updated_at=ctx.now)
+            nb = msgspec.structs.replace(b, status=BOOKING.step(b.status, "CloseSession"), updated_at=ctx.now)
             new = self._put(new, nb)
             records.append(self._booking_record(new, nb))
             records.append(Record("no_shows", {"booking_id": b.id}, {
@@ -848,7 +915,7 @@ class SlotPool(Behaviour[PoolState]):
 
     def _add_slots(self, state: PoolState, m: AddSlots, ctx: Context) -> Decision[PoolState]:
         plan = state.sessions.get(m.period)
-        if plan is None or plan.status != "open":
+        if plan is None or plan.status != SessionStatus.OPEN:
             raise Refusal("该时段未开放 (no open session)", code="not_found")
         if not 1 <= m.count <= 100:
             raise Refusal("加号数量为 1-100 (invalid count)", code="invalid")
@@ -868,12 +935,13 @@ class SlotPool(Behaviour[PoolState]):
         plan = state.sessions.get(m.period)
         if plan is None:
             raise Refusal("该时段未开放 (no such session)", code="not_found")
-        if plan.status == "cancelled":
-            return Decision.answer(state, {"cancelled": []})
-        nplan = msgspec.structs.replace(plan, status="cancelled")
+        if not SESSION.allows(plan.status, "CancelSession"):
+            return Decision.answer(state, {"cancelled": []})  # cancelled already: approving again is harmless
+        nplan = msgspec.structs.replace(plan, status=SESSION.step(plan.status, "CancelSession"))
         state2 = self._with(state, sessions={**state.sessions, m.period: nplan})
-        affected = [b for b in state.bookings.values() if b.period == m.period and b.status in ("held", "booked")]
-        decision = self._cancel(state2, affected, f"医生停诊: {m.reason}", ctx, sms=True)
+        affected = [b for b in state.bookings.values()
+                    if b.period == m.period and BOOKING.allows(b.status, "CancelSession")]
+        decision = self._cancel(state2, affected, f"医生停诊: {m.reason}", ctx, sms=True, event="CancelSession")
         return dataclasses.replace(
             decision, records=(*decision.records, self._session_record(decision.state, m.period)),
             events=(*decision.events, Event("SessionCancelled", {"period": m.period, "bookings": len(affected)})),
@@ -881,11 +949,12 @@ class SlotPool(Behaviour[PoolState]):
 
     def _substitute(self, state: PoolState, m: SubstituteSession, ctx: Context) -> Decision[PoolState]:
         plan = state.sessions.get(m.period)
-        if plan is None or plan.status != "open":
+        if plan is None or plan.status != SessionStatus.OPEN:
             raise Refusal("该时段未开放 (no open session)", code="not_found")
         nplan = msgspec.structs.replace(plan, substitute_id=m.substitute_id, substitute_name=m.substitute_name)
         new = self._with(state, sessions={**state.sessions, m.period: nplan})
-        affected = [b for b in state.bookings.values() if b.period == m.period and b.status in ("held", "booked")]
+        affected = [b for b in state.bookings.values()
+                    if b.period == m.period and b.status in (BookingStatus.HELD, BookingStatus.BOOKED)]
         deliveries = []
         tells = []
         for b in affected:
@@ -937,7 +1006,7 @@ class SlotPool(Behaviour[PoolState]):
                        msg_id=f"{b.id}:{type_}:{b.updated_at.timestamp():.0f}")
 
     def _step(self, state: PoolState, b: Booking, step: str) -> Deliver:
-        """Visit assistant (OUT-12): the patient's pathway moved on."""
+        """Visit assistant (OUT-8): the patient's pathway moved on."""
         return Deliver(b.account_id, "visit.step", {"booking_id": b.id, "patient_id": b.patient_id, "step": step,
                                                     "room": state.sessions[b.period].room},
                        msg_id=f"{b.id}:step:{step}")

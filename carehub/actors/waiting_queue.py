@@ -1,4 +1,4 @@
-"""The waiting line of one clinic session, and the doctor's calls (OUT-11, MSG-7).
+"""The waiting line of one clinic session, and the doctor's calls (OUT-12, MSG-7).
 
 Address ``queue/<doctor_id>:<YYYY-MM-DD>:<period>`` (the session id). Patients join when they
 check in (a durable tell from their slot pool). Order rule: priority patients first (set by
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from typing import Any
 
 import msgspec
@@ -29,6 +30,7 @@ from carehub.hub import (
     Decision,
     Deliver,
     Event,
+    Lifecycle,
     Publish,
     Record,
     Refusal,
@@ -37,6 +39,26 @@ from carehub.hub import (
 )
 
 from .slot_pool import JoinQueue, VisitOutcome, parse_pool_key
+
+
+class EntryStatus(enum.StrEnum):
+    """Where a patient is in the line (the ``status`` a position answer carries)."""
+
+    WAITING = "waiting"
+    CALLED = "called"
+    MISSED = "missed"
+    SEEN = "seen"
+
+
+#: a queue entry's moves. ``Skip`` moves a called patient back in the line; past ``max_skips`` the
+#: same skip is a ``Miss`` (out of the line until recalled). The one being seen is done when the
+#: doctor calls the next (``CallNext``) or marks them seen.
+QUEUE_ENTRY: Lifecycle[EntryStatus] = Lifecycle("queue entry", {
+    EntryStatus.WAITING: {"CallNext": EntryStatus.CALLED, "Recall": EntryStatus.CALLED},
+    EntryStatus.CALLED: {"CallNext": EntryStatus.SEEN, "MarkSeen": EntryStatus.SEEN, "Recall": EntryStatus.CALLED,
+                         "Skip": EntryStatus.WAITING, "Miss": EntryStatus.MISSED},
+    EntryStatus.MISSED: {"Recall": EntryStatus.CALLED},
+})
 
 
 class Waiting(msgspec.Struct):
@@ -123,6 +145,8 @@ def _session_doctor(key: str) -> str:
 
 class WaitingQueue(Behaviour[QueueState]):
     kind = "queue"
+    #: the hall screens' feed of calls (written only by this kind)
+    projections = frozenset({"queue_calls"})
     state_type = QueueState
     messages = {
         m.__name__: m
@@ -184,7 +208,7 @@ class WaitingQueue(Behaviour[QueueState]):
             case MarkSeen():
                 if state.calling is None:
                     raise Refusal("当前没有正在就诊的患者 (nobody is being seen)", code="invalid_state")
-                new, outcome = self._finish(state, ctx)
+                new, outcome = self._finish(state, ctx, "MarkSeen")
                 return self._changed(new, ctx, "Seen", {"booking": state.calling.booking_id}, tells=outcome)
             case SetPriority(booking_id=booking_id, priority=priority):
                 line = [msgspec.structs.replace(w, priority=priority) if w.booking_id == booking_id else w
@@ -229,14 +253,14 @@ class WaitingQueue(Behaviour[QueueState]):
 
         base = {"session_id": state.session_id, "booking_id": booking_id, "room": state.room, "version": state.version}
         if state.calling is not None and mine(state.calling):
-            return {**base, "status": "called", "position": 0, "wait_minutes": 0}
+            return {**base, "status": EntryStatus.CALLED, "position": 0, "wait_minutes": 0}
         for i, w in enumerate(state.waiting):
             if mine(w):
-                return {**base, "status": "waiting", **self._place(state, i)}
+                return {**base, "status": EntryStatus.WAITING, **self._place(state, i)}
         if any(mine(w) for w in state.missed):
-            return {**base, "status": "missed", "position": None, "wait_minutes": None}
+            return {**base, "status": EntryStatus.MISSED, "position": None, "wait_minutes": None}
         if booking_id in state.seen:
-            return {**base, "status": "seen", "position": None, "wait_minutes": None}
+            return {**base, "status": EntryStatus.SEEN, "position": None, "wait_minutes": None}
         raise Refusal("该预约不在候诊队列中, 请先签到 (not in the queue: check in first)", code="not_found")
 
     def _join(self, state: QueueState, m: JoinQueue, ctx: Context) -> Decision[QueueState]:
@@ -252,11 +276,13 @@ class WaitingQueue(Behaviour[QueueState]):
         new = msgspec.structs.replace(base, waiting=self._insert(base, w))
         return self._changed(new, ctx, "Joined", {"booking": m.booking_id})
 
-    def _finish(self, state: QueueState, ctx: Context) -> tuple[QueueState, tuple[Tell, ...]]:
-        """The patient being seen is done: learn the pace, tell their slot pool."""
+    def _finish(self, state: QueueState, ctx: Context, event: str) -> tuple[QueueState, tuple[Tell, ...]]:
+        """The patient being seen is done (``event``: the doctor's message saying so): learn the pace,
+        tell their slot pool."""
         w = state.calling
         if w is None:
             return state, ()
+        QUEUE_ENTRY.step(EntryStatus.CALLED, event)
         pace = state.pace_minutes
         if state.last_done_at is not None:
             took = (ctx.now - state.last_done_at).total_seconds() / 60
@@ -267,7 +293,8 @@ class WaitingQueue(Behaviour[QueueState]):
                                       last_done_at=ctx.now)
         return new, (Tell(make_address("slotpool", pool), VisitOutcome(w.booking_id, "seen")),)
 
-    def _call(self, state: QueueState, w: Waiting, ctx: Context, kind: str) -> Decision[QueueState]:
+    def _call(self, state: QueueState, w: Waiting, ctx: Context, kind: str, was: EntryStatus) -> Decision[QueueState]:
+        QUEUE_ENTRY.step(was, "CallNext" if kind == "call" else "Recall")
         new = msgspec.structs.replace(state, calling=w, calls=state.calls + 1,
                                       last_done_at=state.last_done_at or ctx.now)
         text = f"请 {w.label} 到 {state.room} 就诊"
@@ -290,13 +317,13 @@ class WaitingQueue(Behaviour[QueueState]):
         )
 
     def _call_next(self, state: QueueState, ctx: Context) -> Decision[QueueState]:
-        done, tells = self._finish(state, ctx)
+        done, tells = self._finish(state, ctx, "CallNext")
         if not done.waiting:
             if state.calling is None:
                 raise Refusal("候诊队列中没有患者 (nobody is waiting)", code="queue_empty")
             return self._changed(done, ctx, "Seen", {"booking": state.calling.booking_id}, tells=tells)
         nxt, rest = done.waiting[0], done.waiting[1:]
-        decision = self._call(msgspec.structs.replace(done, waiting=rest), nxt, ctx, "call")
+        decision = self._call(msgspec.structs.replace(done, waiting=rest), nxt, ctx, "call", EntryStatus.WAITING)
         return _with_tells(decision, tells)
 
     def _skip(self, state: QueueState, ctx: Context) -> Decision[QueueState]:
@@ -305,11 +332,13 @@ class WaitingQueue(Behaviour[QueueState]):
             raise Refusal("当前没有正在呼叫的患者 (nobody is being called)", code="invalid_state")
         skipped = msgspec.structs.replace(w, skips=w.skips + 1, near_notified=False)
         if skipped.skips > state.max_skips:
+            QUEUE_ENTRY.step(EntryStatus.CALLED, "Miss")
             new = msgspec.structs.replace(state, calling=None, missed=[*state.missed, skipped])
             return self._changed(new, ctx, "Missed", {"booking": w.booking_id}, deliveries=(
                 Deliver(w.account_id, "queue.missed", {"booking_id": w.booking_id,
                                                        "text": "您已过号, 请到分诊台登记后等待复呼"},
                         msg_id=f"{w.booking_id}:missed:{skipped.skips}"),))
+        QUEUE_ENTRY.step(EntryStatus.CALLED, "Skip")
         line = list(state.waiting)
         line.insert(min(state.skip_back, len(line)), skipped)
         new = msgspec.structs.replace(state, calling=None, waiting=line)
@@ -319,15 +348,16 @@ class WaitingQueue(Behaviour[QueueState]):
         found = [w for w in [*state.waiting, *state.missed] if w.booking_id == booking_id]
         if not found:
             if state.calling is not None and state.calling.booking_id == booking_id:
-                return self._call(state, state.calling, ctx, "recall")  # call again
+                return self._call(state, state.calling, ctx, "recall", EntryStatus.CALLED)  # call again
             raise Refusal("该患者不在候诊队列中 (not waiting)", code="not_found")
         w = found[0]
-        done, tells = self._finish(state, ctx)
+        was = EntryStatus.WAITING if any(x.booking_id == booking_id for x in state.waiting) else EntryStatus.MISSED
+        done, tells = self._finish(state, ctx, "CallNext")
         rest = msgspec.structs.replace(
             done, waiting=[x for x in done.waiting if x.booking_id != booking_id],
             missed=[x for x in done.missed if x.booking_id != booking_id],
         )
-        return _with_tells(self._call(rest, w, ctx, "recall"), tells)
+        return _with_tells(self._call(rest, w, ctx, "recall", was), tells)
 
     def _changed(
         self, state: QueueState, ctx: Context, event: str, body: dict[str, Any], *,

@@ -777,10 +777,6 @@ class WeChatPay:
         path = f"/v3/pay/transactions/out-trade-no/{_segment(out_trade_no)}?mchid={_segment(self.config.mchid)}"
         return Transaction.from_json(await self._json("GET", path))
 
-    async def query_by_transaction_id(self, transaction_id: str) -> Transaction:
-        path = f"/v3/pay/transactions/id/{_segment(transaction_id)}?mchid={_segment(self.config.mchid)}"
-        return Transaction.from_json(await self._json("GET", path))
-
     async def close(self, out_trade_no: str) -> None:
         """Close an unpaid order (closing a closed one is fine; a paid one raises :class:`OrderPaid`)."""
         path = f"/v3/pay/transactions/out-trade-no/{_segment(out_trade_no)}/close"

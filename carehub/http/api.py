@@ -19,7 +19,7 @@ from carehub.storage.migrate import latest_version, schema_version
 from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
-from .rest import MODULES
+from .rest import MODULES, bills, outpatient
 from .rest.shared import ops_figures
 from .routing import RequestContext, Router, error_response, json_response
 
@@ -145,6 +145,8 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
 
     for module in MODULES:
         module.register(r)
+    outpatient.register(r, outpatient=services.outpatient, hub=services.hub, patients=services.patients)
+    bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
     return app, router
 
 

@@ -51,6 +51,8 @@ STATUS: dict[str, int] = {
     "payment_unknown": 503,
     "payment_refused": 409,
     "payment_unavailable": 503,
+    "payment_not_offered": 409,
+    "roster_incomplete": 409,
     "payment_timeout": 504,
     "slot_taken": 409,
     "session_over": 409,

@@ -55,8 +55,11 @@ async def open_hub(
     settings: HubSettings | None = None,
     effects: Iterable[Effect] = (),
 ) -> AsyncIterator[Hub]:
-    """Run a hub for the duration of the ``async with`` block."""
+    """Run a hub for the duration of the ``async with`` block (refused if a declared projection table is missing)."""
     hub = Hub(store, behaviours, settings, effects=effects)
+    # the hub writes no table it was not told of: each behaviour declares its projections, and a
+    # store without one of them is a deployment error found now, not at the first booking
+    await store.confirm_projections(frozenset().union(*(b.projections for b in hub.behaviours.values())))
     async with trio.open_nursery() as nursery:
         await nursery.start(hub.run)
         try:

@@ -120,7 +120,7 @@ class Record:
 
     Written in the same transaction as the state: an update by ``key`` (column -> value), or an
     insert when no row has that key. Values are plain Python values (str, int, bool, datetime,
-    date, None). The table must be one the store knows; one actor owns each row.
+    date, None). The table must be one of the behaviour's ``projections``; one actor owns each row.
     """
 
     table: str
@@ -171,6 +171,11 @@ class Behaviour(Generic[S]):
     kind: ClassVar[str]
     state_type: ClassVar[type[Any]]
     messages: ClassVar[Mapping[str, type[msgspec.Struct]]]
+    #: The query tables this kind keeps in step with its state (:class:`Record`): the hub knows no
+    #: table of its own accord. :func:`carehub.hub.open_hub` has the store confirm every declared
+    #: table exists (it refuses to start otherwise), and a decision with a record for a table its
+    #: kind did not declare is refused (:class:`BadMessage`) and writes nothing.
+    projections: ClassVar[frozenset[str]] = frozenset()
     #: Up to this many waiting messages are handled one after another and committed together
     #: (replies still only after the commit). For hot actors such as a slot pool under a
     #: release burst: one transaction answers many patients.

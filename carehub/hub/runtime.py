@@ -530,6 +530,11 @@ class Hub:
     async def _commit(
         self, act: _Activation, decision: Decision[Any], letter: _Letter, now: dt.datetime
     ) -> Sequence[StreamItem]:
+        projections = act.behaviour.projections
+        for record in decision.records:  # no allocation on the hot path: most decisions have two records
+            if record.table not in projections:
+                raise BadMessage(f"{act.address} may not write table {record.table!r}: {act.behaviour.kind} declares"
+                                 f" {sorted(projections)} as its projections")
         scheduled: list[ScheduledRow] = []
         for tell in decision.tells:
             scheduled.append(self._row(tell.to, tell.message, now, None))

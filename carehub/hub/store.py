@@ -80,6 +80,11 @@ class CommitResult:
 
 
 class HubStore(Protocol):
+    async def confirm_projections(self, tables: frozenset[str]) -> None:
+        """Check that every projection table the behaviours declared exists (raise HubError naming
+        the missing ones otherwise); commits may write these tables, and only these, from then on."""
+        ...
+
     async def load_state(self, address: str) -> StoredState: ...
 
     async def commit(self, commit: Commit) -> CommitResult:

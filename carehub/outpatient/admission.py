@@ -61,8 +61,7 @@ class _Parked:
 
 
 def _busy() -> BookingRefused:
-    return BookingRefused("预约人数过多, 请稍后重试 (too many bookings in progress, try again)",
-                          status=503, code="busy")
+    return BookingRefused("预约人数过多, 请稍后重试 (too many bookings in progress, try again)", code="busy")
 
 
 class _Gate:

@@ -1,5 +1,5 @@
 """Outpatient bills: pending charges paid online, slip QR codes, fee details per visit, payment
-history and self-service test orders (OUT-13, OUT-14, ME-6).
+history and self-service test orders (OUT-7, OUT-13, OUT-14, ME-6).
 
 Where a bill comes from. The HIS holds what the doctors ordered as FHIR ChargeItems
 (:meth:`carehub.channels.his.HisClient.charge_items`); :meth:`Bills.refresh` copies a patient's
@@ -15,8 +15,9 @@ it is decided in one transaction when the gateway's signed notification arrives
 ``created`` (a replayed notification finds it ``paid`` and changes nothing), its bills are locked
 and must all still be unpaid; if another order got there first, this payment is refunded whole by
 the original method instead. In the same transaction the HIS push and any refund are queued as
-durable tells to the effects below (rows in the hub's ``scheduled_messages``, the same outbox
-actors use), so they survive a restart and are retried until done.
+durable tells to the effects below (through the hub store's outbox, the same one actors use:
+:meth:`carehub.storage.hub_store.PostgresHubStore.schedule_in`), so they survive a restart and are
+retried until done. The SQL is :class:`carehub.storage.outpatient.BillStore`'s.
 
 Why SQL and not an actor: a bill order has one rule (paid once, and its bills once) and no state
 beyond its rows; a conditional ``UPDATE ... WHERE status = 'created'`` under row locks decides it
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 import hashlib
 import logging
 import re
@@ -38,7 +40,6 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-import asyncpg
 import msgspec
 import trio
 
@@ -50,13 +51,14 @@ from carehub.channels.payment import (
     Prepay,
     WeChatPay,
 )
-from carehub.hub import Context, Effect, Hub
+from carehub.hub import Context, Effect, Hub, Lifecycle
 from carehub.identity.patients import Patients
 from carehub.storage.audit import AuditEntry, AuditLog
-from carehub.storage.db import Database
 from carehub.storage.keyring import KeyRing
+from carehub.storage.outpatient import BillStore
 
 from .codes import BadCode, seal, unseal
+from .errors import BillRefused, NotConfigured
 
 log = logging.getLogger("carehub.outpatient.bills")
 
@@ -80,22 +82,8 @@ _ORDER_NO = re.compile(r"^BILL-[0-9a-f]{20}$")
 def _text(value: str, what: str) -> str:
     """Free text bound for the database: PostgreSQL text cannot hold NUL (nor should anyone type it)."""
     if "\x00" in value:
-        raise BillRefused(f"{what} 含有不允许的字符 (NUL)", status=422, code="invalid")
+        raise BillRefused(f"{what} 含有不允许的字符 (NUL)", code="invalid")
     return value
-
-
-class BillRefused(Exception):
-    """A request about bills that the rules refuse; ``status`` suggests the HTTP answer."""
-
-    def __init__(self, message: str, *, status: int = 409, code: str = "refused") -> None:
-        super().__init__(message)
-        self.message = message
-        self.status = status
-        self.code = code
-
-
-class NotConfigured(RuntimeError):
-    pass
 
 
 # ---- durable tells to the effects below -----------------------------------------------------------
@@ -120,18 +108,41 @@ class RefundBillOrder(msgspec.Struct, frozen=True):
     reason: str
 
 
-def _queue(target: str, message: msgspec.Struct, now: dt.datetime) -> tuple[Any, ...]:
-    return (uuid.uuid4().hex, target, type(message).__name__, msgspec.json.encode(message).decode(), now, now)
+class BillStatus(enum.StrEnum):
+    """A bill: unpaid until an order pays it (or the HIS says it was paid at a window or withdrawn)."""
+
+    UNPAID = "unpaid"
+    PAID = "paid"
+    REFUNDED = "refunded"
+    CANCELLED = "cancelled"
 
 
-async def _enqueue(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    """Durable tells written in the caller's transaction (the hub's outbox; its scheduler performs
-    them within its poll interval, and again after a restart until they succeed)."""
-    if rows:
-        await conn.executemany(
-            "INSERT INTO scheduled_messages (id, target, type, body, due_at, reminder_key, created_at)"
-            " VALUES ($1, $2, $3, $4, $5, NULL, $6)", rows,
-        )
+class BillOrderStatus(enum.StrEnum):
+    """One WeChat Pay order for a set of bills."""
+
+    CREATED = "created"
+    PAID = "paid"
+    REFUNDING = "refunding"
+    REFUNDED = "refunded"
+    CLOSED = "closed"
+
+
+#: a bill is paid once, by one order; our payments are ours to record (the HIS moves only unpaid bills)
+BILL: Lifecycle[BillStatus] = Lifecycle("bill", {
+    BillStatus.UNPAID: {"paid": BillStatus.PAID, "paid_elsewhere": BillStatus.PAID,
+                        "withdrawn": BillStatus.CANCELLED},
+    BillStatus.PAID: {"refund": BillStatus.REFUNDED},
+})
+#: an order moves from ``created`` once: paid (its bills paid), or refunding when another order got
+#: there first; a refused create closes it
+BILL_ORDER: Lifecycle[BillOrderStatus] = Lifecycle("bill order", {
+    BillOrderStatus.CREATED: {"paid": BillOrderStatus.PAID, "paid_late": BillOrderStatus.REFUNDING,
+                              "create_refused": BillOrderStatus.CLOSED},
+    BillOrderStatus.PAID: {"refund": BillOrderStatus.REFUNDING},
+    BillOrderStatus.REFUNDING: {"refund_settled": BillOrderStatus.REFUNDED},
+})
+#: what a HIS charge's status means for the copy we keep (anything else: withdrawn)
+HIS_STATUS = {"billable": BillStatus.UNPAID, "billed": BillStatus.PAID, "planned": BillStatus.UNPAID}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -152,9 +163,9 @@ def _iso(value: Any) -> Any:
 
 
 class Bills:
-    def __init__(self, db: Database, hub: Hub, patients: Patients, keyring: KeyRing, audit: AuditLog,
-                 pay: WeChatPay | None, his: HisClient | None) -> None:
-        self.db = db
+    def __init__(self, hub: Hub, patients: Patients, keyring: KeyRing, audit: AuditLog,
+                 pay: WeChatPay | None, his: HisClient | None, *, store: BillStore) -> None:
+        self.store = store
         self.hub = hub
         self.patients = patients
         self.keyring = keyring
@@ -166,18 +177,14 @@ class Bills:
 
     async def family(self, account_id: str) -> list[str]:
         """The patients linked to the account (with their consent): whose bills it may see."""
-        rows = await self.db.fetch(
-            "SELECT patient_id FROM account_patients WHERE account_id = $1 AND consent_status = 'granted'"
-            " ORDER BY created_at", account_id,
-        )
-        return [r["patient_id"] for r in rows]
+        return await self.store.family(account_id)
 
     async def _patients_of(self, account_id: str, patient_id: str | None) -> list[str]:
         family = await self.family(account_id)
         if patient_id is None:
             return family
         if patient_id not in family:
-            raise BillRefused("没有这个就诊人 (no such person on this account)", status=404, code="not_found")
+            raise BillRefused("没有这个就诊人 (no such person on this account)", code="not_found")
         return [patient_id]
 
     # ---- from the HIS ----------------------------------------------------------------------
@@ -196,31 +203,11 @@ class Bills:
         rows = [
             (f"his-{c.his_id}", c.his_id, c.patient_id, c.visit_id, c.slip, c.code, c.name,
              c.category if c.category in CATEGORIES else "other", c.quantity, c.amount_fen,
-             {"billable": "unpaid", "billed": "paid", "planned": "unpaid"}.get(c.status, "cancelled"),
+             HIS_STATUS.get(c.status, BillStatus.CANCELLED),
              c.occurred_at or now, now)
             for c in charges if c.bill_id is None and c.patient_id == patient_id
         ]
-
-        async def op(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                for row in rows:
-                    # our payments are ours to record: only a still-unpaid bill follows the HIS (paid at
-                    # a window -> paid, withdrawn -> cancelled); amounts follow while unpaid
-                    bill_id, name, quantity, amount, status, at = row[0], row[6], row[8], row[9], row[10], row[12]
-                    done = await conn.execute(
-                        "UPDATE bills SET status = $2, name = $3, quantity = $4, amount_fen = $5, updated_at = $6"
-                        " WHERE id = $1 AND status = 'unpaid'", bill_id, status, name, quantity, amount, at)
-                    if done == "UPDATE 0" and not await conn.fetchval("SELECT 1 FROM bills WHERE id = $1", bill_id):
-                        await conn.execute(
-                            "INSERT INTO bills (id, source, his_id, patient_id, visit_id, slip, code, name, category,"
-                            " quantity, amount_fen, status, order_no, occurred_at, created_at, updated_at)"
-                            " VALUES ($1, 'his', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL, $12, $13, $13)",
-                            *row)
-
-        try:
-            await self.db.run(op)
-        except asyncpg.UniqueViolationError:
-            pass  # a refresh running beside this one inserted the same charge first
+        await self.store.copy_from_his(rows)
         return True
 
     async def _refresh_all(self, patients: list[str]) -> bool:
@@ -253,10 +240,7 @@ class Bills:
         the HIS; by default only the unpaid ones."""
         patients = await self._patients_of(account_id, patient_id)
         fresh = await self._refresh_all(patients)
-        rows = await self.db.fetch(
-            "SELECT * FROM bills WHERE patient_id = ANY($1::varchar[]) AND ($2::varchar IS NULL OR status = $2)"
-            " ORDER BY occurred_at DESC, id LIMIT 500", patients, status,
-        )
+        rows = await self.store.of_patients(patients, status)
         bills = [self._view(r) for r in rows]
         return {"bills": bills, "total_fen": sum(b["amount_fen"] for b in bills if b["status"] == "unpaid"),
                 "fresh": fresh}
@@ -266,11 +250,9 @@ class Bills:
         family includes its patient."""
         patient_id, slip = self.read_slip_code(code)
         if patient_id not in await self.family(account_id):
-            raise BillRefused("这张单据不属于您的就诊人 (the slip is not for anyone on this account)",
-                              status=404, code="not_found")
+            raise BillRefused("这张单据不属于您的就诊人 (the slip is not for anyone on this account)", code="not_found")
         fresh = await self.refresh(patient_id)
-        rows = await self.db.fetch(
-            "SELECT * FROM bills WHERE patient_id = $1 AND slip = $2 ORDER BY occurred_at, id", patient_id, slip)
+        rows = await self.store.of_slip(patient_id, slip)
         bills = [self._view(r) for r in rows]
         return {"slip": slip, "patient_id": patient_id, "bills": bills, "fresh": fresh,
                 "total_fen": sum(b["amount_fen"] for b in bills if b["status"] == "unpaid")}
@@ -281,18 +263,7 @@ class Bills:
         patients = await self._patients_of(account_id, patient_id)
         for p in patients:
             await self.refresh(p)
-        bookings = await self.db.fetch(
-            "SELECT b.id, b.patient_id, b.day, b.slot_at, b.status, b.fee_fen, b.department_id,"
-            " a.display_name AS doctor_name, d.name AS department_name,"
-            " (SELECT o.status FROM payment_orders o WHERE o.booking_id = b.id ORDER BY o.created_at DESC LIMIT 1)"
-            " AS fee_status"
-            " FROM bookings b JOIN accounts a ON a.id = b.doctor_id LEFT JOIN departments d ON d.id = b.department_id"
-            " WHERE b.patient_id = ANY($1::varchar[]) ORDER BY b.slot_at DESC LIMIT 200", patients,
-        )
-        rows = await self.db.fetch(
-            "SELECT * FROM bills WHERE patient_id = ANY($1::varchar[]) AND status <> 'cancelled'"
-            " ORDER BY occurred_at, id", patients,
-        )
+        bookings, rows = await self.store.visit_fees(patients)
         by_visit: dict[str | None, list[dict[str, Any]]] = {}
         for r in rows:
             by_visit.setdefault(r["visit_id"], []).append(self._view(r))
@@ -323,28 +294,22 @@ class Bills:
 
     async def orders(self, account_id: str) -> list[dict[str, Any]]:
         """Outpatient payment history (ME-6): every bill order of the account, newest first."""
-        rows = await self.db.fetch(
-            "SELECT * FROM bill_orders WHERE account_id = $1 ORDER BY created_at DESC LIMIT 200", account_id)
-        return [await self._order_view(r) for r in rows]
+        return [self._order_view(r) for r in await self.store.orders_of(account_id)]
 
     async def order(self, out_trade_no: str, account_id: str | None) -> dict[str, Any]:
         if not _ORDER_NO.match(out_trade_no):
-            raise BillRefused("没有这笔缴费订单 (no such bill order)", status=404, code="not_found")
-        row = await self.db.fetchrow("SELECT * FROM bill_orders WHERE out_trade_no = $1", out_trade_no)
+            raise BillRefused("没有这笔缴费订单 (no such bill order)", code="not_found")
+        row = await self.store.order(out_trade_no)
         if row is None or (account_id is not None and row["account_id"] != account_id):
-            raise BillRefused("没有这笔缴费订单 (no such bill order)", status=404, code="not_found")
-        return await self._order_view(row)
+            raise BillRefused("没有这笔缴费订单 (no such bill order)", code="not_found")
+        return self._order_view(row)
 
-    async def _order_view(self, r: Any) -> dict[str, Any]:
-        items = await self.db.fetch(
-            "SELECT b.* FROM bills b JOIN bill_order_items i ON i.bill_id = b.id WHERE i.out_trade_no = $1"
-            " ORDER BY b.id", r["out_trade_no"],
-        )
+    def _order_view(self, r: dict[str, Any]) -> dict[str, Any]:
         return {
             "out_trade_no": r["out_trade_no"], "patient_id": r["patient_id"], "total_fen": r["total_fen"],
             "status": r["status"], "method": "wechat", "transaction_id": r["transaction_id"],
             "refunded_fen": r["refunded_fen"], "note": r["note"], "created_at": r["created_at"].isoformat(),
-            "paid_at": _iso(r["paid_at"]), "items": [self._view(i) for i in items],
+            "paid_at": _iso(r["paid_at"]), "items": [self._view(i) for i in r["items"]],
         }
 
     # ---- paying ----------------------------------------------------------------------------
@@ -354,61 +319,47 @@ class Bills:
         """One WeChat Pay order for unpaid bills of one family member (real-name verified)."""
         ids = sorted(set(bill_ids))
         if not 1 <= len(ids) <= MAX_BILLS_PER_ORDER:
-            raise BillRefused(f"一次缴费需选择 1 到 {MAX_BILLS_PER_ORDER} 项费用", status=422, code="invalid")
+            raise BillRefused(f"一次缴费需选择 1 到 {MAX_BILLS_PER_ORDER} 项费用", code="invalid")
         if not all(_BILL_ID.match(i) for i in ids):
-            raise BillRefused("没有这些费用 (no such bills on this account)", status=404, code="not_found")
+            raise BillRefused("没有这些费用 (no such bills on this account)", code="not_found")
         _text(openid, "openid")
         _text(client_ref or "", "client_ref")
         if self.gateway is None:
-            raise BillRefused("本院尚未开通在线支付 (no payment gateway is configured)", status=409,
-                              code="payment_unavailable")
+            raise BillRefused("本院尚未开通在线支付 (no payment gateway is configured)",
+                              code="payment_not_offered")
         family = await self.family(account_id)
-        rows = await self.db.fetch("SELECT * FROM bills WHERE id = ANY($1::varchar[])", ids)
+        rows = await self.store.by_ids(ids)
         # the HIS first: a charge paid at a window or withdrawn since it was listed is not taken again
         for patient in {r["patient_id"] for r in rows} if len(rows) == len(ids) else family:
             if patient in family:
                 await self.refresh(patient)
-        rows = await self.db.fetch("SELECT * FROM bills WHERE id = ANY($1::varchar[])", ids)
+        rows = await self.store.by_ids(ids)
         if len(rows) != len(ids) or any(r["patient_id"] not in family for r in rows):
-            raise BillRefused("没有这些费用 (no such bills on this account)", status=404, code="not_found")
+            raise BillRefused("没有这些费用 (no such bills on this account)", code="not_found")
         patients = {r["patient_id"] for r in rows}
         if len(patients) != 1:
-            raise BillRefused("一次只能为一位就诊人缴费 (one family member per payment)", status=422, code="invalid")
+            raise BillRefused("一次只能为一位就诊人缴费 (one family member per payment)", code="invalid")
         patient_id = patients.pop()
         await self.patients.for_booking(account_id, patient_id)  # linked, consented, real-name verified
         seed = f"{account_id}\x00{client_ref}" if client_ref else uuid.uuid4().hex
         out_trade_no = ORDER_PREFIX + hashlib.sha256(seed.encode()).hexdigest()[:20]
-        earlier = await self.db.fetchval("SELECT status FROM bill_orders WHERE out_trade_no = $1", out_trade_no)
-        unpaid = [r for r in rows if r["status"] != "unpaid"]
-        if unpaid and earlier in (None, "created"):
+        earlier = await self.store.order_status(out_trade_no)
+        unpaid = [r for r in rows if r["status"] != BillStatus.UNPAID]
+        if unpaid and earlier in (None, BillOrderStatus.CREATED):
             raise BillRefused(f"{unpaid[0]['name']} 已缴费或已撤销 (already paid or withdrawn)", code="already_paid")
         total = sum(r["amount_fen"] for r in rows)
         if total <= 0:
-            raise BillRefused("应缴金额为零, 无需支付", status=422, code="invalid")
+            raise BillRefused("应缴金额为零, 无需支付", code="invalid")
         now = dt.datetime.now(dt.UTC)
 
-        async def op(conn: asyncpg.Connection) -> str:
-            async with conn.transaction():
-                existing = await conn.fetchrow("SELECT * FROM bill_orders WHERE out_trade_no = $1", out_trade_no)
-                if existing is not None:  # a client retrying with its client_ref
-                    same = sorted(r["bill_id"] for r in await conn.fetch(
-                        "SELECT bill_id FROM bill_order_items WHERE out_trade_no = $1", out_trade_no))
-                    if existing["account_id"] != account_id or same != ids:
-                        raise BillRefused("client_ref 已用于另一笔缴费 (client_ref reused)", code="conflict")
-                    return str(existing["status"])
-                await conn.execute(
-                    "INSERT INTO bill_orders (out_trade_no, account_id, patient_id, total_fen, status, refunded_fen,"
-                    " created_at, updated_at) VALUES ($1, $2, $3, $4, 'created', 0, $5, $5)",
-                    out_trade_no, account_id, patient_id, total, now)
-                await conn.executemany("INSERT INTO bill_order_items (out_trade_no, bill_id) VALUES ($1, $2)",
-                                       [(out_trade_no, i) for i in ids])
-                return "created"
-
-        status = await self.db.run(op)
+        status = await self.store.create_order(out_trade_no, account_id, patient_id, ids, total,
+                                               BillOrderStatus.CREATED, now)
+        if status is None:
+            raise BillRefused("client_ref 已用于另一笔缴费 (client_ref reused)", code="conflict")
         names = sorted(r["name"] for r in rows)
         description = f"门诊缴费-{names[0]}" + (f"等{len(names)}项" if len(names) > 1 else "")
         prepay = None
-        if status == "created":
+        if status == BillOrderStatus.CREATED:
             prepay = await self._create(out_trade_no, description[:120], total, openid)
         order = await self.order(out_trade_no, account_id)
         return {"order": order, "pay_params": None if prepay is None else {"appId": prepay.app_id,
@@ -423,10 +374,11 @@ class Bills:
             log.warning("order %s: no answer to the create (%s); querying the gateway", out_trade_no, err)
         except PaymentError as err:
             if not err.retryable:  # refused outright: this order can never be paid
-                await self.db.execute("UPDATE bill_orders SET status = 'closed', note = $2, updated_at = $3"
-                                      " WHERE out_trade_no = $1 AND status = 'created'", out_trade_no,
-                                      f"下单失败: {err.code}"[:200], dt.datetime.now(dt.UTC))
-            raise BillRefused(f"支付下单失败: {err.message}", status=409, code="payment_refused") from None
+                await self.store.move_order(
+                    out_trade_no, was=BillOrderStatus.CREATED,
+                    status=BILL_ORDER.step(BillOrderStatus.CREATED, "create_refused"),
+                    note=f"下单失败: {err.code}"[:200], now=dt.datetime.now(dt.UTC))
+            raise BillRefused(f"支付下单失败: {err.message}", code="payment_refused") from None
         # the create may or may not have landed: ask, never assume
         try:
             tx = await self.gateway.query(out_trade_no)
@@ -434,7 +386,7 @@ class Bills:
             tx = None
         except PaymentError as err:
             raise BillRefused("支付通道响应超时, 请稍后在缴费记录中查看 (the gateway did not answer)",
-                              status=503, code="payment_unknown") from err
+                              code="payment_unknown") from err
         if tx is not None and tx.trade_state == "SUCCESS" and tx.transaction_id:
             await self.settle(out_trade_no, tx.transaction_id, tx.payer_total_fen or tx.total_fen or total)
             return None
@@ -443,7 +395,7 @@ class Bills:
         try:  # not there: create it; NOTPAY: the identical create answers the same prepay_id
             return await self.gateway.create_order(out_trade_no, description, total, openid, attach=attach)
         except PaymentError as err:
-            raise BillRefused("支付通道暂不可用, 请稍后再试 (the gateway did not answer)", status=503,
+            raise BillRefused("支付通道暂不可用, 请稍后再试 (the gateway did not answer)",
                               code="payment_unknown") from err
 
     async def on_notification(self, event_type: str, resource: Mapping[str, Any]) -> bool:
@@ -458,49 +410,31 @@ class Bills:
                                      int(amount.get("payer_total") or amount.get("total") or 0))
         if event_type == "REFUND.SUCCESS":
             return await self.refund_settled(out_trade_no, int(amount.get("refund") or 0))
-        return await self.db.fetchval("SELECT 1 FROM bill_orders WHERE out_trade_no = $1", out_trade_no) is not None
+        return await self.store.order_exists(out_trade_no)
 
     async def settle(self, out_trade_no: str, transaction_id: str, paid_fen: int) -> bool:
         """The gateway says the order is paid: its bills become paid, once. False: no such order."""
         now = dt.datetime.now(dt.UTC)
 
-        async def op(conn: asyncpg.Connection) -> str | None:
-            async with conn.transaction():
-                order = await conn.fetchrow("SELECT * FROM bill_orders WHERE out_trade_no = $1 FOR UPDATE",
-                                            out_trade_no)
-                if order is None:
-                    return None
-                if order["status"] != "created":
-                    return "replayed"  # a repeated notification, or one after a close: nothing changes
-                bills = await conn.fetch(
-                    "SELECT b.id, b.status FROM bills b JOIN bill_order_items i ON i.bill_id = b.id"
-                    " WHERE i.out_trade_no = $1 ORDER BY b.id FOR UPDATE OF b", out_trade_no)
-                if paid_fen != order["total_fen"]:
-                    log.error("ALARM order %s paid %d fen, expected %d", out_trade_no, paid_fen, order["total_fen"])
-                if bills and all(b["status"] == "unpaid" for b in bills):
-                    await conn.execute(
-                        "UPDATE bill_orders SET status = 'paid', transaction_id = $2, paid_at = $3, updated_at = $3"
-                        " WHERE out_trade_no = $1 AND status = 'created'", out_trade_no, transaction_id, now)
-                    await conn.execute(
-                        "UPDATE bills SET status = 'paid', order_no = $1, updated_at = $3"
-                        " WHERE id = ANY($2::varchar[]) AND status = 'unpaid'",
-                        out_trade_no, [b["id"] for b in bills], now)
-                    await _enqueue(conn, [_queue(f"hisbill/{out_trade_no}", SyncBillOrder(out_trade_no), now)])
-                    return "paid"
-                # some bill was paid by another order (or withdrawn): this money goes back whole
-                note = "费用已由其他订单缴清, 本笔原路退回"
-                await conn.execute(
-                    "UPDATE bill_orders SET status = 'refunding', transaction_id = $2, paid_at = $3, updated_at = $3,"
-                    " refund_no = $4, note = $5 WHERE out_trade_no = $1 AND status = 'created'",
-                    out_trade_no, transaction_id, now, f"{out_trade_no}R", note)
-                refund = RefundBillOrder(out_trade_no, f"{out_trade_no}R", paid_fen or order["total_fen"],
-                                         paid_fen or order["total_fen"], note)
-                await _enqueue(conn, [_queue(f"billrefund/{out_trade_no}", refund, now)])
-                return "refunding"
+        # some bill was paid by another order (or withdrawn): this money goes back whole
+        note = "费用已由其他订单缴清, 本笔原路退回"
 
-        outcome = await self.db.run(op)
-        if outcome is None:
+        def refund_whole(total_fen: int) -> list[tuple[str, msgspec.Struct]]:
+            back = paid_fen or total_fen
+            return [(f"billrefund/{out_trade_no}", RefundBillOrder(out_trade_no, f"{out_trade_no}R", back, back, note))]
+
+        created = BillOrderStatus.CREATED
+        settled = await self.store.settle(
+            out_trade_no, transaction_id, now, created=created, paid=BILL_ORDER.step(created, "paid"),
+            refunding=BILL_ORDER.step(created, "paid_late"), bill_unpaid=BillStatus.UNPAID,
+            bill_paid=BILL.step(BillStatus.UNPAID, "paid"), refund_no=f"{out_trade_no}R", note=note,
+            on_paid=[(f"hisbill/{out_trade_no}", SyncBillOrder(out_trade_no))], on_refund=refund_whole,
+        )
+        if settled is None:
             return False
+        outcome, total = settled
+        if outcome != "replayed" and paid_fen != total:
+            log.error("ALARM order %s paid %d fen, expected %d", out_trade_no, paid_fen, total)
         log.info("bill order %s: notification -> %s", out_trade_no, outcome)
         return True
 
@@ -509,39 +443,31 @@ class Bills:
         is told its charges are void."""
         reason = _text(reason, "退费原因").strip()[:80]
         if not reason:
-            raise BillRefused("退费需要填写原因", status=422, code="invalid")
+            raise BillRefused("退费需要填写原因", code="invalid")
         if not _ORDER_NO.match(out_trade_no):
-            raise BillRefused("没有这笔缴费订单 (no such bill order)", status=404, code="not_found")
+            raise BillRefused("没有这笔缴费订单 (no such bill order)", code="not_found")
         now = dt.datetime.now(dt.UTC)
 
-        async def op(conn: asyncpg.Connection) -> bool:
-            async with conn.transaction():
-                order = await conn.fetchrow(
-                    "UPDATE bill_orders SET status = 'refunding', refund_no = $2, note = $3, updated_at = $4"
-                    " WHERE out_trade_no = $1 AND status = 'paid' RETURNING total_fen",
-                    out_trade_no, f"{out_trade_no}R", reason, now)
-                if order is None:
-                    return False
-                await conn.execute("UPDATE bills SET status = 'refunded', updated_at = $2"
-                                   " WHERE order_no = $1 AND status = 'paid'", out_trade_no, now)
-                refund = RefundBillOrder(out_trade_no, f"{out_trade_no}R", order["total_fen"], order["total_fen"],
-                                         reason)
-                await _enqueue(conn, [_queue(f"billrefund/{out_trade_no}", refund, now),
-                                      _queue(f"hisbill/{out_trade_no}", SyncBillOrder(out_trade_no), now)])
-                return True
+        def tells(total_fen: int) -> list[tuple[str, msgspec.Struct]]:
+            return [(f"billrefund/{out_trade_no}",
+                     RefundBillOrder(out_trade_no, f"{out_trade_no}R", total_fen, total_fen, reason)),
+                    (f"hisbill/{out_trade_no}", SyncBillOrder(out_trade_no))]
 
-        if not await self.db.run(op):
+        if not await self.store.refund(
+            out_trade_no, now, paid=BillOrderStatus.PAID, refunding=BILL_ORDER.step(BillOrderStatus.PAID, "refund"),
+            bill_paid=BillStatus.PAID, bill_refunded=BILL.step(BillStatus.PAID, "refund"),
+            refund_no=f"{out_trade_no}R", note=reason, tells=tells,
+        ):
             raise BillRefused("只有已支付的订单可以退费 (only a paid order can be refunded)", code="not_paid")
         await self.audit.append(AuditEntry(action="bill.refund", target=f"bill_order/{out_trade_no}", actor_id=by,
                                            detail={"reason": reason}))
         return await self.order(out_trade_no, None)
 
     async def refund_settled(self, out_trade_no: str, refunded_fen: int) -> bool:
-        now = dt.datetime.now(dt.UTC)
-        await self.db.execute(
-            "UPDATE bill_orders SET status = 'refunded', refunded_fen = $2, updated_at = $3"
-            " WHERE out_trade_no = $1 AND status = 'refunding'", out_trade_no, refunded_fen, now)
-        return await self.db.fetchval("SELECT 1 FROM bill_orders WHERE out_trade_no = $1", out_trade_no) is not None
+        refunding = BillOrderStatus.REFUNDING
+        return await self.store.refund_settled(out_trade_no, refunded_fen, dt.datetime.now(dt.UTC),
+                                               refunding=refunding,
+                                               refunded=BILL_ORDER.step(refunding, "refund_settled"))
 
     # ---- slip QR codes ---------------------------------------------------------------------
 
@@ -555,21 +481,20 @@ class Bills:
             patient_id, slip = unseal(self.keyring, SLIP_DOMAIN, SLIP_CODE_PREFIX, "|", code, 2)
         except BadCode as err:
             if err.forged:
-                raise BillRefused("单据二维码无效 (slip code signature does not match)", status=422,
+                raise BillRefused("单据二维码无效 (slip code signature does not match)",
                                   code="bad_code") from None
-            raise BillRefused("无法识别的单据二维码 (unreadable slip code)", status=422, code="bad_code") from None
+            raise BillRefused("无法识别的单据二维码 (unreadable slip code)", code="bad_code") from None
         return patient_id, slip
 
     def issue_slip_code(self, patient_id: str, slip: str) -> str:
         if not _SLIP.match(slip) or not _PATIENT_ID.match(patient_id):
-            raise BillRefused("slip 应为 ServiceRequest/<id> 或 MedicationRequest/<id>", status=422, code="invalid")
+            raise BillRefused("slip 应为 ServiceRequest/<id> 或 MedicationRequest/<id>", code="invalid")
         return self.slip_code(patient_id, slip)
 
     # ---- the self-service test catalogue (OUT-14) ------------------------------------------
 
     async def catalogue(self, *, active_only: bool = True) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "SELECT * FROM test_catalogue WHERE active OR NOT $1 ORDER BY category, code", active_only)
+        rows = await self.store.catalogue(active_only=active_only)
         return [{"code": r["code"], "name": r["name"], "category": r["category"],
                  "category_name": CATEGORY_NAMES.get(r["category"], "其他"), "price_fen": r["price_fen"],
                  "description": r["description"], "notice": r["notice"], "active": r["active"],
@@ -590,25 +515,13 @@ class Bills:
         if any("\x00" in text for text in (entry.name, entry.description, entry.notice)):
             problems.append("文字中含有不允许的字符 (NUL)")
         if problems:
-            raise BillRefused("; ".join(problems), status=422, code="invalid")
+            raise BillRefused("; ".join(problems), code="invalid")
         now = dt.datetime.now(dt.UTC)
         values = (entry.code, entry.name.strip(), entry.category, entry.price_fen, entry.description, entry.notice,
                   entry.active, now, by)
 
-        async def op(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                done = await conn.execute(
-                    "UPDATE test_catalogue SET name = $2, category = $3, price_fen = $4, description = $5,"
-                    " notice = $6, active = $7, updated_at = $8, updated_by = $9 WHERE code = $1", *values)
-                if done == "UPDATE 0":
-                    await conn.execute(
-                        "INSERT INTO test_catalogue (code, name, category, price_fen, description, notice, active,"
-                        " updated_at, updated_by) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", *values)
-
-        try:
-            await self.db.run(op)
-        except asyncpg.UniqueViolationError:
-            raise BillRefused("该项目正被同时修改, 请重试", code="conflict") from None
+        if not await self.store.put_test(values):
+            raise BillRefused("该项目正被同时修改, 请重试", code="conflict")
         await self.audit.append(AuditEntry(action="catalogue.put", target=f"test/{entry.code}", actor_id=by,
                                            detail={"price_fen": entry.price_fen, "active": entry.active}))
         return next(t for t in await self.catalogue(active_only=False) if t["code"] == entry.code)
@@ -616,46 +529,29 @@ class Bills:
     async def withdraw_test(self, code: str, by: str) -> None:
         """Take a test off the catalogue (kept for the orders that name it)."""
         if not _CODE.match(code):
-            raise BillRefused("没有这个项目 (no such test)", status=404, code="not_found")
-        done = await self.db.execute("UPDATE test_catalogue SET active = false, updated_at = $2, updated_by = $3"
-                                     " WHERE code = $1", code, dt.datetime.now(dt.UTC), by)
-        if done == "UPDATE 0":
-            raise BillRefused("没有这个项目 (no such test)", status=404, code="not_found")
+            raise BillRefused("没有这个项目 (no such test)", code="not_found")
+        if not await self.store.withdraw_test(code, by, dt.datetime.now(dt.UTC)):
+            raise BillRefused("没有这个项目 (no such test)", code="not_found")
         await self.audit.append(AuditEntry(action="catalogue.withdraw", target=f"test/{code}", actor_id=by))
 
     async def order_test(self, account_id: str, patient_id: str, code: str,
                          client_ref: str | None = None) -> dict[str, Any]:
         """A catalogue test ordered for a verified family member: a new unpaid bill (OUT-14)."""
         if not _PATIENT_ID.match(patient_id):
-            raise BillRefused("没有这个就诊人 (no such person on this account)", status=404, code="not_found")
+            raise BillRefused("没有这个就诊人 (no such person on this account)", code="not_found")
         if not _CODE.match(code):
-            raise BillRefused("没有这个自助开单项目 (no such test in the catalogue)", status=404, code="not_found")
+            raise BillRefused("没有这个自助开单项目 (no such test in the catalogue)", code="not_found")
         _text(client_ref or "", "client_ref")
         await self.patients.for_booking(account_id, patient_id)  # linked, consented, real-name verified
-        test = await self.db.fetchrow("SELECT * FROM test_catalogue WHERE code = $1 AND active", code)
+        test = await self.store.active_test(code)
         if test is None:
-            raise BillRefused("没有这个自助开单项目 (no such test in the catalogue)", status=404, code="not_found")
+            raise BillRefused("没有这个自助开单项目 (no such test in the catalogue)", code="not_found")
         seed = f"{account_id}\x00{client_ref}" if client_ref else uuid.uuid4().hex
         order_id = hashlib.sha256(seed.encode()).hexdigest()[:24]
         bill_id = f"self-{order_id}"
         now = dt.datetime.now(dt.UTC)
 
-        async def op(conn: asyncpg.Connection) -> None:
-            async with conn.transaction():
-                if await conn.fetchval("SELECT 1 FROM test_orders WHERE id = $1", order_id):
-                    return  # a retry with the same client_ref
-                await conn.execute(
-                    "INSERT INTO bills (id, source, his_id, patient_id, visit_id, slip, code, name, category, quantity,"
-                    " amount_fen, status, order_no, occurred_at, created_at, updated_at)"
-                    " VALUES ($1, 'self', NULL, $2, NULL, NULL, $3, $4, $5, 1, $6, 'unpaid', NULL, $7, $7, $7)",
-                    bill_id, patient_id, test["code"], test["name"], test["category"], test["price_fen"], now)
-                await conn.execute(
-                    "INSERT INTO test_orders (id, account_id, patient_id, code, bill_id, created_at)"
-                    " VALUES ($1, $2, $3, $4, $5, $6)", order_id, account_id, patient_id, test["code"], bill_id, now)
-
-        await self.db.run(op)
-        row = await self.db.fetchrow("SELECT * FROM bills WHERE id = $1", bill_id)
-        assert row is not None
+        row = await self.store.order_test(order_id, account_id, patient_id, test, bill_id, BillStatus.UNPAID, now)
         return {"order_id": order_id, "bill": self._view(row), "notice": test["notice"]}
 
     # ---- the HIS side of an order (performed by BillHisEffect) -----------------------------
@@ -665,14 +561,12 @@ class Bills:
         self-service tests as an active or revoked ServiceRequest with their ChargeItem."""
         if self.his is None:
             return
-        order = await self.db.fetchrow("SELECT * FROM bill_orders WHERE out_trade_no = $1", out_trade_no)
-        if order is None or order["status"] not in ("paid", "refunding", "refunded"):
+        order, rows = await self.store.for_his(out_trade_no)
+        if order is None or order["status"] not in (BillOrderStatus.PAID, BillOrderStatus.REFUNDING,
+                                                    BillOrderStatus.REFUNDED):
             return
-        rows = await self.db.fetch(
-            "SELECT b.*, t.id AS test_order_id, t.created_at AS ordered_at FROM bills b"
-            " LEFT JOIN test_orders t ON t.bill_id = b.id WHERE b.order_no = $1 ORDER BY b.id", out_trade_no)
         for b in rows:
-            paid = b["status"] == "paid"
+            paid = b["status"] == BillStatus.PAID
             if b["source"] == "his":
                 await self.his.set_charge_status(b["his_id"], "billed" if paid else "aborted", payment=out_trade_no)
             elif b["test_order_id"] is not None:

@@ -1,4 +1,4 @@
-"""Booking for patients and partner channels, the blacklist, visit QR codes (OUT-2, OUT-3, OUT-8, SCH-7, SCH-10).
+"""Booking for patients and partner channels, the blacklist, visit QR codes (OUT-2, OUT-3, OUT-11, SCH-7, SCH-10).
 
 The slot pool actor decides; this module checks what needs storage first (the patient belongs
 to the account and is real-name verified, the blacklist) and then asks the pool. The booking id
@@ -29,8 +29,8 @@ from carehub.actors.slot_pool import (
 from carehub.hub import Hub, Refusal
 from carehub.identity.patients import Patients
 from carehub.storage.audit import AuditEntry, AuditLog
-from carehub.storage.db import Database
 from carehub.storage.keyring import KeyRing
+from carehub.storage.outpatient import BlacklistStore, BookingStore, SessionStore
 
 from .admission import PoolGates
 from .codes import BadCode, seal, unseal
@@ -56,8 +56,11 @@ def booking_id_for(account_id: str, client_ref: str | None) -> str:
 
 
 class Bookings:
-    def __init__(self, db: Database, hub: Hub, patients: Patients, keyring: KeyRing, audit: AuditLog) -> None:
-        self.db = db
+    def __init__(self, hub: Hub, patients: Patients, keyring: KeyRing, audit: AuditLog, *, store: BookingStore,
+                 sessions: SessionStore, blacklist: BlacklistStore) -> None:
+        self.store = store
+        self.session_store = sessions
+        self.blacklist_store = blacklist
         self.hub = hub
         self.patients = patients
         self.keyring = keyring
@@ -76,26 +79,29 @@ class Bookings:
         self, *, department_id: str | None, doctor_id: str | None, name: str | None, specialty: str | None,
         day_from: dt.date, days: int,
     ) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "SELECT s.*, a.display_name AS doctor_name, d.title, d.specialty FROM clinic_sessions s"
-            " JOIN accounts a ON a.id = s.doctor_id JOIN doctors d ON d.account_id = s.doctor_id"
-            " WHERE s.day >= $1 AND s.day < $2 AND ($3::varchar IS NULL OR s.department_id = $3)"
-            " AND ($4::varchar IS NULL OR s.doctor_id = $4) AND ($5::varchar IS NULL OR a.display_name LIKE $5)"
-            " AND ($6::varchar IS NULL OR d.specialty LIKE $6) AND s.status = 'open'"
-            " ORDER BY s.day, s.starts_at, s.doctor_id LIMIT 500",
-            day_from, day_from + dt.timedelta(days=days), department_id, doctor_id,
-            f"%{name}%" if name else None, f"%{specialty}%" if specialty else None,
-        )
-        out = []
-        for r in rows:
-            out.append({
-                "session_id": r["id"], "doctor_id": r["doctor_id"], "doctor_name": r["doctor_name"],
-                "title": r["title"], "specialty": r["specialty"], "department_id": r["department_id"],
-                "day": r["day"].isoformat(), "period": r["period"], "room": r["room"],
-                "starts_at": r["starts_at"].isoformat(), "capacity": r["capacity"],
-                "free": r["capacity"] - r["booked"], "fee_fen": r["fee_fen"], "opens_at": r["opens_at"].isoformat(),
-            })
-        return out
+        """Open sessions to choose from (OUT-2): by department, doctor, name or specialty."""
+        return await self.session_store.search(department_id=department_id, doctor_id=doctor_id, name=name,
+                                               specialty=specialty, day_from=day_from, days=days)
+
+    async def doctor_card(self, doctor_id: str, today: dt.date) -> dict[str, Any]:
+        """A shareable doctor card: who, where, and the free slots of the coming week."""
+        row = await self.session_store.doctor(doctor_id)
+        if row is None:
+            raise BookingRefused("没有这位医生 (no such doctor)", code="not_found")
+        upcoming = await self.sessions(department_id=None, doctor_id=doctor_id, name=None, specialty=None,
+                                       day_from=today, days=7)
+        return {
+            "doctor_id": row["id"], "name": row["display_name"], "title": row["title"], "specialty": row["specialty"],
+            "department": row["department"], "link": f"/doctors/{row['id']}",
+            "title_text": f"{row['department']} {row['display_name']} {row['title']}",
+            "free_this_week": sum(s["free"] for s in upcoming),
+        }
+
+    async def calls(self, department_id: str, limit: int) -> list[dict[str, Any]]:
+        """The hall screen's feed: a department's calls of the last 12 hours, newest first (OUT-12)."""
+        rows = await self.session_store.calls(department_id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=12), limit)
+        return [{"label": r["patient_label"], "room": r["room"], "kind": r["kind"], "at": r["called_at"].isoformat(),
+                 "text": f"请 {r['patient_label']} 到 {r['room']} 就诊"} for r in rows]
 
     async def pool(self, doctor_id: str, day: dt.date, account_id: str | None) -> dict[str, Any]:
         reply: dict[str, Any] = await self.hub.ask(pool_address(doctor_id, day), GetPool(account_id))
@@ -104,11 +110,7 @@ class Bookings:
     # ---- booking ---------------------------------------------------------------------------
 
     async def blacklisted(self, patient_id: str, now: dt.datetime) -> dict[str, Any] | None:
-        row = await self.db.fetchrow(
-            "SELECT id, until, reason FROM blacklist WHERE patient_id = $1 AND until > $2 AND removed_at IS NULL"
-            " ORDER BY until DESC LIMIT 1", patient_id, now,
-        )
-        return None if row is None else dict(row)
+        return await self.blacklist_store.active_for(patient_id, now)
 
     async def _banned(self, patient_id: str, now: dt.datetime) -> dict[str, Any] | None:
         """The patient's active blacklist entry, from the in-memory copy of the active entries."""
@@ -122,12 +124,9 @@ class Bookings:
         async with self._bans_lock:
             while time.monotonic() - self._bans_read > older_than:
                 read_at, generation = time.monotonic(), self._bans_generation
-                rows = await self.db.fetch(
-                    "SELECT DISTINCT ON (patient_id) id, patient_id, until, reason FROM blacklist"
-                    " WHERE until > $1 AND removed_at IS NULL ORDER BY patient_id, until DESC", dt.datetime.now(dt.UTC),
-                )
+                bans = await self.blacklist_store.active(dt.datetime.now(dt.UTC))
                 if generation == self._bans_generation:  # else a change landed during the read: read again
-                    self._bans = {r["patient_id"]: dict(r) for r in rows}
+                    self._bans = bans
                     self._bans_read = read_at
 
     async def keep_bans_fresh(self) -> None:
@@ -176,7 +175,7 @@ class Bookings:
         if ban is not None:
             until = ban["until"].astimezone(BEIJING).strftime("%Y-%m-%d")
             raise BookingRefused(f"因{ban['reason']}, 该就诊人 {until} 前不能预约 (blacklisted until {until})",
-                                 status=403, code="blacklisted")
+                                 code="blacklisted")
         message = Book(booking_id_for(account_id, client_ref), period, patient_id, account_id, label, channel,
                        slot_no, revisit)
         self.gates.check_sold_out(board_key, client_ref)  # it may have sold out while we read
@@ -190,53 +189,40 @@ class Bookings:
 
     async def locate(self, booking_id: str) -> tuple[str, dict[str, Any]]:
         """The pool address and the projection row of a booking."""
-        row = await self.db.fetchrow("SELECT * FROM bookings WHERE id = $1", booking_id)
+        row = await self.store.get(booking_id)
         if row is None:
-            raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
-        return pool_address(row["doctor_id"], row["day"]), dict(row)
+            raise BookingRefused("没有这个预约 (no such booking)", code="not_found")
+        return pool_address(row["doctor_id"], row["day"]), row
 
     async def get(self, booking_id: str, account_id: str | None) -> dict[str, Any]:
         address, row = await self.locate(booking_id)
         if account_id is not None and row["account_id"] != account_id:
-            raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
+            raise BookingRefused("没有这个预约 (no such booking)", code="not_found")
         reply: dict[str, Any] = await self.hub.ask(address, GetBooking(booking_id))
         return reply
 
     async def cancel(self, booking_id: str, account_id: str | None, reason: str) -> dict[str, Any]:
         address, row = await self.locate(booking_id)
         if account_id is not None and row["account_id"] != account_id:
-            raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
+            raise BookingRefused("没有这个预约 (no such booking)", code="not_found")
         reply: dict[str, Any] = await self.hub.ask(address, CancelBooking(booking_id, account_id, reason))
         return reply
 
     async def mine(self, account_id: str, *, since: dt.date | None = None) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "SELECT b.*, a.display_name AS doctor_name, s.room FROM bookings b JOIN accounts a ON a.id = b.doctor_id"
-            " JOIN clinic_sessions s ON s.id = b.session_id"
-            " WHERE b.account_id = $1 AND ($2::date IS NULL OR b.day >= $2) ORDER BY b.slot_at DESC LIMIT 200",
-            account_id, since,
-        )
-        return [_row_view(r) for r in rows]
+        return await self.store.of_account(account_id, since)
 
     async def search(
         self, *, day_from: dt.date | None, day_to: dt.date | None, channel: str | None, patient_id: str | None,
         doctor_id: str | None, department_id: str | None, status: str | None, limit: int,
     ) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "SELECT b.*, a.display_name AS doctor_name, s.room FROM bookings b JOIN accounts a ON a.id = b.doctor_id"
-            " JOIN clinic_sessions s ON s.id = b.session_id"
-            " WHERE ($1::date IS NULL OR b.day >= $1) AND ($2::date IS NULL OR b.day <= $2)"
-            " AND ($3::varchar IS NULL OR b.channel = $3) AND ($4::varchar IS NULL OR b.patient_id = $4)"
-            " AND ($5::varchar IS NULL OR b.doctor_id = $5) AND ($6::varchar IS NULL OR b.department_id = $6)"
-            " AND ($7::varchar IS NULL OR b.status = $7) ORDER BY b.created_at DESC LIMIT $8",
-            day_from, day_to, channel, patient_id, doctor_id, department_id, status, limit,
-        )
-        return [_row_view(r) for r in rows]
+        """Booking records for admins (SCH-7)."""
+        return await self.store.search(day_from=day_from, day_to=day_to, channel=channel, patient_id=patient_id,
+                                       doctor_id=doctor_id, department_id=department_id, status=status, limit=limit)
 
     # ---- visit day -------------------------------------------------------------------------
 
     def visit_code(self, booking: dict[str, Any]) -> str:
-        """The signed visit QR payload: booking id and day, sealed with HMAC-SM3 (OUT-8)."""
+        """The signed visit QR payload: booking id and day, sealed with HMAC-SM3 (OUT-11)."""
         return seal(self.keyring, QR_DOMAIN, "CH1.", ".", booking["booking_id"], str(booking["day"]))
 
     def read_visit_code(self, code: str) -> str:
@@ -244,16 +230,16 @@ class Bookings:
             booking_id, _day = unseal(self.keyring, QR_DOMAIN, "CH1.", ".", code, 2)
         except BadCode as err:
             if err.forged:
-                raise BookingRefused("就诊二维码无效 (visit code signature does not match)", status=422,
+                raise BookingRefused("就诊二维码无效 (visit code signature does not match)",
                                      code="bad_code") from None
-            raise BookingRefused("无法识别的就诊二维码 (unreadable visit code)", status=422, code="bad_code") from None
+            raise BookingRefused("无法识别的就诊二维码 (unreadable visit code)", code="bad_code") from None
         return booking_id
 
     async def check_in(self, code: str, *, account_id: str | None, by: str) -> dict[str, Any]:
         booking_id = self.read_visit_code(code)
         address, row = await self.locate(booking_id)
         if account_id is not None and row["account_id"] != account_id:
-            raise BookingRefused("这不是您的就诊二维码 (not your visit code)", status=403, code="forbidden")
+            raise BookingRefused("这不是您的就诊二维码 (not your visit code)", code="forbidden")
         reply: dict[str, Any] = await self.hub.ask(address, CheckIn(booking_id, account_id))
         await self.audit.append(AuditEntry(action="visit.check_in", target=f"booking/{booking_id}", actor_id=by))
         return reply
@@ -263,70 +249,37 @@ class Bookings:
     async def apply_no_show_rule(self, patient_id: str, now: dt.datetime | None = None) -> dict[str, Any] | None:
         """After a no-show: if the patient now has too many in the window, blacklist them (SCH-10)."""
         now = now or dt.datetime.now(dt.UTC)
-        rule = await self.db.fetchrow("SELECT * FROM no_show_rule WHERE id = 1")
-        if rule is None or not rule["enabled"]:
+        entry = await self.blacklist_store.ban_for_no_shows(patient_id, now.astimezone(BEIJING).date(), now,
+                                                            uuid.uuid4().hex[:16])
+        if entry is None:
             return None
-        since = now.astimezone(BEIJING).date() - dt.timedelta(days=rule["window_days"])
-        count = await self.db.fetchval(
-            "SELECT count(*) FROM no_shows WHERE patient_id = $1 AND day > $2", patient_id, since
-        )
-        if count < rule["max_no_shows"]:
-            return None
-        active = await self.blacklisted(patient_id, now)
-        if active is not None:
-            return None
-        # no-shows counted by an earlier entry (lifted by an admin or expired) are not counted again
-        last = await self.db.fetchval("SELECT max(since) FROM blacklist WHERE patient_id = $1", patient_id)
-        if last is not None:
-            count = await self.db.fetchval(
-                "SELECT count(*) FROM no_shows WHERE patient_id = $1 AND day > $2 AND recorded_at > $3",
-                patient_id, since, last,
-            )
-            if count < rule["max_no_shows"]:
-                return None
-        entry_id = uuid.uuid4().hex[:16]
-        until = now + dt.timedelta(days=rule["ban_days"])
-        reason = f"{rule['window_days']}天内爽约{count}次"
-        await self.db.execute(
-            "INSERT INTO blacklist (id, patient_id, since, until, reason, created_by)"
-            " VALUES ($1, $2, $3, $4, $5, 'system')",
-            entry_id, patient_id, now, until, reason,
-        )
         await self._bans_changed()
         await self.audit.append(AuditEntry(action="blacklist.add", target=f"patient/{patient_id}", actor_id=None,
-                                           detail={"entry": entry_id, "until": until.isoformat(), "reason": reason}))
-        return {"id": entry_id, "until": until, "reason": reason}
+                                           detail={"entry": entry["id"], "until": entry["until"].isoformat(),
+                                                   "reason": entry["reason"]}))
+        return entry
 
     async def lift(self, entry_id: str, actor_id: str, reason: str) -> None:
         if not reason.strip():
-            raise BookingRefused("解除黑名单需要填写原因", status=422, code="invalid")
-        done = await self.db.execute(
-            "UPDATE blacklist SET removed_at = $2, removed_by = $3, removal_reason = $4"
-            " WHERE id = $1 AND removed_at IS NULL",
-            entry_id, dt.datetime.now(dt.UTC), actor_id, reason[:200],
-        )
+            raise BookingRefused("解除黑名单需要填写原因", code="invalid")
+        lifted = await self.blacklist_store.lift(entry_id, actor_id, reason[:200], dt.datetime.now(dt.UTC))
         await self._bans_changed()
-        if done.endswith(" 0"):
-            raise BookingRefused("没有这条有效的黑名单记录 (no such active entry)", status=404, code="not_found")
+        if not lifted:
+            raise BookingRefused("没有这条有效的黑名单记录 (no such active entry)", code="not_found")
         await self.audit.append(AuditEntry(action="blacklist.remove", target=f"blacklist/{entry_id}",
                                            actor_id=actor_id, detail={"reason": reason[:200]}))
 
     async def blacklist(self, *, active_only: bool = True) -> list[dict[str, Any]]:
-        rows = await self.db.fetch(
-            "SELECT * FROM blacklist WHERE NOT $1 OR (removed_at IS NULL AND until > $2) ORDER BY since DESC LIMIT 500",
-            active_only, dt.datetime.now(dt.UTC),
-        )
-        return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in dict(r).items()} for r in rows]
+        rows = await self.blacklist_store.entries(active_only=active_only, now=dt.datetime.now(dt.UTC))
+        return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in rows]
 
-
-def _row_view(r: Any) -> dict[str, Any]:
-    return {
-        "booking_id": r["id"], "session_id": r["session_id"], "doctor_id": r["doctor_id"],
-        "doctor_name": r["doctor_name"], "department_id": r["department_id"], "room": r["room"],
-        "day": r["day"].isoformat(), "slot_no": r["slot_no"], "slot_at": r["slot_at"].isoformat(),
-        "patient_id": r["patient_id"], "account_id": r["account_id"], "channel": r["channel"], "status": r["status"],
-        "fee_fen": r["fee_fen"], "created_at": r["created_at"].isoformat(), "note": r["note"],
-    }
+    async def set_no_show_rule(self, *, max_no_shows: int, window_days: int, ban_days: int, enabled: bool,
+                               by: str) -> None:
+        """The no-show rule (SCH-10): ``max_no_shows`` in ``window_days`` days bans for ``ban_days`` days."""
+        if not (1 <= max_no_shows <= 20 and 1 <= window_days <= 365 and 1 <= ban_days <= 365):
+            raise BookingRefused("爽约次数 1-20, 统计天数 1-365, 限制天数 1-365", code="invalid")
+        await self.blacklist_store.set_rule(max_no_shows=max_no_shows, window_days=window_days, ban_days=ban_days,
+                                            enabled=enabled, now=dt.datetime.now(dt.UTC), by=by)
 
 
 __all__ = ["BookingRefused", "Bookings", "Refusal", "booking_id_for"]

@@ -5,7 +5,7 @@ Each is retried until it succeeds and is safe to repeat:
 - ``refund/<out_trade_no>``: refund a paid order by its original method with the same refund
   number every time (WeChat Pay treats a repeated ``out_refund_no`` as the same refund), or
   close an unpaid one; a close that finds the order paid reports the payment to the pool,
-  which then refunds it. An order with an insurance part (OUT-7) goes back in three steps, each
+  which then refunds it. An order with an insurance part (OUT-6) goes back in three steps, each
   idempotent so a retry after a crash anywhere repeats them harmlessly: the cash part through
   WeChat Pay, the insurance part through NHSA 6203 (same refund number), then the med-ins
   refund notify (same ``out_refund_no`` as the cash refund); the pool hears of each part.
@@ -41,17 +41,15 @@ from carehub.channels.payment import MixedTransaction, OrderNotFound, OrderPaid,
 from carehub.channels.sms import TEMPLATES, SmsChannel
 from carehub.hub import Context, Effect, Hub
 from carehub.storage.accounts import AccountStore
-from carehub.storage.db import Database
 from carehub.storage.keyring import KeyRing
+from carehub.storage.outpatient import BookingStore
+
+from .errors import NotConfigured
 
 if TYPE_CHECKING:
     from .booking import Bookings
 
 log = logging.getLogger("carehub.outpatient")
-
-
-class NotConfigured(RuntimeError):
-    pass
 
 
 class RefundEffect(Effect):
@@ -148,8 +146,8 @@ class SmsEffect(Effect):
     kind = "sms"
     messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"SmsNotice": SmsNotice}
 
-    def __init__(self, db: Database, keyring: KeyRing, sms: SmsChannel | None) -> None:
-        self.accounts = AccountStore(db)
+    def __init__(self, accounts: AccountStore, keyring: KeyRing, sms: SmsChannel | None) -> None:
+        self.accounts = accounts
         self.keyring = keyring
         self.sms = sms
 
@@ -171,9 +169,9 @@ class HisEffect(Effect):
     kind = "his"
     messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"PushAppointment": PushAppointment}
 
-    def __init__(self, hub: Hub, db: Database, keyring: KeyRing, his: HisClient | None) -> None:
+    def __init__(self, hub: Hub, bookings: BookingStore, keyring: KeyRing, his: HisClient | None) -> None:
         self.hub = hub
-        self.db = db
+        self.bookings = bookings
         self.keyring = keyring
         self.his = his
 
@@ -182,12 +180,7 @@ class HisEffect(Effect):
         if self.his is None:
             return  # no HIS interface configured: nothing to keep in step
         b: dict[str, Any] = await self.hub.ask(message.pool, GetBooking(message.booking_id))
-        row = await self.db.fetchrow(
-            "SELECT a.display_name AS doctor_name, d.name AS department_name, s.slot_minutes, k.created_at,"
-            " p.name_enc FROM bookings k JOIN clinic_sessions s ON s.id = k.session_id"
-            " JOIN accounts a ON a.id = k.doctor_id JOIN departments d ON d.id = k.department_id"
-            " LEFT JOIN patients p ON p.id = k.patient_id WHERE k.id = $1", b["booking_id"],
-        )
+        row = await self.bookings.appointment(b["booking_id"])
         if row is None:
             raise LookupError(f"booking {b['booking_id']} has no projection row yet")
         # the HIS registers the person by name (sent, never logged); partner bookings of people

@@ -6,11 +6,13 @@ import dataclasses
 import datetime as dt
 import logging
 import re
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
+import msgspec
 import trio
 
 from carehub.hub import (
@@ -156,17 +158,16 @@ async def _write(conn: asyncpg.Connection, commits: Sequence[Commit]) -> list[Co
     return [CommitResult(versions[i], delivered[i]) for i in range(len(commits))]
 
 
-#: query tables actors may keep in step with their state (see :class:`carehub.hub.Record`)
-RECORD_TABLES = frozenset({"bookings", "clinic_sessions", "queue_calls", "no_shows", "payment_orders"})
 _IDENT = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 async def _write_records(conn: asyncpg.Connection, records: Sequence[Record]) -> None:
-    """Update each row by key, insert the ones that were not there (portable: no ON CONFLICT)."""
+    """Update each row by key, insert the ones that were not there (portable: no ON CONFLICT).
+
+    Tables and columns were checked by :meth:`PostgresHubStore.commit` (declared projections, plain names).
+    """
     groups: dict[tuple[str, tuple[str, ...], tuple[str, ...]], list[Record]] = {}
     for rec in records:
-        if rec.table not in RECORD_TABLES or not all(_IDENT.fullmatch(c) for c in (*rec.key, *rec.values)):
-            raise ValueError(f"actors may not write table {rec.table!r} with columns {[*rec.key, *rec.values]}")
         groups.setdefault((rec.table, tuple(rec.key), tuple(rec.values)), []).append(rec)
     for (table, keys, cols), recs in groups.items():
         rows = [(*r.key.values(), *r.values.values()) for r in recs]
@@ -389,6 +390,8 @@ class PostgresHubStore:
         #: performed stored messages waiting for their row to be deleted (see complete_scheduled)
         self._done: list[_Done] = []
         self._done_wake = trio.Event()
+        #: the projection tables the behaviours declared and :meth:`confirm_projections` found
+        self.projections: frozenset[str] = frozenset()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
@@ -429,10 +432,20 @@ class PostgresHubStore:
     async def load_state(self, address: str) -> StoredState:
         return await self.db.run(_load, address)
 
-    @staticmethod
-    def _check_records(commit: Commit) -> None:
+    async def confirm_projections(self, tables: frozenset[str]) -> None:
+        """The declared projection tables exist (in the search path); raises HubError naming those missing."""
+        bad = sorted(t for t in tables if not _IDENT.fullmatch(t))
+        found = {r["name"] for r in await self.db.fetch(
+            "SELECT c.relname::text AS name FROM pg_class c WHERE c.relname::text = ANY($1::text[])"
+            " AND c.relkind = 'r' AND pg_table_is_visible(c.oid)", sorted(tables))}
+        missing = sorted(set(tables) - found) + bad
+        if missing:
+            raise HubError(f"the hub cannot start: projection tables {missing} do not exist (migrations not applied?)")
+        self.projections = self.projections | tables
+
+    def _check_records(self, commit: Commit) -> None:
         for rec in commit.records:
-            if rec.table not in RECORD_TABLES or not all(_IDENT.fullmatch(c) for c in (*rec.key, *rec.values)):
+            if rec.table not in self.projections or not all(_IDENT.fullmatch(c) for c in (*rec.key, *rec.values)):
                 raise BadMessage(f"{commit.address} may not write table {rec.table!r} ({[*rec.key, *rec.values]})")
 
     def _seal(self, commit: Commit) -> Commit:
@@ -472,6 +485,24 @@ class PostgresHubStore:
         if isinstance(result, HubError):
             raise result
         return result
+
+    async def schedule_in(
+        self, conn: asyncpg.Connection, tells: Sequence[tuple[str, msgspec.Struct]], now: dt.datetime,
+    ) -> None:
+        """Durable tells (``(address, message)``, due now) written inside the caller's transaction on ``conn``.
+
+        For a domain repository whose step must cause an effect exactly when it commits (a bill
+        order paid -> push it to the HIS): the rows are the hub's outbox, so the scheduler performs
+        them within its poll interval, and again after a restart until they succeed. The message
+        must be one the target's effect or actor kind accepts by its type name.
+        """
+        if tells:
+            await conn.executemany(
+                "INSERT INTO scheduled_messages (id, target, type, body, due_at, reminder_key, created_at)"
+                " VALUES ($1, $2, $3, $4, $5, NULL, $5)",
+                [(uuid.uuid4().hex, target, type(message).__name__, msgspec.json.encode(message).decode(), now)
+                 for target, message in tells],
+            )
 
     async def due_scheduled(self, before: dt.datetime, limit: int) -> list[ScheduledRow]:
         rows = await self.db.fetch(

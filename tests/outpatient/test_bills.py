@@ -1,5 +1,5 @@
 """Outpatient bills, paid online through the WeChat Pay simulator, with the HIS simulator holding
-the charges as FHIR ChargeItems (OUT-13, OUT-14, ME-6)."""
+the charges as FHIR ChargeItems (OUT-7, OUT-13, OUT-14, ME-6)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import trio
 
+from ..servers import Server
 from .conftest import Hospital
 from .helpers import beijing_now, book, open_session, plan, self_patient
 
@@ -97,11 +98,11 @@ async def post_admin(h: Hospital, method: str, path: str, body: Any = None) -> h
         return await http.request(method, path, json=body)
 
 
-# ---- pending bills and paying them (OUT-13, ME-6) ---------------------------------------------------
+# ---- pending bills and paying them (OUT-7, ME-6) ----------------------------------------------------
 
 
 async def test_a_family_members_unpaid_charges_at_the_his_appear_as_pending_bills(hospital: Hospital) -> None:
-    """OUT-13: what the HIS holds as billable is owed; what it holds as billed is not."""
+    """OUT-7: what the HIS holds as billable is owed; what it holds as billed is not."""
     me = await self_patient(hospital.server, "patient1")
     await seed(hospital, me, ("CT01", "胸部CT平扫", 28000), ("US02", "腹部彩超", 16000))
     async with hospital.his_admin() as his:
@@ -118,7 +119,7 @@ async def test_a_family_members_unpaid_charges_at_the_his_appear_as_pending_bill
 async def test_paid_bills_are_settled_exactly_once_even_when_the_notification_is_replayed(
     hospital: Hospital,
 ) -> None:
-    """OUT-13, ME-6: one order pays both bills; the replayed TRANSACTION.SUCCESS changes nothing."""
+    """OUT-7, ME-6: one order pays both bills; the replayed TRANSACTION.SUCCESS changes nothing."""
     me = await self_patient(hospital.server, "patient1")
     await seed(hospital, me, ("CT01", "胸部CT平扫", 28000), ("US02", "腹部彩超", 16000))
     bills = await pending(hospital)
@@ -144,7 +145,7 @@ async def test_paid_bills_are_settled_exactly_once_even_when_the_notification_is
 
 
 async def test_the_his_learns_that_a_paid_charge_is_billed(hospital: Hospital) -> None:
-    """OUT-13: the HIS's ChargeItem goes billable -> billed, naming the payment."""
+    """OUT-7: the HIS's ChargeItem goes billable -> billed, naming the payment."""
     me = await self_patient(hospital.server, "patient1")
     [charge_id] = await seed(hospital, me, ("LAB3", "肝功能", 6000))
     out_trade_no = (await pay(hospital, [f"his-{charge_id}"]))["order"]["out_trade_no"]
@@ -383,3 +384,16 @@ async def test_admins_keep_the_catalogue_and_a_withdrawn_test_cannot_be_ordered(
     me = await self_patient(hospital.server, "patient1")
     response = await post(hospital, "patient1", "/api/v1/me/test-orders", {"patient_id": me, "code": "CBC"})
     assert response.status_code == 404
+
+
+async def test_without_a_payment_gateway_a_bill_payment_is_refused_with_its_own_code(server: Server) -> None:
+    """OUT-7: a hospital without online payment says so, 409 payment_not_offered (split from the booking
+    payment's 503 payment_unavailable, #16)."""
+    h = Hospital(server, None, None)  # type: ignore[arg-type]  # only the hub: no gateway, no HIS
+    assert (await add_test(h)).status_code == 200
+    me = await self_patient(server, "patient1")
+    ordered = await post(h, "patient1", "/api/v1/me/test-orders", {"patient_id": me, "code": "CBC"})
+    assert ordered.status_code == 201, ordered.text
+    response = await post(h, "patient1", "/api/v1/me/bills/pay", {"bill_ids": [ordered.json()["bill"]["bill_id"]]})
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "payment_not_offered"

@@ -1,4 +1,4 @@
-"""Every booking reaches the HIS as a FHIR Appointment (OUT-2, INT-1)."""
+"""Every booking reaches the HIS as a FHIR Appointment (OUT-2, SCH-12)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Paying for a booking through the WeChat Pay v3 simulator (OUT-6, OUT-7).
+"""Paying for a booking through the WeChat Pay v3 simulator (OUT-6).
 
 Callbacks, replays, refunds, a stale callback after a refund, and a mixed insurance + cash order.
 """
@@ -124,7 +124,7 @@ async def test_a_cancelled_paid_booking_is_refunded_and_a_stale_payment_callback
 
 
 async def test_a_mixed_payment_splits_insurance_and_cash(paying: tuple[Server, GatewayHandle]) -> None:
-    """OUT-7: 6.00 from insurance (统筹) and 4.00 cash in one order."""
+    """OUT-6: 6.00 from insurance (统筹) and 4.00 cash in one order."""
     server, gateway = paying
     booking = await held_booking(server)
     async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
@@ -168,7 +168,7 @@ async def cancelled_and_refunded(server: Server, booking_id: str, timeout: float
 async def test_a_cancelled_mixed_payment_returns_the_insurance_part_through_the_nhsa_and_the_cash_part_through_wechat(
     paying: tuple[Server, GatewayHandle],
 ) -> None:
-    """OUT-7: 6.00 back to 统筹 by NHSA 6203 + the med-ins refund notify, 4.00 by the WeChat refund."""
+    """OUT-6: 6.00 back to 统筹 by NHSA 6203 + the med-ins refund notify, 4.00 by the WeChat refund."""
     server, gateway = paying
     booking = await held_booking(server)
     async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
@@ -191,7 +191,7 @@ async def test_a_cancelled_mixed_payment_returns_the_insurance_part_through_the_
 async def test_a_cancelled_insurance_only_payment_is_returned_through_the_nhsa_alone(
     paying: tuple[Server, GatewayHandle],
 ) -> None:
-    """OUT-7: no cash part, so no WeChat refund; the order is refunded once the insurance part is back."""
+    """OUT-6: no cash part, so no WeChat refund; the order is refunded once the insurance part is back."""
     server, gateway = paying
     booking = await held_booking(server)
     async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
@@ -206,7 +206,7 @@ async def test_a_cancelled_insurance_only_payment_is_returned_through_the_nhsa_a
 async def test_a_mixed_refund_retried_after_a_lost_answer_does_not_refund_twice(
     paying: tuple[Server, GatewayHandle],
 ) -> None:
-    """OUT-7: the med-ins refund notify is carried out but its answer is lost; the effect tries again."""
+    """OUT-6: the med-ins refund notify is carried out but its answer is lost; the effect tries again."""
     server, gateway = paying
     booking = await held_booking(server)
     async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
@@ -226,7 +226,7 @@ async def test_a_mixed_refund_retried_after_a_lost_answer_does_not_refund_twice(
 async def test_a_mixed_payment_whose_callback_was_lost_confirms_the_booking_when_the_hold_expires(
     paying: tuple[Server, GatewayHandle],
 ) -> None:
-    """OUT-7: the med-ins callback is sent once with short retries; the hold's end polls the order instead."""
+    """OUT-6: the med-ins callback is sent once with short retries; the hold's end polls the order instead."""
     server, gateway = paying
     booking = await held_booking(server, hold_seconds=3)
     async with httpx.AsyncClient(base_url=gateway.base_url) as sim:
@@ -247,7 +247,7 @@ async def test_a_mixed_payment_whose_callback_was_lost_confirms_the_booking_when
 async def test_an_unpaid_mixed_order_is_looked_up_and_then_its_hold_is_released(
     paying: tuple[Server, GatewayHandle],
 ) -> None:
-    """OUT-6, OUT-7: polling a created mixed order does not keep an unpaid slot."""
+    """OUT-6: polling a created mixed order does not keep an unpaid slot."""
     server, gateway = paying
     booking = await held_booking(server, hold_seconds=3)
     async with httpx.AsyncClient(base_url=gateway.base_url) as sim:

@@ -1,4 +1,4 @@
-"""Rosters with approval, session cancellation reaching every patient, and the no-show blacklist (SCH-4..6, SCH-10)."""
+"""Rosters with approval, session cancellation reaching every patient, the no-show blacklist (SCH-3..6, SCH-10)."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ async def free_clinic(server: Server, doctor_login: str) -> None:
 
 
 async def test_an_approved_roster_opens_sessions_patients_can_find(server: Server) -> None:
-    """SCH-4, OUT-3: approval generates the slots; the search lists them with free counts."""
+    """SCH-3, OUT-3: approval generates the slots; the search lists them with free counts."""
     day = beijing_now().date() + dt.timedelta(days=3)
     await approve_roster(server, "doctor2", [{"day": day.isoformat(), "period": "am", "room": "2诊室"}])
     async with server.http() as http:
@@ -110,7 +110,7 @@ async def test_no_shows_fill_the_blacklist_and_an_admin_can_lift_it(server: Serv
 
 
 async def test_the_hold_time_and_check_in_window_of_a_slot_rule_reach_the_sessions_it_opens(server: Server) -> None:
-    """SCH-2, OUT-6, OUT-8: an admin's hold minutes and check-in window are kept and applied."""
+    """SCH-2, OUT-6, OUT-11: an admin's hold minutes and check-in window are kept and applied."""
     doctor = await server.account_id("doctor5")
     async with server.http(await server.token("admin")) as admin:
         saved = await admin.put(f"/api/v1/admin/doctors/{doctor}/slot-rule", json={
@@ -123,3 +123,27 @@ async def test_the_hold_time_and_check_in_window_of_a_slot_rule_reach_the_sessio
     booked = (await book(server, "patient1", "doctor5", day)).json()
     held_for = dt.datetime.fromisoformat(booked["hold_until"]) - dt.datetime.fromisoformat(booked["created_at"])
     assert held_for == dt.timedelta(minutes=5)
+
+
+async def test_an_approval_a_slot_pool_refuses_is_a_409_that_can_be_retried_and_a_decided_roster_stays_decided(
+    server: Server,
+) -> None:
+    """SCH-3, SCH-6: the pool's refusal comes back as 409 roster_incomplete (before #16: the pool's own code
+    with 409); the roster stays submitted, and a roster once decided answers 409 already_decided."""
+    day = beijing_now().date() + dt.timedelta(days=5)
+    await approve_roster(server, "doctor3", [{"day": day.isoformat(), "period": "am", "capacity": 20}])
+    doctor = await server.account_id("doctor3")
+    async with server.http(await server.token("admin")) as admin:
+        smaller = await admin.post("/api/v1/admin/rosters", json={
+            "kind": "extra", "doctor_id": doctor,
+            "sessions": [{"day": day.isoformat(), "period": "am", "capacity": 5}]})
+        roster = smaller.json()["id"]
+        refused = await admin.post(f"/api/v1/admin/rosters/{roster}/decide", json={"approve": True})
+        assert refused.status_code == 409, refused.text
+        assert refused.json()["error"]["code"] == "roster_incomplete"
+        assert "审批未完成" in refused.json()["error"]["message"]
+        rejected = await admin.post(f"/api/v1/admin/rosters/{roster}/decide", json={"approve": False, "reason": "改期"})
+        assert rejected.status_code == 200 and rejected.json()["status"] == "rejected"
+        again = await admin.post(f"/api/v1/admin/rosters/{roster}/decide", json={"approve": True})
+        assert again.status_code == 409 and again.json()["error"] == {
+            "code": "already_decided", "message": "该申请已处理过 (already decided)"}

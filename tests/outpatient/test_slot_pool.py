@@ -1,4 +1,4 @@
-"""The slot pool's invariants under concurrency, quotas and holds (OUT-2, SCH-3, SCH-7)."""
+"""The slot pool's invariants under concurrency, quotas and holds (OUT-2, OUT-6, SCH-2)."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ async def test_hundreds_of_concurrent_bookings_on_one_pool_take_exactly_the_free
 
 
 async def test_a_channel_cannot_take_more_than_its_quota(server: Server) -> None:
-    """SCH-3: kiosks may take 2 of the 10 slots; the third kiosk booking is refused, the app still books."""
+    """SCH-2: kiosks may take 2 of the 10 slots; the third kiosk booking is refused, the app still books."""
     day = beijing_now().date() + dt.timedelta(days=1)
     address = await open_session(server, "doctor1", plan(day, capacity=10, quotas={"app": 8, "kiosk": 2}))
     hub = server.app.services.hub
@@ -62,7 +62,7 @@ async def test_a_channel_cannot_take_more_than_its_quota(server: Server) -> None
 
 
 async def test_one_patient_cannot_hold_two_slots_with_the_same_doctor_on_one_day(server: Server) -> None:
-    """SCH-7: the morning booking blocks an afternoon one with the same doctor."""
+    """SCH-2: the morning booking blocks an afternoon one with the same doctor."""
     day = beijing_now().date() + dt.timedelta(days=1)
     address = await open_session(server, "doctor1", plan(day))
     await open_session(server, "doctor1", plan(day, period="pm", start=dt.datetime.combine(

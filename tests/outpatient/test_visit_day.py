@@ -42,7 +42,7 @@ async def check_in(server: Server, login: str, booking_id: str) -> Any:
 
 
 async def test_a_patient_cannot_book_twice_with_the_same_doctor(server: Server) -> None:
-    """SCH-7 over HTTP: the second booking is a 409 with the reason."""
+    """SCH-2 over HTTP: the second booking is a 409 with the reason."""
     day = beijing_now().date() + dt.timedelta(days=2)
     await open_session(server, "doctor1", plan(day))
     first = await book(server, "patient1", "doctor1", day)
@@ -52,7 +52,7 @@ async def test_a_patient_cannot_book_twice_with_the_same_doctor(server: Server) 
 
 
 async def test_checking_in_inside_the_window_joins_the_queue_and_twice_is_harmless(server: Server) -> None:
-    """OUT-8: the signed visit code checks the patient in; a second scan changes nothing."""
+    """OUT-11: the signed visit code checks the patient in; a second scan changes nothing."""
     session, (booking,) = await booked_today(server, ["patient1"])
     first = await check_in(server, "patient1", booking["booking_id"])
     second = await check_in(server, "patient1", booking["booking_id"])
@@ -64,7 +64,7 @@ async def test_checking_in_inside_the_window_joins_the_queue_and_twice_is_harmle
 
 
 async def test_checking_in_outside_the_window_is_refused(server: Server) -> None:
-    """OUT-8: three hours before the slot the code is refused with the window's times."""
+    """OUT-11: three hours before the slot the code is refused with the window's times."""
     _, (booking,) = await booked_today(server, ["patient1"], minutes_ahead=180)
     response = await check_in(server, "patient1", booking["booking_id"])
     assert response.status_code == 409 and response.json()["error"]["code"] == "outside_window"
@@ -80,7 +80,7 @@ async def test_a_forged_visit_code_is_refused(server: Server) -> None:
 
 
 async def test_queue_order_after_skip_and_recall(server: Server) -> None:
-    """OUT-11: a skipped patient moves back behind the next ones; a recall calls them at once."""
+    """OUT-12: a skipped patient moves back behind the next ones; a recall calls them at once."""
     logins = ["patient1", "patient2", "patient3", "patient4"]
     _, bookings = await booked_today(server, logins)
     ids = [b["booking_id"] for b in bookings]
@@ -99,7 +99,7 @@ async def test_queue_order_after_skip_and_recall(server: Server) -> None:
 
 
 async def test_waiting_patients_see_their_new_position_over_the_websocket(server: Server) -> None:
-    """OUT-11: after a call, every waiting patient's socket gets the new positions."""
+    """OUT-12: after a call, every waiting patient's socket gets the new positions."""
     logins = ["patient1", "patient2", "patient3"]
     session, bookings = await booked_today(server, logins)
     for login, b in zip(logins, bookings, strict=True):
@@ -120,7 +120,7 @@ async def test_waiting_patients_see_their_new_position_over_the_websocket(server
 
 
 async def test_the_called_patient_gets_a_durable_notice_and_the_hall_screen_shows_the_call(server: Server) -> None:
-    """MSG-7 / OUT-11: 'please come in' goes to the patient's stream; the display feed lists the call."""
+    """MSG-7 / OUT-12: 'please come in' goes to the patient's stream; the display feed lists the call."""
     _, (booking,) = await booked_today(server, ["patient2"])
     await check_in(server, "patient2", booking["booking_id"])
     async with server.http(await server.token("doctor1")) as doctor:
@@ -134,7 +134,7 @@ async def test_the_called_patient_gets_a_durable_notice_and_the_hall_screen_show
 
 
 async def test_the_visit_assistant_shows_the_current_step(server: Server) -> None:
-    """OUT-12: booked (free clinic) -> paid step; after check-in -> checked_in."""
+    """OUT-8: booked (free clinic) -> paid step; after check-in -> checked_in."""
     _, (booking,) = await booked_today(server, ["patient1"])
     async with server.http(await server.token("patient1")) as http:
         before = (await http.get("/api/v1/me/visits/today")).json()["visits"]
@@ -169,7 +169,7 @@ async def test_a_booking_sent_over_the_websocket_is_made_like_one_sent_over_http
 
 
 async def test_once_a_session_is_full_a_booking_over_the_websocket_is_told_so_as_over_http(server: Server) -> None:
-    """SCH-3 at a release: the sold-out answer on /ws (given at once, from the board) is the one HTTP gives."""
+    """OUT-2 at a release: the sold-out answer on /ws (given at once, from the board) is the one HTTP gives."""
     day = beijing_now().date() + dt.timedelta(days=2)
     await open_session(server, "doctor1", plan(day, capacity=1))
     first = await book(server, "patient1", "doctor1", day)
@@ -187,7 +187,7 @@ async def test_once_a_session_is_full_a_booking_over_the_websocket_is_told_so_as
 
 
 async def test_a_second_booking_over_the_websocket_is_refused_with_the_reason_and_status(server: Server) -> None:
-    """SCH-7 on /ws: the same refusal as over HTTP, with its status."""
+    """SCH-2 on /ws: the same refusal as over HTTP, with its status."""
     day = beijing_now().date() + dt.timedelta(days=2)
     await open_session(server, "doctor1", plan(day))
     first = await book(server, "patient1", "doctor1", day)

@@ -1,5 +1,5 @@
 """Outpatient bills: pending bills and paying them, slip QR codes, fee details per visit, payment
-history, the self-service test catalogue and test orders (OUT-13, OUT-14, ME-6).
+history, the self-service test catalogue and test orders (OUT-7, OUT-13, OUT-14, ME-6).
 
 Patients act for the family members linked to their account (``/api/v1/me/...``); a slip's QR
 code opens exactly that slip's bills, for an account whose family includes the slip's patient;
@@ -10,35 +10,25 @@ callback (:mod:`carehub.http.rest.outpatient`), which hands them to :class:`care
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 from quart import request
 
-from carehub.outpatient import BillRefused
-from carehub.outpatient.bills import CATEGORIES, CatalogueEntry
+from carehub.outpatient import Bills, Hospital
+from carehub.outpatient.bills import CATEGORIES, BillStatus, CatalogueEntry
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
 from .shared import patient_errors
 
-STATUSES = ("unpaid", "paid", "refunded", "cancelled", "all")
-
-
-@contextlib.contextmanager
-def bill_errors() -> Iterator[None]:
-    with patient_errors():
-        try:
-            yield
-        except BillRefused as err:
-            raise ApiError(err.status, err.code, err.message) from None
+STATUSES = (*BillStatus, "all")
 
 
 class PayBillsBody(msgspec.Struct, forbid_unknown_fields=True):
     bill_ids: list[str]
-    openid: str = "demo-openid"
+    #: the payer; None: the hospital's default payer (``Config.pay_default_openid``, the demo's)
+    openid: str | None = None
     #: the client's own id for this payment: a retry finds the same order
     client_ref: str | None = None
 
@@ -75,61 +65,56 @@ def _text_arg(name: str, limit: int = 400) -> str | None:
     return value
 
 
-def register(r: RouteDecorator) -> None:
+def register(r: RouteDecorator, *, bills: Bills, hospital: Hospital) -> None:
     # ---- a patient's bills (OUT-13, ME-6) ----------------------------------------------------
 
     @r("GET", "/api/v1/me/bills", summary="My family's outpatient bills (unpaid by default); ?slip= opens a slip's QR",
        permission="account.self", tag="bills", query=("patient", "status", "slip"))
     async def my_bills(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        bills = ctx.services.outpatient.bills
         slip = _text_arg("slip")
         status = request.args.get("status", "unpaid")
         if status not in STATUSES:
             raise ApiError(400, "bad_request", f"status is one of {', '.join(STATUSES)}")
-        with bill_errors():
-            if slip is not None:
-                return await bills.by_slip(ctx.principal.account_id, slip)
-            return await bills.pending(ctx.principal.account_id, _text_arg("patient", 32),
-                                       status=None if status == "all" else status)
+        if slip is not None:
+            return await bills.by_slip(ctx.principal.account_id, slip)
+        return await bills.pending(ctx.principal.account_id, _text_arg("patient", 32),
+                                   status=None if status == "all" else status)
 
     @r("GET", "/api/v1/me/bills/visits", summary="Fee details per visit: every item with its amount, paid or not",
        permission="account.self", tag="bills", query=("patient",))
     async def my_visit_fees(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        with bill_errors():
-            return {"visits": await ctx.services.outpatient.bills.visits(ctx.principal.account_id,
-                                                                          _text_arg("patient", 32))}
+        return {"visits": await bills.visits(ctx.principal.account_id, _text_arg("patient", 32))}
 
     @r("POST", "/api/v1/me/bills/pay", summary="Pay unpaid bills of one family member (one WeChat Pay order)",
        permission="account.self", body=PayBillsBody, tag="bills")
     async def pay_bills(ctx: RequestContext, body: PayBillsBody) -> Any:
         assert ctx.principal is not None
-        if not body.openid or len(body.openid) > 128 or (body.client_ref is not None and len(body.client_ref) > 64):
+        openid = hospital.default_openid if body.openid is None else body.openid
+        if not openid or len(openid) > 128 or (body.client_ref is not None and len(body.client_ref) > 64):
             raise ApiError(422, "invalid", "openid is 1-128 characters, client_ref at most 64")
-        with bill_errors():
-            return await ctx.services.outpatient.bills.pay(ctx.principal.account_id, body.bill_ids, body.openid,
-                                                           body.client_ref)
+        with patient_errors():
+            return await bills.pay(ctx.principal.account_id, body.bill_ids, openid, body.client_ref)
 
     @r("GET", "/api/v1/me/bill-orders", summary="My outpatient payment history", permission="account.self",
        tag="bills")
     async def my_bill_orders(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        return {"orders": await ctx.services.outpatient.bills.orders(ctx.principal.account_id)}
+        return {"orders": await bills.orders(ctx.principal.account_id)}
 
     @r("GET", "/api/v1/me/bill-orders/<out_trade_no>", summary="One of my bill payments and its items",
        permission="account.self", tag="bills")
     async def my_bill_order(ctx: RequestContext, out_trade_no: str) -> Any:
         assert ctx.principal is not None
-        with bill_errors():
-            return await ctx.services.outpatient.bills.order(out_trade_no, ctx.principal.account_id)
+        return await bills.order(out_trade_no, ctx.principal.account_id)
 
     # ---- self-service test orders (OUT-14) ---------------------------------------------------
 
     @r("GET", "/api/v1/tests", summary="Tests a patient may order themselves, with prices", permission=None,
        tag="bills")
     async def catalogue(ctx: RequestContext) -> Any:
-        return {"tests": await ctx.services.outpatient.bills.catalogue()}
+        return {"tests": await bills.catalogue()}
 
     @r("POST", "/api/v1/me/test-orders", summary="Order a catalogue test for a verified family member (a new bill)",
        permission="account.self", body=OrderTestBody, tag="bills")
@@ -137,9 +122,8 @@ def register(r: RouteDecorator) -> None:
         assert ctx.principal is not None
         if body.client_ref is not None and not 1 <= len(body.client_ref) <= 64:
             raise ApiError(422, "invalid", "client_ref is 1-64 characters")
-        with bill_errors():
-            reply = await ctx.services.outpatient.bills.order_test(ctx.principal.account_id, body.patient_id,
-                                                                   body.code, body.client_ref)
+        with patient_errors():
+            reply = await bills.order_test(ctx.principal.account_id, body.patient_id, body.code, body.client_ref)
         return json_response(reply, 201)
 
     # ---- administration ----------------------------------------------------------------------
@@ -147,7 +131,7 @@ def register(r: RouteDecorator) -> None:
     @r("GET", "/api/v1/admin/tests", summary="The self-service test catalogue, withdrawn tests included",
        permission="admin.bookings", tag="bills")
     async def admin_catalogue(ctx: RequestContext) -> Any:
-        return {"tests": await ctx.services.outpatient.bills.catalogue(active_only=False),
+        return {"tests": await bills.catalogue(active_only=False),
                 "categories": list(CATEGORIES)}
 
     @r("PUT", "/api/v1/admin/tests/<code>", summary="Add or change a self-service test (audited)",
@@ -156,15 +140,13 @@ def register(r: RouteDecorator) -> None:
         assert ctx.principal is not None
         entry = CatalogueEntry(code, body.name, body.category, body.price_fen, body.description, body.notice,
                                body.active)
-        with bill_errors():
-            return await ctx.services.outpatient.bills.put_test(entry, ctx.principal.account_id)
+        return await bills.put_test(entry, ctx.principal.account_id)
 
     @r("DELETE", "/api/v1/admin/tests/<code>", summary="Withdraw a self-service test (kept for past orders)",
        permission="admin.bookings", tag="bills")
     async def withdraw_test(ctx: RequestContext, code: str) -> Any:
         assert ctx.principal is not None
-        with bill_errors():
-            await ctx.services.outpatient.bills.withdraw_test(code, ctx.principal.account_id)
+        await bills.withdraw_test(code, ctx.principal.account_id)
         return {"withdrawn": code}
 
     @r("POST", "/api/v1/admin/bill-orders/<out_trade_no>/refund",
@@ -172,12 +154,10 @@ def register(r: RouteDecorator) -> None:
        body=RefundBody, tag="bills")
     async def refund(ctx: RequestContext, body: RefundBody, out_trade_no: str) -> Any:
         assert ctx.principal is not None
-        with bill_errors():
-            return await ctx.services.outpatient.bills.refund(out_trade_no, body.reason, ctx.principal.account_id)
+        return await bills.refund(out_trade_no, body.reason, ctx.principal.account_id)
 
     @r("POST", "/api/v1/admin/slip-codes", summary="The signed QR code to print on a prescription or exam slip",
        permission="admin.bookings", body=SlipCodeBody, tag="bills")
     async def slip_code(ctx: RequestContext, body: SlipCodeBody) -> Any:
-        with bill_errors():
-            code = ctx.services.outpatient.bills.issue_slip_code(body.patient_id, body.slip)
+        code = bills.issue_slip_code(body.patient_id, body.slip)
         return {"patient_id": body.patient_id, "slip": body.slip, "code": code}

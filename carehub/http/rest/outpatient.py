@@ -5,6 +5,10 @@ platform, kiosks) through the signed ``/api/v1/open/bookings`` with the same rul
 quota; doctors run their queue through ``/api/v1/doctor/queue``; admins run slot rules,
 rosters, booking records and the blacklist under ``/api/v1/admin``. The payment gateway calls
 ``/api/v1/payments/wechat/notify`` (signed and encrypted, verified before anything changes).
+
+Handlers hold no rule and no SQL: they parse, ask :class:`carehub.outpatient.Outpatient` (or an
+actor through the hub) and shape the answer. A domain or actor refusal escaping a handler is
+answered by its code (:data:`carehub.http.errors.STATUS`, in the router).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -33,42 +37,17 @@ from carehub.channels.payment import (
     PaymentError,
     PaymentTimeout,
 )
-from carehub.hub import Caller, HubError, Refusal
-from carehub.outpatient import BookingRefused, ScheduleError
+from carehub.hub import Caller, Hub, HubError, Refusal
+from carehub.identity.patients import Patients
+from carehub.outpatient import BookingRefused, Outpatient
 from carehub.outpatient.schedule import RosterRequest, SlotRule
 
-from ..errors import ApiError, from_hub
+from ..errors import ApiError, from_error
 from ..routing import Answer, RequestContext, RouteDecorator, json_response
 from .args import int_arg
 from .shared import patient_errors
 
 log = logging.getLogger("carehub.http.outpatient")
-
-REFUSAL_STATUS = {
-    "not_found": 404, "invalid": 422, "blacklisted": 403, "verification_required": 403, "forbidden": 403,
-    "bad_code": 422, "outside_window": 409, "wrong_day": 409,
-}
-
-
-@contextlib.contextmanager
-def outpatient_errors() -> Iterator[None]:
-    with patient_errors():
-        try:
-            yield
-        except Refusal as err:
-            raise refused(err) from None
-        except HubError as err:
-            raise from_hub(err) from None
-        except (BookingRefused, ScheduleError) as err:
-            raise refused(err) from None
-
-
-def refused(err: Refusal | BookingRefused | ScheduleError) -> ApiError:
-    """The HTTP answer to an actor's refusal or a booking/schedule rule."""
-    if isinstance(err, Refusal):
-        return ApiError(REFUSAL_STATUS.get(err.code, 409), err.code, err.message)
-    return ApiError(err.status, err.code, err.message)
-
 
 #: ids as CareHub makes them (checked before they reach storage: a NUL would make PostgreSQL refuse)
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -106,7 +85,8 @@ class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class PayBody(msgspec.Struct, forbid_unknown_fields=True):
     method: str = "self"  # self | insurance | mixed
-    openid: str = "demo-openid"
+    #: the payer; None: the hospital's default payer (``Config.pay_default_openid``, the demo's)
+    openid: str | None = None
     insurance_fen: int = 0
     #: the patient's medical-insurance authorization (医保电子凭证), for insurance and mixed
     pay_auth_no: str | None = None
@@ -157,7 +137,7 @@ def _today() -> dt.date:
     return dt.datetime.now(BEIJING).date()
 
 
-def register(r: RouteDecorator) -> None:
+def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: Patients) -> None:
     # ---- finding a doctor and a slot (OUT-2, OUT-3) ------------------------------------------
 
     @r("GET", "/api/v1/sessions", summary="Clinic sessions with free slots (today and the next days)",
@@ -165,7 +145,7 @@ def register(r: RouteDecorator) -> None:
     async def sessions(ctx: RequestContext) -> Any:
         day_from = _day_arg("from") or _today()
         days = int_arg("days", 7, 1, 31)
-        return {"sessions": await ctx.services.outpatient.bookings.sessions(
+        return {"sessions": await outpatient.bookings.sessions(
             department_id=request.args.get("department"), doctor_id=request.args.get("doctor"),
             name=request.args.get("name"), specialty=request.args.get("specialty"), day_from=day_from, days=days)}
 
@@ -178,27 +158,12 @@ def register(r: RouteDecorator) -> None:
         except (Refusal, ValueError):
             raise ApiError(400, "bad_request", "day must be YYYY-MM-DD") from None
         account = ctx.principal.account_id if ctx.principal else None
-        with outpatient_errors():
-            return await ctx.services.outpatient.bookings.pool(doctor_id, date, account)
+        return await outpatient.bookings.pool(doctor_id, date, account)
 
     @r("GET", "/api/v1/doctors/<doctor_id>/card", summary="A shareable doctor card (link to the doctor's page)",
        permission=None, tag="booking")
     async def doctor_card(ctx: RequestContext, doctor_id: str) -> Any:
-        row = await ctx.services.db.fetchrow(
-            "SELECT a.id, a.display_name, d.title, d.specialty, d.department_id, p.name AS department"
-            " FROM doctors d JOIN accounts a ON a.id = d.account_id JOIN departments p ON p.id = d.department_id"
-            " WHERE a.id = $1 AND NOT a.disabled", doctor_id,
-        )
-        if row is None:
-            raise ApiError(404, "not_found", "没有这位医生 (no such doctor)")
-        upcoming = await ctx.services.outpatient.bookings.sessions(
-            department_id=None, doctor_id=doctor_id, name=None, specialty=None, day_from=_today(), days=7)
-        return {
-            "doctor_id": row["id"], "name": row["display_name"], "title": row["title"], "specialty": row["specialty"],
-            "department": row["department"], "link": f"/doctors/{row['id']}",
-            "title_text": f"{row['department']} {row['display_name']} {row['title']}",
-            "free_this_week": sum(s["free"] for s in upcoming),
-        }
+        return await outpatient.bookings.doctor_card(doctor_id, _today())
 
     # ---- a patient's bookings ----------------------------------------------------------------
 
@@ -208,16 +173,16 @@ def register(r: RouteDecorator) -> None:
         try:  # (not outpatient_errors(): two generator context managers cost more than the rest of admitting)
             ctx.services.outpatient.bookings.gates.admit(
                 doctor_id=body.doctor_id, day=body.day, period=body.period, channel="app", client_ref=body.client_ref,
-                go=go, refuse=lambda err: refuse(refused(err)))
+                go=go, refuse=lambda err: refuse(from_error(err)))
         except (Refusal, BookingRefused) as err:
-            raise refused(err) from None
+            raise from_error(err) from None
 
     @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
        permission="account.self", body=BookBody, tag="booking", command="booking.create", admit=admit_booking)
     async def book(ctx: RequestContext, body: BookBody) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            reply = await ctx.services.outpatient.bookings.book(
+        with patient_errors():
+            reply = await outpatient.bookings.book(
                 account_id=ctx.principal.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
                 day=body.day, period=body.period, channel="app", slot_no=body.slot_no, client_ref=body.client_ref,
                 revisit=body.revisit, admitted=ctx.admitted,
@@ -228,39 +193,36 @@ def register(r: RouteDecorator) -> None:
        tag="booking", query=("from",))
     async def my_bookings(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        return {"bookings": await ctx.services.outpatient.bookings.mine(ctx.principal.account_id,
-                                                                        since=_day_arg("from"))}
+        return {"bookings": await outpatient.bookings.mine(ctx.principal.account_id, since=_day_arg("from"))}
 
     @r("GET", "/api/v1/me/bookings/<booking_id>", summary="One of my bookings, with its payment and QR code",
        permission="account.self", tag="booking")
     async def my_booking(ctx: RequestContext, booking_id: str) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            booking = await ctx.services.outpatient.bookings.get(booking_id, ctx.principal.account_id)
+        booking = await outpatient.bookings.get(booking_id, ctx.principal.account_id)
         if booking["status"] in ("booked", "checked_in"):
-            booking["visit_code"] = ctx.services.outpatient.bookings.visit_code(booking)
+            booking["visit_code"] = outpatient.bookings.visit_code(booking)
         return booking
 
     @r("POST", "/api/v1/me/bookings/<booking_id>/cancel", summary="Cancel my booking (refunded if paid)",
        permission="account.self", body=CancelBody, tag="booking")
     async def cancel(ctx: RequestContext, body: CancelBody, booking_id: str) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            return await ctx.services.outpatient.bookings.cancel(booking_id, ctx.principal.account_id,
-                                                                 body.reason[:100] or "患者取消")
+        return await outpatient.bookings.cancel(booking_id, ctx.principal.account_id, body.reason[:100] or "患者取消")
 
     @r("POST", "/api/v1/me/bookings/<booking_id>/pay", summary="Pay a held booking: self, insurance or mixed",
        permission="account.self", body=PayBody, tag="booking")
     async def pay(ctx: RequestContext, body: PayBody, booking_id: str) -> Any:
         assert ctx.principal is not None
-        out = ctx.services.outpatient
-        with outpatient_errors():
-            address, row = await out.bookings.locate(booking_id)
-            if row["account_id"] != ctx.principal.account_id:
-                raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
-            await ctx.services.patients.for_booking(ctx.principal.account_id, row["patient_id"])
-            booking = await ctx.services.hub.ask(address, StartPayment(
-                booking_id, ctx.principal.account_id, body.method, body.insurance_fen))
+        out = outpatient
+        openid = out.hospital.default_openid if body.openid is None else body.openid
+        address, row = await out.bookings.locate(booking_id)
+        if row["account_id"] != ctx.principal.account_id:
+            raise BookingRefused("没有这个预约 (no such booking)", code="not_found")
+        with patient_errors():
+            await patients.for_booking(ctx.principal.account_id, row["patient_id"])
+        booking = await hub.ask(address, StartPayment(booking_id, ctx.principal.account_id, body.method,
+                                                      body.insurance_fen))
         order = booking["order"]
         if out.pay is None:
             raise ApiError(503, "payment_unavailable", "支付通道未配置 (no payment gateway configured)")
@@ -268,21 +230,22 @@ def register(r: RouteDecorator) -> None:
         try:
             prepay = None
             if order["cash_fen"] > 0:
-                prepay = await out.pay.create_order(order["out_trade_no"], description, order["cash_fen"], body.openid)
+                prepay = await out.pay.create_order(order["out_trade_no"], description, order["cash_fen"], openid)
             mixed = None
             if order["insurance_fen"] > 0:
                 if not body.pay_auth_no or not body.pay_order_id:
                     raise ApiError(422, "invalid",
                                    "医保支付需要医保电子凭证授权和预结算单号 (pay_auth_no, pay_order_id)")
-                name, id_number = await ctx.services.patients.insurance_identity(row["patient_id"])
+                with patient_errors():
+                    name, id_number = await patients.insurance_identity(row["patient_id"])
                 gov = order["insurance_fen"]
                 mixed = await out.pay.create_mixed_order(MixedOrderRequest(
                     out_trade_no=order["out_trade_no"],
                     mix_pay_type="INSURANCE_ONLY" if order["cash_fen"] == 0 else "CASH_AND_INSURANCE",
-                    order_type="REG_PAY", openid=body.openid, payer_name=name, payer_id_number=id_number,
+                    order_type="REG_PAY", openid=openid, payer_name=name, payer_id_number=id_number,
                     serial_no=order["out_trade_no"], pay_order_id=body.pay_order_id,
-                    pay_auth_no=body.pay_auth_no, city_id="440100", med_inst_name="CareHub 示范医院",
-                    med_inst_no="H44010000001", total_fee=order["total_fen"], med_ins_gov_fee=gov,
+                    pay_auth_no=body.pay_auth_no, city_id=out.hospital.city_id, med_inst_name=out.hospital.name,
+                    med_inst_no=out.hospital.med_inst_no, total_fee=order["total_fen"], med_ins_gov_fee=gov,
                     med_ins_self_fee=0, med_ins_other_fee=0, med_ins_cash_fee=order["cash_fen"],
                     wechat_pay_cash_fee=order["cash_fen"], prepay_id=prepay.prepay_id if prepay else None,
                     med_ins_order_create_time=dt.datetime.now(dt.UTC),
@@ -298,13 +261,12 @@ def register(r: RouteDecorator) -> None:
             "mix_trade_no": None if mixed is None else mixed.mix_trade_no,
         }
 
-    @r("POST", "/api/v1/me/bookings/<booking_id>/check-in", summary="Check in with the visit QR code (OUT-8)",
+    @r("POST", "/api/v1/me/bookings/<booking_id>/check-in", summary="Check in with the visit QR code (OUT-11)",
        permission="account.self", body=CheckInBody, tag="booking")
     async def my_check_in(ctx: RequestContext, body: CheckInBody, booking_id: str) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            reply = await ctx.services.outpatient.bookings.check_in(
-                body.code, account_id=ctx.principal.account_id, by=ctx.principal.account_id)
+        reply = await outpatient.bookings.check_in(
+            body.code, account_id=ctx.principal.account_id, by=ctx.principal.account_id)
         if reply["booking_id"] != booking_id:
             raise ApiError(422, "bad_code", "二维码与预约不符 (the code is for another booking)")
         return reply
@@ -313,19 +275,17 @@ def register(r: RouteDecorator) -> None:
        permission="account.self", tag="booking")
     async def my_position(ctx: RequestContext, booking_id: str) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            _, row = await ctx.services.outpatient.bookings.locate(booking_id)
-            if row["account_id"] != ctx.principal.account_id:
-                raise BookingRefused("没有这个预约 (no such booking)", status=404, code="not_found")
-            reply = await ctx.services.hub.ask(f"queue/{row['session_id']}",
-                                               GetPosition(booking_id, ctx.principal.account_id))
+        _, row = await outpatient.bookings.locate(booking_id)
+        if row["account_id"] != ctx.principal.account_id:
+            raise BookingRefused("没有这个预约 (no such booking)", code="not_found")
+        reply = await hub.ask(f"queue/{row['session_id']}", GetPosition(booking_id, ctx.principal.account_id))
         return {**reply, "topic": f"queue/{row['session_id']}"}
 
-    @r("GET", "/api/v1/me/visits/today", summary="Visit assistant: today's pathway for each booking (OUT-12)",
+    @r("GET", "/api/v1/me/visits/today", summary="Visit assistant: today's pathway for each booking (OUT-8)",
        permission="account.self", tag="booking")
     async def visit_today(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        rows = await ctx.services.outpatient.bookings.mine(ctx.principal.account_id, since=_today())
+        rows = await outpatient.bookings.mine(ctx.principal.account_id, since=_today())
         steps = ("booked", "paid", "checked_in", "called", "seen")
         visits = []
         for b in rows:
@@ -335,8 +295,8 @@ def register(r: RouteDecorator) -> None:
                        "no_show": "missed"}.get(b["status"], b["status"])
             if b["status"] == "checked_in":
                 with contextlib.suppress(HubError):
-                    pos = await ctx.services.hub.ask(f"queue/{b['session_id']}",
-                                                     GetPosition(b["booking_id"], ctx.principal.account_id))
+                    pos = await hub.ask(f"queue/{b['session_id']}",
+                                        GetPosition(b["booking_id"], ctx.principal.account_id))
                     if pos["status"] == "called":
                         current = "called"
             hints = {"booked": "请支付挂号费", "paid": "到院后扫码签到", "checked_in": "候诊中, 请留意叫号",
@@ -352,27 +312,25 @@ def register(r: RouteDecorator) -> None:
         assert ctx.partner is not None
         if body.channel not in ("partner", "kiosk"):
             raise ApiError(422, "invalid", "channel is partner or kiosk")
-        with outpatient_errors():
-            reply = await ctx.services.outpatient.bookings.book(
-                account_id=ctx.partner.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
-                day=body.day, period=body.period, channel=body.channel, slot_no=body.slot_no,
-                client_ref=body.client_ref, label=body.patient_label[:20],
-            )
+        reply = await outpatient.bookings.book(
+            account_id=ctx.partner.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
+            day=body.day, period=body.period, channel=body.channel, slot_no=body.slot_no,
+            client_ref=body.client_ref, label=body.patient_label[:20],
+        )
         return json_response(reply, 201)
 
     @r("POST", "/api/v1/open/bookings/<booking_id>/cancel", summary="Partner: cancel a booking it made (signed)",
        permission=None, body=CancelBody, tag="open", partner_op="bookings.write")
     async def partner_cancel(ctx: RequestContext, body: CancelBody, booking_id: str) -> Any:
         assert ctx.partner is not None
-        with outpatient_errors():
-            return await ctx.services.outpatient.bookings.cancel(booking_id, ctx.partner.account_id, body.reason)
+        return await outpatient.bookings.cancel(booking_id, ctx.partner.account_id, body.reason)
 
     # ---- payment gateway callbacks (OUT-6) ---------------------------------------------------
 
     @r("POST", "/api/v1/payments/wechat/notify", summary="WeChat Pay notifications (signed, encrypted)",
        permission=None, tag="payments")
     async def wechat_notify(ctx: RequestContext) -> Any:
-        out = ctx.services.outpatient
+        out = outpatient
         raw = await request.get_data(cache=True)
         assert isinstance(raw, bytes)
         if out.pay is None:
@@ -388,7 +346,7 @@ def register(r: RouteDecorator) -> None:
                           and resource.get("mix_pay_status") == "MIX_PAY_SUCCESS")
             if note.event_type in ("TRANSACTION.SUCCESS", "REFUND.SUCCESS") or mixed_paid:
                 out_trade_no = str(resource["out_trade_no"])
-                order = await _order(ctx, out_trade_no)
+                order = await out.bookings.store.order_owner(out_trade_no)
                 if order is None:  # not a booking's: a bill order (BILL-...), carehub/outpatient/bills.py
                     if await out.bills.on_notification(note.event_type, resource):
                         return json_response(None, 204)
@@ -397,17 +355,16 @@ def register(r: RouteDecorator) -> None:
                 amount = resource.get("amount") or {}
                 if note.event_type == "REFUND.SUCCESS":
                     refunded = int(amount.get("refund") or 0)
-                    await ctx.services.hub.ask(address, RefundSettled(out_trade_no, str(resource["out_refund_no"]),
-                                                                      refunded))
+                    await hub.ask(address, RefundSettled(out_trade_no, str(resource["out_refund_no"]), refunded))
                 elif note.event_type == "TRANSACTION.SUCCESS":
                     if order["method"] != "self":
                         return json_response(None, 204)  # cash part of a mixed order: the mixed notice settles it
                     paid = int(amount.get("payer_total") or amount.get("total") or 0)
-                    await ctx.services.hub.ask(address, PaymentConfirmed(
+                    await hub.ask(address, PaymentConfirmed(
                         out_trade_no, str(resource.get("transaction_id") or ""), paid))
                 else:
                     mix_trade_no = str(resource.get("mix_trade_no") or "")
-                    await ctx.services.hub.ask(address, PaymentConfirmed(
+                    await hub.ask(address, PaymentConfirmed(
                         out_trade_no, mix_trade_no, int(resource.get("total_fee", 0)),
                         mix_trade_no=mix_trade_no or None))
         except Refusal as err:
@@ -423,16 +380,10 @@ def register(r: RouteDecorator) -> None:
        permission=None, tag="queue", query=("limit",))
     async def display_calls(ctx: RequestContext, department_id: str) -> Any:
         limit = int_arg("limit", 10, 1, 50)
-        rows = await ctx.services.db.fetch(
-            "SELECT patient_label, room, kind, called_at FROM queue_calls WHERE department_id = $1"
-            " AND called_at >= $2 ORDER BY called_at DESC LIMIT $3",
-            department_id, dt.datetime.now(dt.UTC) - dt.timedelta(hours=12), limit,
-        )
-        return {"department_id": department_id, "topic": f"broadcast/display/{department_id}", "calls": [
-            {"label": r["patient_label"], "room": r["room"], "kind": r["kind"], "at": r["called_at"].isoformat(),
-             "text": f"请 {r['patient_label']} 到 {r['room']} 就诊"} for r in rows]}
+        return {"department_id": department_id, "topic": f"broadcast/display/{department_id}",
+                "calls": await outpatient.bookings.calls(department_id, limit)}
 
-    # ---- doctors: their queue and their schedule requests (OUT-11, SCH-5, DOC-27) -----------
+    # ---- doctors: their queue and their schedule requests (OUT-12, SCH-3, SCH-4, DOC-27) -----
 
     def _queue_address(ctx: RequestContext, period: str) -> str:
         assert ctx.principal is not None
@@ -443,10 +394,9 @@ def register(r: RouteDecorator) -> None:
         assert ctx.principal is not None
         caller = Caller(ctx.principal.account_id, frozenset(ctx.principal.roles))
         address = _queue_address(ctx, period)
-        with outpatient_errors():
-            if not ctx.services.hub.authorize(address, message, caller):  # type: ignore[arg-type]
-                raise ApiError(403, "forbidden", "只能操作自己的候诊队列")
-            return await ctx.services.hub.ask(address, message, caller=caller)
+        if not hub.authorize(address, message, caller):  # type: ignore[arg-type]
+            raise ApiError(403, "forbidden", "只能操作自己的候诊队列")
+        return await hub.ask(address, message, caller=caller)
 
     @r("GET", "/api/v1/doctor/queue/<period>", summary="Doctor: my waiting line for a session today",
        permission="clinic.queue", tag="queue", query=("day",))
@@ -482,30 +432,27 @@ def register(r: RouteDecorator) -> None:
        permission="clinic.queue", body=RosterRequest, tag="schedule")
     async def doctor_roster(ctx: RequestContext, body: RosterRequest) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            view = await ctx.services.outpatient.schedule.submit(body, ctx.principal.account_id,
-                                                                 doctor_id=ctx.principal.account_id)
+        view = await outpatient.schedule.submit(body, ctx.principal.account_id, doctor_id=ctx.principal.account_id)
         return json_response(view, 201)
 
     @r("GET", "/api/v1/doctor/rosters", summary="Doctor: my roster requests and their decisions",
        permission="clinic.queue", tag="schedule")
     async def doctor_rosters(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        return {"rosters": await ctx.services.outpatient.schedule.rosters(doctor_id=ctx.principal.account_id)}
+        return {"rosters": await outpatient.schedule.rosters(doctor_id=ctx.principal.account_id)}
 
     # ---- administration (SCH-2..6, SCH-10, SCH-12) -------------------------------------------
 
     @r("GET", "/api/v1/admin/doctors/<doctor_id>/slot-rule", summary="A doctor's slot rule",
        permission="admin.schedule", tag="schedule")
     async def get_rule(ctx: RequestContext, doctor_id: str) -> Any:
-        return msgspec.to_builtins(await ctx.services.outpatient.schedule.rule(doctor_id))
+        return msgspec.to_builtins(await outpatient.schedule.rule(doctor_id))
 
     @r("PUT", "/api/v1/admin/doctors/<doctor_id>/slot-rule", summary="Set a doctor's slot rule",
        permission="admin.schedule", body=SlotRule, tag="schedule")
     async def put_rule(ctx: RequestContext, body: SlotRule, doctor_id: str) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            rule = await ctx.services.outpatient.schedule.set_rule(doctor_id, body, ctx.principal.account_id)
+        rule = await outpatient.schedule.set_rule(doctor_id, body, ctx.principal.account_id)
         return msgspec.to_builtins(rule)
 
     @r("POST", "/api/v1/admin/rosters", summary="Submit a roster or change for a doctor",
@@ -514,31 +461,28 @@ def register(r: RouteDecorator) -> None:
         assert ctx.principal is not None
         if not body.doctor_id:
             raise ApiError(422, "invalid", "doctor_id is required")
-        with outpatient_errors():
-            view = await ctx.services.outpatient.schedule.submit(body, ctx.principal.account_id,
-                                                                 doctor_id=body.doctor_id)
+        view = await outpatient.schedule.submit(body, ctx.principal.account_id, doctor_id=body.doctor_id)
         return json_response(view, 201)
 
     @r("GET", "/api/v1/admin/rosters", summary="Roster requests, newest first", permission="admin.schedule",
        tag="schedule", query=("status", "doctor"))
     async def admin_rosters(ctx: RequestContext) -> Any:
-        return {"rosters": await ctx.services.outpatient.schedule.rosters(
+        return {"rosters": await outpatient.schedule.rosters(
             status=request.args.get("status"), doctor_id=request.args.get("doctor"))}
 
     @r("POST", "/api/v1/admin/rosters/<roster_id>/decide", summary="Approve (opens/changes sessions) or reject",
        permission="admin.schedule", body=DecisionBody, tag="schedule")
     async def decide(ctx: RequestContext, body: DecisionBody, roster_id: str) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            if body.approve:
-                return await ctx.services.outpatient.schedule.approve(roster_id, ctx.principal.account_id)
-            return await ctx.services.outpatient.schedule.reject(roster_id, ctx.principal.account_id, body.reason)
+        if body.approve:
+            return await outpatient.schedule.approve(roster_id, ctx.principal.account_id)
+        return await outpatient.schedule.reject(roster_id, ctx.principal.account_id, body.reason)
 
     @r("GET", "/api/v1/admin/bookings", summary="Booking records by time, channel, patient, doctor, department",
        permission="admin.bookings", tag="booking",
        query=("from", "to", "channel", "patient", "doctor", "department", "status", "limit"))
     async def admin_bookings(ctx: RequestContext) -> Any:
-        return {"bookings": await ctx.services.outpatient.bookings.search(
+        return {"bookings": await outpatient.bookings.search(
             day_from=_day_arg("from"), day_to=_day_arg("to"), channel=request.args.get("channel"),
             patient_id=request.args.get("patient"), doctor_id=request.args.get("doctor"),
             department_id=request.args.get("department"), status=request.args.get("status"),
@@ -547,38 +491,24 @@ def register(r: RouteDecorator) -> None:
     @r("GET", "/api/v1/admin/blacklist", summary="No-show blacklist (active entries)", permission="admin.bookings",
        tag="booking", query=("all",))
     async def blacklist(ctx: RequestContext) -> Any:
-        return {"entries": await ctx.services.outpatient.bookings.blacklist(
+        return {"entries": await outpatient.bookings.blacklist(
             active_only=request.args.get("all") not in ("1", "true"))}
 
     @r("POST", "/api/v1/admin/blacklist/<entry_id>/lift", summary="Lift a blacklist entry, with a reason (audited)",
        permission="admin.bookings", body=LiftBody, tag="booking")
     async def lift(ctx: RequestContext, body: LiftBody, entry_id: str) -> Any:
         assert ctx.principal is not None
-        with outpatient_errors():
-            await ctx.services.outpatient.bookings.lift(entry_id, ctx.principal.account_id, body.reason)
+        await outpatient.bookings.lift(entry_id, ctx.principal.account_id, body.reason)
         return {"lifted": entry_id}
 
     @r("PUT", "/api/v1/admin/no-show-rule", summary="Set the no-show rule (e.g. 3 in 90 days -> 30 days)",
        permission="admin.bookings", body=NoShowRuleBody, tag="booking")
     async def no_show_rule(ctx: RequestContext, body: NoShowRuleBody) -> Any:
         assert ctx.principal is not None
-        if not (1 <= body.max_no_shows <= 20 and 1 <= body.window_days <= 365 and 1 <= body.ban_days <= 365):
-            raise ApiError(422, "invalid", "爽约次数 1-20, 统计天数 1-365, 限制天数 1-365")
-        await ctx.services.db.execute(
-            "UPDATE no_show_rule SET max_no_shows = $1, window_days = $2, ban_days = $3, enabled = $4,"
-            " updated_at = $5, updated_by = $6 WHERE id = 1",
-            body.max_no_shows, body.window_days, body.ban_days, body.enabled, dt.datetime.now(dt.UTC),
-            ctx.principal.account_id,
-        )
+        await outpatient.bookings.set_no_show_rule(
+            max_no_shows=body.max_no_shows, window_days=body.window_days, ban_days=body.ban_days,
+            enabled=body.enabled, by=ctx.principal.account_id)
         return msgspec.to_builtins(body)
-
-
-async def _order(ctx: RequestContext, out_trade_no: str) -> Any:
-    """A payment order with the doctor and day of its booking (which slot pool owns it)."""
-    return await ctx.services.db.fetchrow(
-        "SELECT o.method, b.doctor_id, b.day FROM payment_orders o JOIN bookings b ON b.id = o.booking_id"
-        " WHERE o.out_trade_no = $1", out_trade_no,
-    )
 
 
 def _fail(status: int, message: str) -> Response:

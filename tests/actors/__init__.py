@@ -1,0 +1,1 @@
+"""The actors' pure cores, as tables of cases: no PostgreSQL, no Trio server."""
