@@ -29,6 +29,7 @@ from carehub.channels.push import PushChannel, Session
 from carehub.channels.sms import SmsChannel, SmsConfig, open_sms_channel
 from carehub.config import Config
 from carehub.demo import seed_demo, seed_demo_schedule
+from carehub.directory import Directory
 from carehub.http.api import create_app, ops_figures
 from carehub.http.asgi import Dispatcher
 from carehub.http.context import Services
@@ -46,13 +47,17 @@ from carehub.identity.signatures import Signatures
 from carehub.outpatient import Bills, Bookings, Outpatient, Schedule
 from carehub.outpatient.bills import BillHisEffect, BillRefundEffect
 from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
-from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database, open_threaded_database
 from carehub.storage.hub_store import HUB_STORE_SETTINGS, open_hub_store
+from carehub.storage.identity.accounts import AccountStore
+from carehub.storage.identity.care import CareLinkStore
+from carehub.storage.identity.partners import PartnerKeyStore
+from carehub.storage.identity.patients import PatientStore
+from carehub.storage.identity.roles import RoleStore
+from carehub.storage.identity.signing_keys import SigningKeyStore
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
 from carehub.storage.migrate import migrate
-from carehub.storage.patients import PatientStore
 
 log = logging.getLogger("carehub")
 
@@ -89,11 +94,12 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                     sms_code_seconds=config.sms_code_seconds,
                 ),
             )
-            identity.roles = RoleTable(db)
+            identity.roles = RoleTable(RoleStore(db))
             await identity.roles.load()
             face = await stack.enter_async_context(_open_faceid(config))
             patients = Patients(PatientStore(db), ring, identity.audit, face)
-            signatures = Signatures(db, ring)
+            signatures = Signatures(SigningKeyStore(db), ring)
+            directory = Directory.over(db, identity.audit)
             if config.seed_demo:
                 await seed_demo(db, identity, patients, signatures)
             push = PushChannel()
@@ -116,8 +122,8 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                                        settings=HUB_STORE_SETTINGS))
             async with open_hub_store(hub_db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
-                partners = Partners(db, ring)
-                care = CareAccess(db, identity.audit)
+                partners = Partners(PartnerKeyStore(db), ring)
+                care = CareAccess(CareLinkStore(db), identity.audit)
                 bookings = Bookings(db, hub, patients, ring, identity.audit)
                 bills = Bills(db, hub, patients, ring, identity.audit, pay, his)
                 outpatient = Outpatient(Schedule(db, hub, identity.audit), bookings, pay, his, bills)
@@ -129,7 +135,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 )
                 if config.seed_demo:
                     await seed_demo_schedule(db, outpatient.schedule)
-                quart_app, router = create_app(services)
+                quart_app, router = create_app(services, directory=directory)
                 async with trio.open_nursery() as nursery:
                     services.publish_ops_now = functools.partial(_publish_ops, services)
                     nursery.start_soon(

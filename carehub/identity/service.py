@@ -28,13 +28,14 @@ import pyotp
 import trio
 
 from carehub.channels.sms import TEMPLATES, SmsChannel, SmsError, SmsRateLimited
-from carehub.storage.accounts import AccountRow, AccountStore
 from carehub.storage.audit import AuditEntry, AuditLog, Outcome
+from carehub.storage.identity.accounts import AccountRow, AccountStore
 from carehub.storage.keyring import KeyRing
 
+from .errors import AccountLocked, AuthFailed, IdentityInvalid, RateLimited, SmsUnavailable
 from .masking import mask_phone
 from .permissions import ROLES, role_permissions
-from .ratelimit import RateLimited, RateLimiter
+from .ratelimit import RateLimiter
 from .roles import RoleTable
 
 # OWASP's argon2id minimum: fast enough for bulk sign-ins, still memory-hard
@@ -44,21 +45,6 @@ _PHONE = re.compile(r"^1[3-9]\d{9}$")
 STAFF_ROLES = frozenset({"doctor", "pharmacist", "admin", "ops"})
 #: Pseudo-role that callers carry once their own person passed real-name verification.
 VERIFIED = "real_name_verified"
-
-
-class AuthFailed(Exception):
-    """Sign-in or token check failed; the message is safe to show."""
-
-
-class AccountLocked(Exception):
-    def __init__(self, until: dt.datetime) -> None:
-        local = until.astimezone(dt.timezone(dt.timedelta(hours=8)))
-        super().__init__(f"连续登录失败次数过多，账号已锁定至 {local:%H:%M} (account locked)")
-        self.until = until
-
-
-class SmsUnavailable(Exception):
-    """The SMS gateway is not configured or refused to send."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +113,7 @@ def normalise_phone(phone: str) -> str:
     if phone.startswith("+86"):
         phone = phone[3:]
     if not _PHONE.match(phone):
-        raise ValueError("手机号格式不正确 (a mainland mobile number has 11 digits starting with 1)")
+        raise IdentityInvalid("手机号格式不正确 (a mainland mobile number has 11 digits starting with 1)")
     return phone
 
 
@@ -331,22 +317,22 @@ class Identity:
         for spec in specs:
             role_set = frozenset(spec.roles)
             if not _LOGIN.match(spec.login):
-                raise ValueError(f"login {spec.login!r} must be 3-64 letters, digits or _.@+-")
+                raise IdentityInvalid(f"login {spec.login!r} must be 3-64 letters, digits or _.@+-")
             known = self.known_roles()
             unknown = role_set - known
             if not role_set or unknown:
-                raise ValueError(
+                raise IdentityInvalid(
                     f"roles must be a non-empty subset of {', '.join(sorted(known))}; got {sorted(role_set)}"
                 )
             if not spec.display_name.strip() or len(spec.display_name) > 100:
-                raise ValueError("display_name must be 1-100 characters")
+                raise IdentityInvalid("display_name must be 1-100 characters")
             password_hash = None
             if spec.password is not None:
                 if len(spec.password) < 8:
-                    raise ValueError(f"password for {spec.login!r} must have at least 8 characters")
+                    raise IdentityInvalid(f"password for {spec.login!r} must have at least 8 characters")
                 problem = password_problem(spec.password, spec.login) if role_set & STAFF_ROLES else None
                 if enforce_strength and problem:
-                    raise ValueError(f"{spec.login}: {problem}")
+                    raise IdentityInvalid(f"{spec.login}: {problem}")
                 password_hash = await trio.to_thread.run_sync(hash_password, spec.password)
             phone_enc = phone_idx = None
             if spec.phone is not None:
@@ -365,9 +351,6 @@ class Identity:
             )
         await self.accounts.insert(rows)
         return [r.id for r in rows]
-
-    def phone_of(self, row: AccountRow) -> str | None:
-        return self.keyring.open_optional(row.phone_enc, field="accounts.phone")
 
     async def _audit(
         self, action: str, target: str, outcome: Outcome, row: AccountRow | None, ip: str | None, detail: dict[str, str]

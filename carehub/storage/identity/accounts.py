@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 import asyncpg
 
-from .db import Database
+from carehub.errors import CareHubError
+
+from ..db import Database
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -28,8 +30,10 @@ class AccountRow:
     verified: bool = False
 
 
-class LoginTaken(Exception):
-    pass
+class LoginTaken(CareHubError):
+    """A new account's login or phone number is already used (nothing was created)."""
+
+    code = "login_taken"
 
 
 def _row(r: asyncpg.Record) -> AccountRow:
@@ -210,6 +214,11 @@ class AccountStore:
             "UPDATE accounts SET roles = $2 WHERE id = $1", account_id, ",".join(sorted(roles))
         )
         return status == "UPDATE 1"
+
+    async def taken_logins(self, logins: Sequence[str]) -> set[str]:
+        """Which of ``logins`` already name an account."""
+        rows = await self.db.fetch("SELECT login FROM accounts WHERE login = ANY($1::varchar[])", list(logins))
+        return {r["login"] for r in rows}
 
     async def count(self) -> int:
         return int(await self.db.fetchval("SELECT count(*) FROM accounts") or 0)
