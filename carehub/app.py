@@ -122,6 +122,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                                        settings=HUB_STORE_SETTINGS))
             async with open_hub_store(hub_db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
+                identity.alarm = hub.alarm  # sign-in alarms reach the log and the ops dashboard
                 partners = Partners(PartnerKeyStore(db), ring)
                 care = CareAccess(CareLinkStore(db), identity.audit)
                 bookings = Bookings(db, hub, patients, ring, identity.audit)

@@ -130,10 +130,60 @@ class AccountStore:
 
         return await self.db.run(op)
 
-    async def record_success(self, account_id: str) -> None:
-        await self.db.execute(
-            "UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1", account_id
+    async def record_success(self, account_id: str, source: str = "") -> None:
+        """A good sign-in: the account's second-factor count and this address's password count start again."""
+
+        async def op(conn: asyncpg.Connection) -> None:
+            async with conn.transaction():
+                await conn.execute(
+                    "UPDATE accounts SET failed_logins = 0, locked_until = NULL WHERE id = $1", account_id
+                )
+                await conn.execute(
+                    "DELETE FROM login_failures WHERE account_id = $1 AND source = $2", account_id, source
+                )
+
+        await self.db.run(op)
+
+    async def source_locked_until(self, account_id: str, source: str, now: dt.datetime) -> dt.datetime | None:
+        """When password sign-in to this account from this address is locked, until when (else None)."""
+        until = await self.db.fetchval(
+            "SELECT locked_until FROM login_failures WHERE account_id = $1 AND source = $2 AND locked_until > $3",
+            account_id, source, now,
         )
+        return until if isinstance(until, dt.datetime) else None
+
+    async def record_password_failure(
+        self, account_id: str, source: str, *, limit: int, lock: dt.timedelta, max_lock: dt.timedelta,
+        now: dt.datetime, window: dt.timedelta,
+    ) -> tuple[dt.datetime | None, int]:
+        """Count a wrong password from ``source``; every ``limit``-th in a row locks that address out of
+        the account, for ``lock`` doubled at each lock (at most ``max_lock``). Returns the lock's end
+        (None: not locked) and how many addresses failed on this account within ``window``."""
+
+        async def op(conn: asyncpg.Connection) -> tuple[dt.datetime | None, int]:
+            async with conn.transaction():
+                row = await conn.fetchrow(
+                    "INSERT INTO login_failures (account_id, source, failures, locks, last_failed_at)"
+                    " VALUES ($1, $2, 1, 0, $3) ON CONFLICT (account_id, source) DO UPDATE"
+                    " SET failures = login_failures.failures + 1, last_failed_at = $3 RETURNING failures, locks",
+                    account_id, source, now,
+                )
+                assert row is not None  # INSERT ... RETURNING always returns the row
+                until = None
+                if row["failures"] >= limit:
+                    until = now + min(lock * 2 ** row["locks"], max_lock)
+                    await conn.execute(
+                        "UPDATE login_failures SET failures = 0, locks = locks + 1, locked_until = $3"
+                        " WHERE account_id = $1 AND source = $2",
+                        account_id, source, until,
+                    )
+                sources = await conn.fetchval(
+                    "SELECT count(*) FROM login_failures WHERE account_id = $1 AND last_failed_at > $2",
+                    account_id, now - window,
+                )
+                return until, int(sources)
+
+        return await self.db.run(op)
 
     async def use_totp_step(self, account_id: str, step: int) -> bool:
         """Accept each TOTP time step once per account (RFC 6238 section 5.2)."""
