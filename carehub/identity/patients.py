@@ -76,8 +76,14 @@ class Patients:
         return p
 
     def view(self, link: LinkRow) -> dict[str, Any]:
-        """What the app shows: masked name and ID number, never the full values."""
+        """What the app shows: masked name and ID number, never the full values.
+
+        Until the person consents to a link, the account learns nothing of the person from it: not
+        whether they are verified (``verified`` is false, as for a person added new); the sex comes
+        from the ID number the account typed itself.
+        """
         p = self._checked(link.patient)
+        granted = link.consent_status == "granted"
         return {
             "id": p.id,
             "name": mask_name(self.keyring.open(p.name_enc, field="patients.name")),
@@ -85,7 +91,7 @@ class Patients:
             "sex": p.sex,
             "relation": link.relation,
             "is_default": link.is_default,
-            "verified": p.verified_at is not None,
+            "verified": granted and p.verified_at is not None,
             "consent": link.consent_status,
         }
 
