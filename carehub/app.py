@@ -83,7 +83,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             key_file = None if keyring is not None else key_file_path(config)
             sms = await stack.enter_async_context(_open_sms(config))
             identity = Identity(
-                AccountStore(db),
+                AccountStore(db, ring),
                 ring,
                 AuditLog(db, ring),
                 sms=sms,
@@ -96,6 +96,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             )
             identity.roles = RoleTable(RoleStore(db))
             await identity.roles.load()
+            await identity.seal_people_names()  # names written before migration 0015
             face = await stack.enter_async_context(_open_faceid(config))
             patients = Patients(PatientStore(db), ring, identity.audit, face)
             signatures = Signatures(SigningKeyStore(db), ring)

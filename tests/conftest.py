@@ -64,7 +64,7 @@ async def _seed(dsn: str) -> None:
         audit = AuditLog(database, KEYRING)
         patients = Patients(PatientStore(database), KEYRING, audit, None)
         signatures = Signatures(SigningKeyStore(database), KEYRING)
-        await seed_demo(database, Identity(AccountStore(database), KEYRING, audit), patients, signatures)
+        await seed_demo(database, Identity(AccountStore(database, KEYRING), KEYRING, audit), patients, signatures)
 
 
 @pytest.fixture(scope="session")

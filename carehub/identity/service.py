@@ -37,11 +37,11 @@ import trio
 
 from carehub.channels.sms import TEMPLATES, SmsChannel, SmsError, SmsRateLimited
 from carehub.storage.audit import AuditEntry, AuditLog, Outcome
-from carehub.storage.identity.accounts import AccountRow, AccountStore
+from carehub.storage.identity.accounts import NAME_FIELD, AccountRow, AccountStore
 from carehub.storage.keyring import KeyRing
 
 from .errors import AccountLocked, AuthFailed, IdentityInvalid, RateLimited, SmsUnavailable
-from .masking import mask_phone
+from .masking import mask_name, mask_phone
 from .permissions import ROLES, role_permissions
 from .ratelimit import RateLimiter
 from .roles import RoleTable
@@ -98,6 +98,12 @@ class Principal:
     @property
     def is_staff(self) -> bool:
         return bool(self.roles & STAFF_ROLES)
+
+
+def is_person(roles: frozenset[str]) -> bool:
+    """Whether an account is a person's (a patient's), whose real name is sealed and shown masked to
+    others; staff and partners have public names."""
+    return "patient" in roles and not roles & STAFF_ROLES
 
 
 def _token_hash(token: str) -> str:
@@ -382,15 +388,30 @@ class Identity:
             totp_enc = None
             if spec.totp_secret is not None:
                 totp_enc = self.keyring.seal(spec.totp_secret, field="accounts.totp_secret")
+            name = spec.display_name.strip()
+            name_enc = listed = None
+            if is_person(role_set):  # a person's real name is personal data; staff names are public
+                name_enc, listed = self.keyring.seal(name, field=NAME_FIELD), mask_name(name)
             rows.append(
                 AccountRow(
-                    id=uuid.uuid4().hex[:16], login=spec.login, display_name=spec.display_name.strip(),
+                    id=uuid.uuid4().hex[:16], login=spec.login, display_name=name,
                     roles=role_set, password_hash=password_hash, disabled=False, phone_enc=phone_enc,
-                    phone_idx=phone_idx, totp_secret_enc=totp_enc,
+                    phone_idx=phone_idx, totp_secret_enc=totp_enc, display_name_enc=name_enc, listed_name=listed,
                 )
             )
         await self.accounts.insert(rows)
         return [r.id for r in rows]
+
+    async def seal_people_names(self) -> int:
+        """Seal the names of people's accounts written before names were sealed (migration 0015),
+        leaving their masked form in ``display_name``; returns how many were sealed. Run at start-up."""
+        sealed, after = 0, ""
+        while batch := await self.accounts.plain_names(after):
+            after = batch[-1][0]
+            people = [(account_id, name, mask_name(name)) for account_id, roles, name in batch if is_person(roles)]
+            if people:
+                sealed += await self.accounts.seal_names(people)
+        return sealed
 
     async def _audit(
         self, action: str, target: str, outcome: Outcome, row: AccountRow | None, ip: str | None, detail: dict[str, str]

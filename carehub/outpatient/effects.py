@@ -149,7 +149,7 @@ class SmsEffect(Effect):
     messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"SmsNotice": SmsNotice}
 
     def __init__(self, db: Database, keyring: KeyRing, sms: SmsChannel | None) -> None:
-        self.accounts = AccountStore(db)
+        self.accounts = AccountStore(db, keyring)
         self.keyring = keyring
         self.sms = sms
 
