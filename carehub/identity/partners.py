@@ -51,10 +51,12 @@ def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: 
 
 
 class Partners:
-    def __init__(self, keys: PartnerKeyStore, keyring: KeyRing, *, per_second: int = 50) -> None:
+    def __init__(
+        self, keys: PartnerKeyStore, keyring: KeyRing, *, per_second: int = 50, limits: RateLimiter | None = None
+    ) -> None:
         self.keys = keys
         self.keyring = keyring
-        self.limits = RateLimiter()
+        self.limits = limits or RateLimiter()
         self.per_second = per_second
 
     async def create_key(self, account_id: str, operations: Sequence[str]) -> tuple[str, str]:
