@@ -113,7 +113,7 @@ class Patients:
 
     async def for_booking(self, account_id: str, patient_id: str) -> str:
         """Check ``account_id`` may book and pay for ``patient_id`` (linked, consented, real-name
-        verified: OUT-2, SEC-1); returns the masked name shown on queue screens."""
+        verified: OUT-2, ME-1); returns the masked name shown on queue screens."""
         known = self._bookable.get((account_id, patient_id))
         if known is not None and known[0] > time.monotonic():
             return known[1]
