@@ -29,6 +29,7 @@ from carehub.channels.push import PushChannel, Session
 from carehub.channels.sms import SmsChannel, SmsConfig, open_sms_channel
 from carehub.config import Config
 from carehub.demo import seed_demo, seed_demo_schedule
+from carehub.directory import Directory
 from carehub.http.api import create_app, ops_figures
 from carehub.http.asgi import Dispatcher
 from carehub.http.context import Services
@@ -46,14 +47,18 @@ from carehub.identity.signatures import Signatures
 from carehub.outpatient import Bills, Bookings, Hospital, Outpatient, Schedule
 from carehub.outpatient.bills import BillHisEffect, BillRefundEffect
 from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
-from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database, open_threaded_database
 from carehub.storage.hub_store import HUB_STORE_SETTINGS, open_hub_store
+from carehub.storage.identity.accounts import AccountStore
+from carehub.storage.identity.care import CareLinkStore
+from carehub.storage.identity.partners import PartnerKeyStore
+from carehub.storage.identity.patients import PatientStore
+from carehub.storage.identity.roles import RoleStore
+from carehub.storage.identity.signing_keys import SigningKeyStore
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
 from carehub.storage.migrate import migrate
 from carehub.storage.outpatient import BillStore, BlacklistStore, BookingStore, ScheduleStore, SessionStore
-from carehub.storage.patients import PatientStore
 
 log = logging.getLogger("carehub")
 
@@ -79,7 +84,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
             key_file = None if keyring is not None else key_file_path(config)
             sms = await stack.enter_async_context(_open_sms(config))
             identity = Identity(
-                AccountStore(db),
+                AccountStore(db, ring),
                 ring,
                 AuditLog(db, ring),
                 sms=sms,
@@ -90,11 +95,13 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                     sms_code_seconds=config.sms_code_seconds,
                 ),
             )
-            identity.roles = RoleTable(db)
+            identity.roles = RoleTable(RoleStore(db))
             await identity.roles.load()
+            await identity.seal_people_names()  # names written before migration 0014
             face = await stack.enter_async_context(_open_faceid(config))
             patients = Patients(PatientStore(db), ring, identity.audit, face)
-            signatures = Signatures(db, ring)
+            signatures = Signatures(SigningKeyStore(db), ring)
+            directory = Directory.over(db, identity.audit)
             if config.seed_demo:
                 await seed_demo(db, identity, patients, signatures)
             push = PushChannel()
@@ -117,15 +124,16 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                                        settings=HUB_STORE_SETTINGS))
             async with open_hub_store(hub_db, ring) as store, open_hub(store, behaviours, settings) as hub:
                 hub.sink = push
-                partners = Partners(db, ring)
-                care = CareAccess(db, identity.audit)
+                identity.alarm = hub.alarm  # sign-in alarms reach the log and the ops dashboard
+                partners = Partners(PartnerKeyStore(db), ring)
+                care = CareAccess(CareLinkStore(db), identity.audit)
                 booking_store = BookingStore(db)
                 bookings = Bookings(hub, patients, ring, identity.audit, store=booking_store,
                                     sessions=SessionStore(db), blacklist=BlacklistStore(db))
                 bills = Bills(hub, patients, ring, identity.audit, pay, his, store=BillStore(db, store))
                 outpatient = Outpatient(Schedule(hub, identity.audit, store=ScheduleStore(db)), bookings, pay, his,
                                         bills, Hospital.from_config(config))
-                for effect in (RefundEffect(hub, pay), SmsEffect(AccountStore(db), ring, sms),
+                for effect in (RefundEffect(hub, pay), SmsEffect(AccountStore(db, ring), ring, sms),
                                HisEffect(hub, booking_store, ring, his), BlacklistEffect(bookings),
                                BillHisEffect(bills), BillRefundEffect(bills)):
                     hub.add_effect(effect)
@@ -134,7 +142,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 )
                 if config.seed_demo:
                     await seed_demo_schedule(outpatient.schedule)
-                quart_app, router = create_app(services)
+                quart_app, router = create_app(services, directory=directory)
                 async with trio.open_nursery() as nursery:
                     services.publish_ops_now = functools.partial(_publish_ops, services)
                     nursery.start_soon(

@@ -8,15 +8,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 
-import asyncpg
-
 from carehub.actors.slot_pool import BEIJING
 from carehub.identity import STAFF_ROLES, Identity, NewAccount
 from carehub.identity.patients import Patients
 from carehub.identity.signatures import Signatures
 from carehub.outpatient.schedule import RosterRequest, RosterSession, Schedule
 from carehub.storage.db import Database
-from carehub.storage.directory import seed_directory_demo
+from carehub.storage.directory.demo import seed_demo_hospital
 
 log = logging.getLogger("carehub.demo")
 
@@ -77,27 +75,13 @@ async def seed_demo(
     ids = await identity.create_accounts(specs, enforce_strength=False)
     by_login = dict(zip([s.login for s in specs], ids, strict=True))
 
-    async def op(conn: asyncpg.Connection) -> None:
-        async with conn.transaction():
-            await conn.executemany(
-                "INSERT INTO departments (id, name, campus, location) VALUES ($1, $2, $3, $4)", DEPARTMENTS
-            )
-            await conn.executemany(
-                "INSERT INTO doctors (account_id, department_id, title, specialty) VALUES ($1, $2, $3, $4)",
-                [(by_login[login], dept, title, spec) for login, _, dept, title, spec in DOCTORS],
-            )
-            await conn.executemany(
-                "INSERT INTO staff_credentials (account_id, certificate_no, title, years_of_practice, profession,"
-                " verified_at) VALUES ($1, $2, $3, $4, $5, now())",
-                [
-                    (by_login[login], f"1101100{i:08d}", title, years, "doctor")
-                    for i, ((login, _, _, title, _), years) in enumerate(zip(DOCTORS, YEARS, strict=True))
-                ]
-                + [(by_login["pharmacist1"], "YS1101000001", "主管药师", 9, "pharmacist")],
-            )
-            await seed_directory_demo(conn)
-
-    await db.run(op)
+    credentials = [
+        (by_login[login], f"1101100{i:08d}", title, years, "doctor")
+        for i, ((login, _, _, title, _), years) in enumerate(zip(DOCTORS, YEARS, strict=True))
+    ] + [(by_login["pharmacist1"], "YS1101000001", "主管药师", 9, "pharmacist")]
+    await seed_demo_hospital(
+        db, DEPARTMENTS, [(by_login[login], dept, title, spec) for login, _, dept, title, spec in DOCTORS], credentials
+    )
     if signatures is not None:
         for login in [d[0] for d in DOCTORS] + ["pharmacist1"]:
             await signatures.issue_key(by_login[login])

@@ -6,6 +6,7 @@
     ├── NotFound            "not_found": no such thing, or not one this caller may see
     ├── Invalid             "invalid": the input breaks a rule of its own (a field, a range)
     ├── Forbidden           "forbidden": the caller may not do this to this thing
+    ├── Conflict            "conflict": the change clashes with what is stored (try again after a refresh)
     ├── Unavailable         "unavailable" (retryable): a dependency is down; nothing was changed
     └── NotConfigured       "not_configured": the outside system this needs is not set up here
 
@@ -50,6 +51,10 @@ class Forbidden(CareHubError):
     code = "forbidden"
 
 
+class Conflict(CareHubError):
+    code = "conflict"
+
+
 class Unavailable(CareHubError):
     code = "unavailable"
     retryable = True
@@ -61,4 +66,4 @@ class NotConfigured(CareHubError):
     code = "not_configured"
 
 
-__all__ = ["CareHubError", "Forbidden", "Invalid", "NotConfigured", "NotFound", "Unavailable"]
+__all__ = ["CareHubError", "Conflict", "Forbidden", "Invalid", "NotConfigured", "NotFound", "Unavailable"]

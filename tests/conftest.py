@@ -21,12 +21,13 @@ from carehub.demo import seed_demo
 from carehub.identity import Identity
 from carehub.identity.patients import Patients
 from carehub.identity.signatures import Signatures
-from carehub.storage.accounts import AccountStore
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import Database, open_database
+from carehub.storage.identity.accounts import AccountStore
+from carehub.storage.identity.patients import PatientStore
+from carehub.storage.identity.signing_keys import SigningKeyStore
 from carehub.storage.keyring import KeyRing
 from carehub.storage.migrate import _migrate, migrations
-from carehub.storage.patients import PatientStore
 
 from ._services import find_or_start_postgres
 from .servers import KEYRING, Server, run_server
@@ -62,8 +63,8 @@ async def _seed(dsn: str) -> None:
     async with trio_asyncio.open_loop(), open_database(dsn) as database:
         audit = AuditLog(database, KEYRING)
         patients = Patients(PatientStore(database), KEYRING, audit, None)
-        signatures = Signatures(database, KEYRING)
-        await seed_demo(database, Identity(AccountStore(database), KEYRING, audit), patients, signatures)
+        signatures = Signatures(SigningKeyStore(database), KEYRING)
+        await seed_demo(database, Identity(AccountStore(database, KEYRING), KEYRING, audit), patients, signatures)
 
 
 @pytest.fixture(scope="session")

@@ -16,16 +16,6 @@ PACKAGE = ROOT / "carehub"
 SQL_METHODS = frozenset({"execute", "executemany", "fetch", "fetchrow", "fetchval", "copy_records_to_table",
                          "copy_to_table", "copy_from_query", "cursor", "prepare"})
 
-#: files that still run SQL outside storage (issue 16 moves it into repositories; the list only shrinks)
-NOT_YET_MOVED: dict[str, int] = {
-    "carehub/demo.py": 3,
-    "carehub/http/rest/content_admin.py": 2,
-    "carehub/http/rest/open.py": 1,
-    "carehub/identity/care.py": 3,
-    "carehub/identity/partners.py": 4,
-    "carehub/identity/roles.py": 13,
-    "carehub/identity/signatures.py": 4,
-}
 
 
 def _sql_calls(path: Path) -> list[int]:
@@ -45,8 +35,7 @@ def test_sql_runs_only_in_storage() -> None:
         lines = _sql_calls(path)
         if lines:
             found[rel] = lines
-    outside = {rel: lines for rel, lines in found.items() if len(lines) > NOT_YET_MOVED.get(rel, 0)}
-    assert not outside, f"SQL outside carehub/storage (move it into a repository): {outside}"
+    assert not found, f"SQL outside carehub/storage (move it into a repository): {found}"
 
 
 def _layer_names() -> set[str]:

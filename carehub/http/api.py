@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any
 
@@ -13,14 +14,16 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
+from carehub.directory import Directory
 from carehub.hub.loop import loop_load
 from carehub.storage.migrate import latest_version, schema_version
 
 from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
-from .rest import MODULES, bills, outpatient
-from .rest.shared import ops_figures
+from .rest import admin, auth, bills, content_admin, doctor, hub, open, ops, outpatient, patients
+from .rest import directory as directory_routes
+from .rest.shared import close_sessions, ops_figures
 from .routing import RequestContext, Router, error_response, json_response
 
 log = logging.getLogger("carehub.http")
@@ -96,7 +99,7 @@ class HubCollector(Collector):
                                 value=loop_load().share)
 
 
-def create_app(services: Services) -> tuple[QuartTrio, Router]:
+def create_app(services: Services, *, directory: Directory) -> tuple[QuartTrio, Router]:
     app = QuartTrio("carehub.http", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -143,8 +146,18 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     async def openapi(ctx: RequestContext) -> Any:
         return openapi_document(router.specs)
 
-    for module in MODULES:
-        module.register(r)
+    # each REST module is handed exactly the domain objects it uses
+    close = functools.partial(close_sessions, services)
+    auth.register(r, identity=services.identity, store=services.store, close_sessions=close)
+    patients.register(r, patients=services.patients, identity=services.identity)
+    doctor.register(r, care=services.care, patients=services.patients, hub=services.hub)
+    hub.register(r)
+    admin.register(r, identity=services.identity, patients=services.patients, partners=services.partners,
+                   signatures=services.signatures, close_sessions=close)
+    open.register(r, hub=services.hub, directory=directory)
+    ops.register(r)
+    directory_routes.register(r, directory=directory)
+    content_admin.register(r, directory=directory, identity=services.identity, signatures=services.signatures)
     outpatient.register(r, outpatient=services.outpatient, hub=services.hub, patients=services.patients)
     bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
     return app, router

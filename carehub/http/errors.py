@@ -83,6 +83,15 @@ STATUS: dict[str, int] = {
     "bad_key": 422,
     "key_ring_mismatch": 503,
     "integrity_error": 500,
+    "no_signing_key": 500,
+    # partners' signed requests (carehub.identity.partners)
+    "unsigned": 401,
+    "stale_timestamp": 401,
+    "bad_nonce": 401,
+    "unknown_key": 401,
+    "bad_signature": 401,
+    "replayed": 401,
+    "operation_not_allowed": 403,
     # chat
     "empty_message": 422,
     "message_too_long": 422,
@@ -123,8 +132,15 @@ class ApiError(Exception):
 
 
 def from_error(err: HubError | CareHubError, *, headers: dict[str, str] | None = None) -> ApiError:
-    """The HTTP answer to a hub or domain error, by its code."""
+    """The HTTP answer to a hub or domain error, by its code.
+
+    An error with a ``retry_after`` (whole seconds; e.g. ``AccountLocked``, ``RateLimited``) is
+    answered with that ``Retry-After`` header; a retryable 503 without one gets a short default.
+    """
     status = status_of(err.code)
+    retry_after = getattr(err, "retry_after", None)
+    if headers is None and retry_after:
+        headers = {"Retry-After": str(int(retry_after))}
     if headers is None and err.retryable and status == 503:
         headers = {"Retry-After": "5" if err.code == "storage_unavailable" else "1"}
     return ApiError(status, err.code, err.message, headers=headers, retryable=err.retryable)

@@ -18,7 +18,7 @@ from quart import Quart, Response, request
 from carehub.errors import CareHubError
 from carehub.hub import HubError
 from carehub.identity import AuthFailed, Principal
-from carehub.identity.partners import SIGNATURE_HEADERS, PartnerCaller, PartnerRefused
+from carehub.identity.partners import SIGNATURE_HEADERS, PartnerCaller
 
 from .context import Services
 from .errors import ApiError, from_error
@@ -103,11 +103,8 @@ async def verify_partner(services: Services, operation: str) -> PartnerCaller:
     assert isinstance(raw, bytes)
     path = request.path + ("?" + request.query_string.decode() if request.query_string else "")
     signed = {name: request.headers.get(name, "") for name in SIGNATURE_HEADERS}
-    try:
-        return await services.partners.verify(request.method, path, signed, raw, operation)
-    except PartnerRefused as err:
-        headers = {"Retry-After": str(err.retry_after)} if err.retry_after else None
-        raise ApiError(err.status, err.code, err.message, headers=headers) from None
+    # a PartnerRefused is answered by its code (and Retry-After when rate limited), like any CareHubError
+    return await services.partners.verify(request.method, path, signed, raw, operation)
 
 
 async def read_body(spec: RouteSpec) -> Any:

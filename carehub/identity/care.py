@@ -11,15 +11,15 @@ from __future__ import annotations
 import datetime as dt
 
 from carehub.storage.audit import AuditEntry, AuditLog, Outcome
-from carehub.storage.db import Database
+from carehub.storage.identity.care import CareLinkStore
 
 KINDS = ("consultation", "appointment", "follow_up", "break_glass")
 BREAK_GLASS = dt.timedelta(hours=1)
 
 
 class CareAccess:
-    def __init__(self, db: Database, audit: AuditLog) -> None:
-        self.db = db
+    def __init__(self, links: CareLinkStore, audit: AuditLog) -> None:
+        self.links = links
         self.audit = audit
 
     async def link(
@@ -29,24 +29,10 @@ class CareAccess:
         if kind not in KINDS:
             raise ValueError(f"kind must be one of {', '.join(KINDS)}")
         now = now or dt.datetime.now(dt.UTC)
-        await self.db.execute(
-            "DELETE FROM care_links WHERE doctor_id = $1 AND patient_id = $2 AND kind = $3 AND ref = $4",
-            doctor_id, patient_id, kind, ref,
-        )
-        await self.db.execute(
-            "INSERT INTO care_links (doctor_id, patient_id, kind, ref, starts_at, ends_at, reason)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            doctor_id, patient_id, kind, ref, now, until, reason,
-        )
+        await self.links.put(doctor_id, patient_id, kind, ref, starts_at=now, ends_at=until, reason=reason)
 
     async def linked(self, doctor_id: str, patient_id: str, now: dt.datetime | None = None) -> bool:
-        now = now or dt.datetime.now(dt.UTC)
-        found = await self.db.fetchval(
-            "SELECT 1 FROM care_links WHERE doctor_id = $1 AND patient_id = $2 AND starts_at <= $3 AND ends_at > $3"
-            " LIMIT 1",
-            doctor_id, patient_id, now,
-        )
-        return found is not None
+        return await self.links.open_at(doctor_id, patient_id, now or dt.datetime.now(dt.UTC))
 
     async def check_read(self, doctor_id: str, roles: list[str], patient_id: str, what: str, ip: str | None) -> bool:
         """Whether the doctor may read ``what`` of the patient now; audited either way."""

@@ -16,6 +16,8 @@ import enum
 import re
 import unicodedata
 
+from .errors import InvalidIdNumber
+
 __all__ = ["InvalidIdNumber", "ResidentId", "Sex", "check_character", "is_valid_id_number", "parse_id_number"]
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -23,9 +25,6 @@ _CHECK = "10X98765432"
 _DIGITS17 = re.compile(r"^[0-9]{17}$")
 _EARLIEST = dt.date(1900, 1, 1)
 
-
-class InvalidIdNumber(ValueError):
-    """The number is not a valid resident ID number; the message (Chinese) says why."""
 
 
 class Sex(enum.StrEnum):

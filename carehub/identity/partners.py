@@ -22,27 +22,17 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
-import asyncpg
-
 from carehub.storage.crypto import hmac_sm3, hmac_sm3_equal, sm3
-from carehub.storage.db import Database
+from carehub.storage.identity.partners import PartnerKeyStore
 from carehub.storage.keyring import KeyRing
 
+from .errors import IdentityInvalid, PartnerRefused, RateLimited
 from .ratelimit import RateLimiter
 
 WINDOW_SECONDS = 300
 OPERATIONS = ("topics.publish", "directory.read", "bookings.write")
 SIGNATURE_HEADERS = ("X-CareHub-Key", "X-CareHub-Timestamp", "X-CareHub-Nonce", "X-CareHub-Signature")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
-
-
-class PartnerRefused(Exception):
-    def __init__(self, status: int, code: str, message: str, *, retry_after: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.retry_after = retry_after
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -61,24 +51,24 @@ def sign(secret: str, method: str, path: str, timestamp: str, nonce: str, body: 
 
 
 class Partners:
-    def __init__(self, db: Database, keyring: KeyRing, *, per_second: int = 50) -> None:
-        self.db = db
+    def __init__(
+        self, keys: PartnerKeyStore, keyring: KeyRing, *, per_second: int = 50, limits: RateLimiter | None = None
+    ) -> None:
+        self.keys = keys
         self.keyring = keyring
-        self.limits = RateLimiter()
+        self.limits = limits or RateLimiter()
         self.per_second = per_second
 
     async def create_key(self, account_id: str, operations: Sequence[str]) -> tuple[str, str]:
         """A new key for a partner account; the secret is shown once and stored sealed."""
         unknown = set(operations) - set(OPERATIONS)
         if not operations or unknown:
-            raise ValueError(f"operations must be a non-empty subset of {', '.join(OPERATIONS)}")
+            raise IdentityInvalid(f"operations must be a non-empty subset of {', '.join(OPERATIONS)}")
         key_id = "pk_" + secrets.token_hex(8)
         secret = secrets.token_urlsafe(32)
-        await self.db.execute(
-            "INSERT INTO partner_keys (key_id, account_id, secret_enc, operations, created_at)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            key_id, account_id, self.keyring.seal(secret, field="partner_keys.secret"),
-            ",".join(sorted(set(operations))), dt.datetime.now(dt.UTC),
+        await self.keys.insert(
+            key_id, account_id, self.keyring.seal(secret, field="partner_keys.secret"), frozenset(operations),
+            dt.datetime.now(dt.UTC),
         )
         return key_id, secret
 
@@ -91,48 +81,33 @@ class Partners:
         signature = headers.get("X-CareHub-Signature", "")
         if not (key_id and timestamp and nonce and signature):
             raise PartnerRefused(
-                401, "unsigned",
                 "缺少签名头 (send X-CareHub-Key, X-CareHub-Timestamp, X-CareHub-Nonce, X-CareHub-Signature)",
+                code="unsigned",
             )
         if not timestamp.isdigit() or abs(time.time() - int(timestamp)) > WINDOW_SECONDS:
-            raise PartnerRefused(401, "stale_timestamp", "时间戳无效或已过期 (timestamp must be within 5 minutes)")
+            raise PartnerRefused("时间戳无效或已过期 (timestamp must be within 5 minutes)", code="stale_timestamp")
         if not _NONCE.match(nonce):
-            raise PartnerRefused(401, "bad_nonce", "nonce must be 16-64 characters of [A-Za-z0-9_-]")
-        row = await self.db.fetchrow(
-            "SELECT k.secret_enc, k.operations, k.account_id, k.disabled, a.disabled AS account_disabled"
-            " FROM partner_keys k JOIN accounts a ON a.id = k.account_id WHERE k.key_id = $1",
-            key_id,
-        )
-        if row is None or row["disabled"] or row["account_disabled"]:
-            raise PartnerRefused(401, "unknown_key", "密钥无效或已停用 (unknown or disabled key)")
-        secret = self.keyring.open(row["secret_enc"], field="partner_keys.secret")
+            raise PartnerRefused("nonce must be 16-64 characters of [A-Za-z0-9_-]", code="bad_nonce")
+        row = await self.keys.key(key_id)
+        if row is None or row.disabled:
+            raise PartnerRefused("密钥无效或已停用 (unknown or disabled key)", code="unknown_key")
+        secret = self.keyring.open(row.secret_enc, field="partner_keys.secret")
         if not hmac_sm3_equal(sign(secret, method, path, timestamp, nonce, body), signature.lower()):
-            raise PartnerRefused(401, "bad_signature", "签名不正确 (signature does not match)")
-        operations = frozenset(row["operations"].split(","))
+            raise PartnerRefused("签名不正确 (signature does not match)", code="bad_signature")
+        operations = row.operations
         if operation not in operations:
-            raise PartnerRefused(403, "operation_not_allowed", f"this key may not use {operation}")
+            raise PartnerRefused(f"this key may not use {operation}", code="operation_not_allowed")
         try:
             self.limits.take(f"partner:{key_id}", [(self.per_second, 1.0)], "too many requests")
-        except Exception as err:
-            raise PartnerRefused(429, "rate_limited", "请求过于频繁 (rate limited)", retry_after=1) from err
-        if not await self.db.run(_remember_nonce, key_id, nonce):
-            raise PartnerRefused(401, "replayed", "请求重复 (this nonce was already used)")
-        return PartnerCaller(key_id, row["account_id"], operations)
+        except RateLimited as err:  # only the limit itself is a 429: any other fault is an error of its own
+            raise PartnerRefused(
+                "请求过于频繁 (rate limited)", code="rate_limited", retry_after=err.retry_after
+            ) from err
+        if not await self.keys.remember_nonce(key_id, nonce, dt.datetime.now(dt.UTC)):
+            raise PartnerRefused("请求重复 (this nonce was already used)", code="replayed")
+        return PartnerCaller(key_id, row.account_id, operations)
 
     async def purge_nonces(self) -> int:
         """Forget nonces older than twice the window: their timestamps are refused anyway."""
         cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=2 * WINDOW_SECONDS)
-        status = await self.db.execute("DELETE FROM partner_nonces WHERE seen_at < $1", cutoff)
-        return int(status.split()[-1])
-
-
-async def _remember_nonce(conn: asyncpg.Connection, key_id: str, nonce: str) -> bool:
-    try:
-        async with conn.transaction():
-            await conn.execute(
-                "INSERT INTO partner_nonces (key_id, nonce, seen_at) VALUES ($1, $2, $3)",
-                key_id, nonce, dt.datetime.now(dt.UTC),
-            )
-    except asyncpg.UniqueViolationError:
-        return False
-    return True
+        return await self.keys.forget_nonces(cutoff)

@@ -28,10 +28,11 @@ from typing import Any
 
 from carehub.channels.faceid import FaceIdChannel, FaceIdError
 from carehub.storage.audit import AuditEntry, AuditLog, Outcome
+from carehub.storage.identity.patients import LinkRow, PatientRow, PatientStore
 from carehub.storage.keyring import KeyRing
-from carehub.storage.patients import LinkRow, PatientRow, PatientStore
 
-from .idcard import InvalidIdNumber, parse_id_number
+from .errors import PatientNotFound, PatientRefused, VerificationUnavailable
+from .idcard import parse_id_number
 from .masking import mask_id_number, mask_name
 
 MAX_PATIENTS = 5
@@ -43,26 +44,6 @@ GUARDIAN_AGE = 14
 #: the family members, or a booking). Only a yes is remembered, and removing the person from
 #: the account forgets it at once on this node; the time bounds what another node may miss.
 BOOKABLE_SECONDS = 60.0
-
-
-class PatientRefused(Exception):
-    """A request about a person that the rules refuse; ``status`` suggests the HTTP answer."""
-
-    def __init__(self, message: str, *, code: str = "refused", status: int = 409) -> None:
-        super().__init__(message)
-        self.message = message
-        self.code = code
-        self.status = status
-
-
-class PatientNotFound(PatientRefused):
-    def __init__(self) -> None:
-        super().__init__("没有这个就诊人 (no such person on this account)", code="not_found", status=404)
-
-
-class VerificationUnavailable(PatientRefused):
-    def __init__(self, message: str) -> None:
-        super().__init__(message, code="verification_unavailable", status=503)
 
 
 def _sniff(data: bytes) -> str | None:
@@ -95,8 +76,14 @@ class Patients:
         return p
 
     def view(self, link: LinkRow) -> dict[str, Any]:
-        """What the app shows: masked name and ID number, never the full values."""
+        """What the app shows: masked name and ID number, never the full values.
+
+        Until the person consents to a link, the account learns nothing of the person from it: not
+        whether they are verified (``verified`` is false, as for a person added new); the sex comes
+        from the ID number the account typed itself.
+        """
         p = self._checked(link.patient)
+        granted = link.consent_status == "granted"
         return {
             "id": p.id,
             "name": mask_name(self.keyring.open(p.name_enc, field="patients.name")),
@@ -104,7 +91,7 @@ class Patients:
             "sex": p.sex,
             "relation": link.relation,
             "is_default": link.is_default,
-            "verified": p.verified_at is not None,
+            "verified": granted and p.verified_at is not None,
             "consent": link.consent_status,
         }
 
@@ -126,7 +113,7 @@ class Patients:
 
     async def for_booking(self, account_id: str, patient_id: str) -> str:
         """Check ``account_id`` may book and pay for ``patient_id`` (linked, consented, real-name
-        verified: OUT-2, SEC-1); returns the masked name shown on queue screens."""
+        verified: OUT-2, ME-1); returns the masked name shown on queue screens."""
         known = self._bookable.get((account_id, patient_id))
         if known is not None and known[0] > time.monotonic():
             return known[1]
@@ -135,7 +122,7 @@ class Patients:
             raise PatientRefused("该就诊人尚未同意关联 (waiting for the person's consent)", code="consent_pending")
         if link.patient.verified_at is None:
             raise PatientRefused("该就诊人尚未完成实名认证, 不能预约或支付 (real-name verification required)",
-                                 code="verification_required", status=403)
+                                 code="verification_required")
         return self._remember_bookable(link, mask_name(self.keyring.open(link.patient.name_enc, field="patients.name")))
 
     def _remember_bookable(self, link: LinkRow, label: str) -> str:
@@ -178,17 +165,14 @@ class Patients:
     ) -> dict[str, Any]:
         name = name.strip()
         if not 2 <= len(name) <= 50:
-            raise PatientRefused("姓名应为 2-50 个字 (name: 2-50 characters)", code="invalid", status=422)
+            raise PatientRefused("姓名应为 2-50 个字 (name: 2-50 characters)", code="invalid")
         if relation not in RELATIONS:
-            raise PatientRefused(f"relation must be one of {', '.join(RELATIONS)}", code="invalid", status=422)
-        try:
-            resident = parse_id_number(id_number)
-        except InvalidIdNumber as err:
-            raise PatientRefused(str(err), code="invalid_id_number", status=422) from None
+            raise PatientRefused(f"relation must be one of {', '.join(RELATIONS)}", code="invalid")
+        resident = parse_id_number(id_number)  # InvalidIdNumber says what is wrong
         if resident.age_on(dt.date.today()) < GUARDIAN_AGE and not guardian_consent:
             raise PatientRefused(
                 "未满14周岁的就诊人需监护人同意 (a child under 14 needs the guardian's consent)",
-                code="guardian_consent_required", status=422,
+                code="guardian_consent_required",
             )
         links = await self.store.links_of(account_id)
         if relation == "self" and any(link.relation == "self" for link in links):
@@ -241,7 +225,7 @@ class Patients:
 
     async def set_relation(self, account_id: str, patient_id: str, relation: str) -> None:
         if relation not in RELATIONS or relation == "self":
-            raise PatientRefused("relation must be child, parent, spouse or other", code="invalid", status=422)
+            raise PatientRefused("relation must be child, parent, spouse or other", code="invalid")
         await self._own_link(account_id, patient_id)
         await self.store.update_relation(account_id, patient_id, relation)
 
@@ -255,7 +239,7 @@ class Patients:
             raise PatientNotFound()
         request = next((link for link in links if link.account_id == requester_id), None)
         if request is None or request.consent_status != "pending":
-            raise PatientRefused("没有待处理的关联请求 (no pending request)", code="not_found", status=404)
+            raise PatientRefused("没有待处理的关联请求 (no pending request)", code="not_found")
         await self.store.set_consent(requester_id, patient_id, "granted" if grant else "refused")
         await self._audit("patient.consent", owner_id, patient_id, ip, {"requester": requester_id, "grant": str(grant)})
 
@@ -321,12 +305,12 @@ class Patients:
     ) -> dict[str, str]:
         await self._own_link(account_id, patient_id)
         if len(data) > MAX_PHOTO_BYTES:
-            raise PatientRefused("照片不能超过 2 MB (photo larger than 2 MB)", code="too_large", status=413)
+            raise PatientRefused("照片不能超过 2 MB (photo larger than 2 MB)", code="too_large")
         kind = _sniff(data)
         if content_type.split(";")[0].strip() not in PHOTO_TYPES or kind is None or kind != content_type.split(";")[0]:
             raise PatientRefused(
                 "只接受 JPEG 或 PNG 身份证照片 (JPEG or PNG, and the file must really be one)",
-                code="unsupported_type", status=415,
+                code="unsupported_type",
             )
         vid = uuid.uuid4().hex
         sealed = self.keyring.seal(base64.b64encode(data).decode(), field="verifications.photo")
@@ -358,7 +342,7 @@ class Patients:
     ) -> None:
         v = await self.store.verification(vid)
         if v is None or v.method != "photo":
-            raise PatientRefused("没有这个审核 (no such review)", code="not_found", status=404)
+            raise PatientRefused("没有这个审核 (no such review)", code="not_found")
         now = dt.datetime.now(dt.UTC)
         if not await self.store.decide(vid, "passed" if approve else "failed", reason, admin_id, now):
             raise PatientRefused("该审核已处理 (already decided)", code="already_decided")

@@ -71,7 +71,7 @@ def may_subscribe(permissions: frozenset[str], account_id: str, topic: str) -> b
     if topic == "ops":
         return "ops.view" in permissions
     if topic.startswith("queue/"):
-        # a session's waiting line: positions by opaque booking id, no names (OUT-11)
+        # a session's waiting line: positions by opaque booking id, no names (OUT-12)
         return "account.self" in permissions and len(topic) <= 200
     return topic.startswith("broadcast/") and len(topic) <= 200
 

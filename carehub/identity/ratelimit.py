@@ -7,18 +7,10 @@ Redis; the SMS provider's own per-number limits stay as the outer fence.
 from __future__ import annotations
 
 import collections
-import math
 import time
 from collections.abc import Callable, Sequence
 
-
-class RateLimited(Exception):
-    """Too many attempts; ``retry_after`` seconds until the next one is allowed."""
-
-    def __init__(self, retry_after: float, message: str) -> None:
-        super().__init__(message)
-        self.retry_after = max(1, math.ceil(retry_after))
-        self.message = message
+from .errors import RateLimited
 
 
 class RateLimiter:

@@ -4,8 +4,14 @@
   at most 5 wrong tries per code; per-phone and per-IP limits). A new phone number gets a
   patient account on first sign-in.
 - Staff (doctor, pharmacist, admin, ops) sign in with password (argon2id) **and** a TOTP code
-  (RFC 6238); a TOTP code is accepted once. Five failed attempts lock the account for
-  ``lockout_minutes``. Idle staff sessions expire after ``staff_idle_minutes``.
+  (RFC 6238); a TOTP code is accepted once. Idle staff sessions expire after ``staff_idle_minutes``.
+- Wrong passwords are counted per account **and source address**: five in a row lock that
+  address out of that account for ``lockout_minutes``, doubled at each further lock (at most
+  ``max_lockout_hours``), so a stranger cannot lock a doctor out from elsewhere. Ops are alarmed
+  when an address is locked out, and when one account fails from ``alarm_sources`` addresses
+  within ``lockout_minutes`` (guessing from many places). The second factor keeps its own lockout:
+  five wrong TOTP codes after a right password lock the account itself (only someone holding the
+  password can cause that).
 - Accounts that hold a password but no staff role (integration and load-test accounts made by
   admins, the demo patients) may use password sign-in; patients created by SMS have none.
 - Tokens are 256-bit random values stored as SHA-256 hashes; a check is cached briefly.
@@ -17,25 +23,30 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import logging
 import re
 import secrets
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import NoReturn
 
 import argon2
 import pyotp
 import trio
 
 from carehub.channels.sms import TEMPLATES, SmsChannel, SmsError, SmsRateLimited
-from carehub.storage.accounts import AccountRow, AccountStore
 from carehub.storage.audit import AuditEntry, AuditLog, Outcome
+from carehub.storage.identity.accounts import NAME_FIELD, AccountRow, AccountStore
 from carehub.storage.keyring import KeyRing
 
-from .masking import mask_phone
+from .errors import AccountLocked, AuthFailed, IdentityInvalid, RateLimited, SmsUnavailable
+from .masking import mask_name, mask_phone
 from .permissions import ROLES, role_permissions
-from .ratelimit import RateLimited, RateLimiter
+from .ratelimit import RateLimiter
 from .roles import RoleTable
+
+log = logging.getLogger("carehub.identity")
 
 # OWASP's argon2id minimum: fast enough for bulk sign-ins, still memory-hard
 _hasher = argon2.PasswordHasher(time_cost=2, memory_cost=19 * 1024, parallelism=1)
@@ -46,27 +57,16 @@ STAFF_ROLES = frozenset({"doctor", "pharmacist", "admin", "ops"})
 VERIFIED = "real_name_verified"
 
 
-class AuthFailed(Exception):
-    """Sign-in or token check failed; the message is safe to show."""
-
-
-class AccountLocked(Exception):
-    def __init__(self, until: dt.datetime) -> None:
-        local = until.astimezone(dt.timezone(dt.timedelta(hours=8)))
-        super().__init__(f"连续登录失败次数过多，账号已锁定至 {local:%H:%M} (account locked)")
-        self.until = until
-
-
-class SmsUnavailable(Exception):
-    """The SMS gateway is not configured or refused to send."""
-
-
 @dataclasses.dataclass(frozen=True)
 class IdentitySettings:
     token_ttl_seconds: int = 12 * 3600
     cache_seconds: float = 15.0
     lockout_failures: int = 5
     lockout_minutes: float = 15.0
+    #: an address's lock doubles each time, up to this
+    max_lockout_hours: float = 24.0
+    #: addresses failing on one account within ``lockout_minutes`` that raise an ops alarm
+    alarm_sources: int = 5
     staff_idle_minutes: float = 30.0
     sms_code_seconds: int = 300
     sms_code_attempts: int = 5
@@ -100,6 +100,12 @@ class Principal:
         return bool(self.roles & STAFF_ROLES)
 
 
+def is_person(roles: frozenset[str]) -> bool:
+    """Whether an account is a person's (a patient's), whose real name is sealed and shown masked to
+    others; staff and partners have public names."""
+    return "patient" in roles and not roles & STAFF_ROLES
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -127,7 +133,7 @@ def normalise_phone(phone: str) -> str:
     if phone.startswith("+86"):
         phone = phone[3:]
     if not _PHONE.match(phone):
-        raise ValueError("手机号格式不正确 (a mainland mobile number has 11 digits starting with 1)")
+        raise IdentityInvalid("手机号格式不正确 (a mainland mobile number has 11 digits starting with 1)")
     return phone
 
 
@@ -150,6 +156,7 @@ class Identity:
         *,
         sms: SmsChannel | None = None,
         settings: IdentitySettings | None = None,
+        alarm: Callable[[str, str], None] | None = None,
     ) -> None:
         self.accounts = accounts
         self.keyring = keyring
@@ -157,6 +164,8 @@ class Identity:
         self.sms = sms
         self.settings = settings or IdentitySettings()
         self.limits = RateLimiter()
+        #: raises an ops alarm ``(level, text)``: the hub's (log ALARM line and the ops dashboard), set by the app
+        self.alarm: Callable[[str, str], None] = alarm or _log_alarm
         #: admin-managed roles; None: the built-in defaults
         self.roles: RoleTable | None = None
         self._cache: dict[str, tuple[float, Principal]] = {}
@@ -174,29 +183,52 @@ class Identity:
             await trio.to_thread.run_sync(_verify_quietly, password)  # same timing either way
             await self._audit("auth.login_failed", login, Outcome.DENIED, None, ip, {"reason": "unknown_or_disabled"})
             raise AuthFailed("账号或密码错误")
-        if row.locked_until is not None and row.locked_until > now:
+        source = ip or ""
+        if row.locked_until is not None and row.locked_until > now:  # the second factor's lock: the account itself
             await self._audit("auth.login_locked", row.id, Outcome.DENIED, row, ip, {})
-            raise AccountLocked(row.locked_until)
-        ok = await trio.to_thread.run_sync(_verify, row.password_hash, password)
-        reason = None if ok else "password"
+            raise AccountLocked(row.locked_until, now=now)
+        source_lock = await self.accounts.source_locked_until(row.id, source, now)
+        if source_lock is not None:
+            await self._audit("auth.login_locked", row.id, Outcome.DENIED, row, ip, {"scope": "address"})
+            raise AccountLocked(source_lock, now=now)
+        if not await trio.to_thread.run_sync(_verify, row.password_hash, password):
+            await self._password_failed(row, source, ip, now)
         step = 0
-        if ok and row.roles & STAFF_ROLES:
+        if row.roles & STAFF_ROLES:
             step = self._totp_step(row, totp)
             if step == 0:
-                ok, reason = False, "totp"
-        if not ok:
-            locked = await self.accounts.record_failure(
-                row.id, self.settings.lockout_failures, now + dt.timedelta(minutes=self.settings.lockout_minutes)
-            )
-            await self._audit("auth.login_failed", row.id, Outcome.DENIED, row, ip, {"reason": reason or "password"})
-            if locked is not None:
-                await self._audit("auth.account_locked", row.id, Outcome.DENIED, row, ip, {"until": locked.isoformat()})
-                raise AccountLocked(locked)
-            raise AuthFailed("动态验证码错误或已使用" if reason == "totp" else "账号或密码错误")
+                locked = await self.accounts.record_failure(
+                    row.id, self.settings.lockout_failures, now + dt.timedelta(minutes=self.settings.lockout_minutes)
+                )
+                await self._audit("auth.login_failed", row.id, Outcome.DENIED, row, ip, {"reason": "totp"})
+                if locked is not None:
+                    await self._audit("auth.account_locked", row.id, Outcome.DENIED, row, ip,
+                                      {"until": locked.isoformat()})
+                    raise AccountLocked(locked, now=now)
+                raise AuthFailed("动态验证码错误或已使用")
         if step and not await self.accounts.use_totp_step(row.id, step):
             raise AuthFailed("动态验证码已使用，请等待下一个验证码")
-        await self.accounts.record_success(row.id)
+        await self.accounts.record_success(row.id, source)
         return await self._open_session(row, ip, "password+totp" if step else "password")
+
+    async def _password_failed(self, row: AccountRow, source: str, ip: str | None, now: dt.datetime) -> NoReturn:
+        """Count a wrong password for this account from this address; lock the address out at the limit."""
+        window = dt.timedelta(minutes=self.settings.lockout_minutes)
+        locked, sources = await self.accounts.record_password_failure(
+            row.id, source, limit=self.settings.lockout_failures, lock=window,
+            max_lock=dt.timedelta(hours=self.settings.max_lockout_hours), now=now, window=window,
+        )
+        await self._audit("auth.login_failed", row.id, Outcome.DENIED, row, ip, {"reason": "password"})
+        if sources == self.settings.alarm_sources:
+            self.alarm("warning", f"password guessing: account {row.login} failed from {sources} addresses"
+                                  f" within {self.settings.lockout_minutes:g} min")
+        if locked is not None:
+            await self._audit("auth.account_locked", row.id, Outcome.DENIED, row, ip,
+                              {"until": locked.isoformat(), "scope": "address"})
+            self.alarm("warning", f"sign-in: address {source or '?'} locked out of account {row.login}"
+                                  f" until {locked.isoformat()} (wrong passwords)")
+            raise AccountLocked(locked, now=now)
+        raise AuthFailed("账号或密码错误")
 
     def _totp_step(self, row: AccountRow, code: str | None) -> int:
         """The TOTP time step ``code`` belongs to (±1 step of drift), or 0 if it is wrong or reused."""
@@ -331,22 +363,22 @@ class Identity:
         for spec in specs:
             role_set = frozenset(spec.roles)
             if not _LOGIN.match(spec.login):
-                raise ValueError(f"login {spec.login!r} must be 3-64 letters, digits or _.@+-")
+                raise IdentityInvalid(f"login {spec.login!r} must be 3-64 letters, digits or _.@+-")
             known = self.known_roles()
             unknown = role_set - known
             if not role_set or unknown:
-                raise ValueError(
+                raise IdentityInvalid(
                     f"roles must be a non-empty subset of {', '.join(sorted(known))}; got {sorted(role_set)}"
                 )
             if not spec.display_name.strip() or len(spec.display_name) > 100:
-                raise ValueError("display_name must be 1-100 characters")
+                raise IdentityInvalid("display_name must be 1-100 characters")
             password_hash = None
             if spec.password is not None:
                 if len(spec.password) < 8:
-                    raise ValueError(f"password for {spec.login!r} must have at least 8 characters")
+                    raise IdentityInvalid(f"password for {spec.login!r} must have at least 8 characters")
                 problem = password_problem(spec.password, spec.login) if role_set & STAFF_ROLES else None
                 if enforce_strength and problem:
-                    raise ValueError(f"{spec.login}: {problem}")
+                    raise IdentityInvalid(f"{spec.login}: {problem}")
                 password_hash = await trio.to_thread.run_sync(hash_password, spec.password)
             phone_enc = phone_idx = None
             if spec.phone is not None:
@@ -356,18 +388,30 @@ class Identity:
             totp_enc = None
             if spec.totp_secret is not None:
                 totp_enc = self.keyring.seal(spec.totp_secret, field="accounts.totp_secret")
+            name = spec.display_name.strip()
+            name_enc = listed = None
+            if is_person(role_set):  # a person's real name is personal data; staff names are public
+                name_enc, listed = self.keyring.seal(name, field=NAME_FIELD), mask_name(name)
             rows.append(
                 AccountRow(
-                    id=uuid.uuid4().hex[:16], login=spec.login, display_name=spec.display_name.strip(),
+                    id=uuid.uuid4().hex[:16], login=spec.login, display_name=name,
                     roles=role_set, password_hash=password_hash, disabled=False, phone_enc=phone_enc,
-                    phone_idx=phone_idx, totp_secret_enc=totp_enc,
+                    phone_idx=phone_idx, totp_secret_enc=totp_enc, display_name_enc=name_enc, listed_name=listed,
                 )
             )
         await self.accounts.insert(rows)
         return [r.id for r in rows]
 
-    def phone_of(self, row: AccountRow) -> str | None:
-        return self.keyring.open_optional(row.phone_enc, field="accounts.phone")
+    async def seal_people_names(self) -> int:
+        """Seal the names of people's accounts written before names were sealed (migration 0014),
+        leaving their masked form in ``display_name``; returns how many were sealed. Run at start-up."""
+        sealed, after = 0, ""
+        while batch := await self.accounts.plain_names(after):
+            after = batch[-1][0]
+            people = [(account_id, name, mask_name(name)) for account_id, roles, name in batch if is_person(roles)]
+            if people:
+                sealed += await self.accounts.seal_names(people)
+        return sealed
 
     async def _audit(
         self, action: str, target: str, outcome: Outcome, row: AccountRow | None, ip: str | None, detail: dict[str, str]
@@ -399,6 +443,10 @@ class Identity:
         for key, (_, principal) in list(self._cache.items()):
             if principal.account_id == account_id:
                 del self._cache[key]
+
+
+def _log_alarm(level: str, text: str) -> None:
+    log.error("ALARM %s: %s", level, text)
 
 
 def _verify(password_hash: str, password: str) -> bool:

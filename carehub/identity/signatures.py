@@ -17,14 +17,12 @@ from typing import Any
 import trio
 
 from carehub.storage.crypto import canonical_json, sm2_generate_keypair, sm2_sign, sm2_verify
-from carehub.storage.db import Database
+from carehub.storage.identity.signing_keys import SigningKeyStore
 from carehub.storage.keyring import KeyRing
 
+from .errors import NoSigningKey
+
 SIGNER_ROLES = frozenset({"doctor", "pharmacist"})
-
-
-class NoSigningKey(Exception):
-    pass
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -43,8 +41,8 @@ def _payload(content: Any, signer: str, key_id: str, signed_at: str) -> bytes:
 
 
 class Signatures:
-    def __init__(self, db: Database, keyring: KeyRing) -> None:
-        self.db = db
+    def __init__(self, keys: SigningKeyStore, keyring: KeyRing) -> None:
+        self.keys = keys
         self.keyring = keyring
 
     async def issue_key(self, account_id: str) -> str:
@@ -53,37 +51,22 @@ class Signatures:
         key_id = "sk_" + secrets.token_hex(8)
         now = dt.datetime.now(dt.UTC)
         sealed = self.keyring.seal(pair.private_hex, field="signing_keys.private")
-        await self.db.execute(
-            "UPDATE signing_keys SET retired_at = $2 WHERE account_id = $1 AND retired_at IS NULL", account_id, now
-        )
-        await self.db.execute(
-            "INSERT INTO signing_keys (key_id, account_id, public_hex, private_enc, created_at)"
-            " VALUES ($1, $2, $3, $4, $5)",
-            key_id, account_id, pair.public_hex, sealed, now,
-        )
+        await self.keys.replace(account_id, key_id, pair.public_hex, sealed, now)
         return key_id
 
     async def sign(self, account_id: str, content: Any) -> Signature:
-        row = await self.db.fetchrow(
-            "SELECT key_id, public_hex, private_enc FROM signing_keys WHERE account_id = $1 AND retired_at IS NULL",
-            account_id,
-        )
+        row = await self.keys.current(account_id)
         if row is None:
             raise NoSigningKey(f"account {account_id} has no signing key")
         signed_at = dt.datetime.now(dt.UTC).isoformat()
-        private = self.keyring.open(row["private_enc"], field="signing_keys.private")
-        data = _payload(content, account_id, row["key_id"], signed_at)
-        value = await trio.to_thread.run_sync(
-            lambda: sm2_sign(private, data, public_hex=row["public_hex"])
-        )
-        return Signature(row["key_id"], account_id, signed_at, value)
+        private = self.keyring.open(row.private_enc, field="signing_keys.private")
+        data = _payload(content, account_id, row.key_id, signed_at)
+        value = await trio.to_thread.run_sync(lambda: sm2_sign(private, data, public_hex=row.public_hex))
+        return Signature(row.key_id, account_id, signed_at, value)
 
     async def verify(self, content: Any, signature: Signature) -> bool:
         """True when ``signature`` still verifies ``content``; False means: show it as broken."""
-        public = await self.db.fetchval(
-            "SELECT public_hex FROM signing_keys WHERE key_id = $1 AND account_id = $2",
-            signature.key_id, signature.signer,
-        )
+        public = await self.keys.public_key(signature.key_id, signature.signer)
         if public is None:
             return False
         data = _payload(content, signature.signer, signature.key_id, signature.signed_at)

@@ -40,7 +40,7 @@ from carehub.channels.his import AppointmentInfo, HisClient
 from carehub.channels.payment import MixedTransaction, OrderNotFound, OrderPaid, WeChatPay
 from carehub.channels.sms import TEMPLATES, SmsChannel
 from carehub.hub import Context, Effect, Hub
-from carehub.storage.accounts import AccountStore
+from carehub.storage.identity.accounts import AccountStore
 from carehub.storage.keyring import KeyRing
 from carehub.storage.outpatient import BookingStore
 

@@ -23,8 +23,11 @@ Rotating without downtime:
 The blind index key and the integrity key are not rotated by this module: changing them means
 recomputing every index and tag from the plaintext.
 
-Errors: :class:`KeyRingError` (bad or missing configuration), :class:`DecryptionFailed` (a value
-that does not open), :class:`IntegrityError` (a row whose tag does not match its stored values).
+Errors (all :class:`carehub.errors.CareHubError`, so a request that meets one is answered by its
+code, with an ``ALARM`` line in the log): :class:`KeyRingError` (bad or missing configuration,
+``key_ring_mismatch``), :class:`SealedValueUnreadable` (a :class:`DecryptionFailed`: a value that
+does not open, ``key_ring_mismatch``), :class:`IntegrityError` (a row whose tag does not match its
+stored values, ``integrity_error``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ import unicodedata
 from collections.abc import Mapping
 from pathlib import Path
 
+from carehub.errors import CareHubError
+
 from .crypto import DecryptionFailed, hmac_sm3, hmac_sm3_equal, sm4_gcm_decrypt, sm4_gcm_encrypt
 
 __all__ = [
@@ -52,6 +57,7 @@ __all__ = [
     "IntegrityError",
     "KeyRing",
     "KeyRingError",
+    "SealedValueUnreadable",
     "ensure_key_file",
     "normalise_for_index",
     "write_key_file",
@@ -68,15 +74,42 @@ _FIELD = re.compile(r"^[A-Za-z0-9_.:/-]{1,100}$")
 _MAC_KEY_MIN_BYTES = 16
 
 
-class KeyRingError(Exception):
-    """The key ring is missing or malformed (file, environment or a call's arguments)."""
+#: what people are told when stored values do not open (the details go to the operators' log)
+KEY_RING_MESSAGE = "加密密钥与数据库不匹配，已通知运维 (the encryption keys do not fit the data)"
 
 
-class IntegrityError(Exception):
+class KeyRingError(CareHubError):
+    """The key ring is missing or malformed (file, environment or a call's arguments).
+
+    ``str(err)`` says what is wrong, for the operators; ``err.message`` is what people are told.
+    """
+
+    code = "key_ring_mismatch"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.message = KEY_RING_MESSAGE
+
+
+class SealedValueUnreadable(DecryptionFailed, CareHubError):
+    """A stored value does not open with this key ring (:meth:`KeyRing.open`): most often the key
+    file is not the one the database was written with. A :class:`DecryptionFailed` too."""
+
+    code = "key_ring_mismatch"
+
+    def __init__(self, detail: str) -> None:
+        CareHubError.__init__(self, detail)
+        self.message = KEY_RING_MESSAGE
+
+
+class IntegrityError(CareHubError):
     """A row's stored values do not match its HMAC-SM3 tag: changed outside CareHub."""
+
+    code = "integrity_error"
 
     def __init__(self, table: str, row_id: str) -> None:
         super().__init__(f"integrity check failed for {table} row {row_id!r}: changed outside CareHub")
+        self.message = "数据完整性校验失败，已通知运维 (a stored record failed its check)"
         self.table = table
         self.row_id = row_id
 
@@ -262,7 +295,15 @@ class KeyRing:
         return f"{SCHEME}:{self._current}:{_b64(sealed)}"
 
     def open(self, token: str, *, field: str) -> str:
-        """Decrypt a value sealed for ``field``; :class:`DecryptionFailed` says why it cannot."""
+        """Decrypt a value sealed for ``field``; :class:`SealedValueUnreadable` (a
+        :class:`DecryptionFailed`) says why it cannot, after an ALARM line in the log."""
+        try:
+            return self._open(token, field)
+        except (DecryptionFailed, KeyRingError) as err:
+            log.error("ALARM key ring: %s (is CAREHUB_KEY_FILE the key file this database was written with?)", err)
+            raise SealedValueUnreadable(str(err)) from None
+
+    def _open(self, token: str, field: str) -> str:
         aad = _check_field(field)
         key_id, body = self._split(token, field)
         key = self._keys.get(key_id)
@@ -350,7 +391,9 @@ class KeyRing:
     ) -> None:
         """Raise :class:`IntegrityError` unless ``tag`` matches: never serve a tampered row."""
         if not self.integrity_ok(table, row_id, fields, tag):
-            raise IntegrityError(table, str(row_id))
+            err = IntegrityError(table, str(row_id))
+            log.error("ALARM integrity: %s", err)
+            raise err
 
 
 # --- key files ---------------------------------------------------------------------------------

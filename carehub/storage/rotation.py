@@ -181,8 +181,9 @@ async def rotate_table(
 #: Every sealed column CareHub writes: table, id column, columns (with their seal field names),
 #: and the integrity tag with the columns it covers.
 SEALED_TABLES: tuple[dict[str, Any], ...] = (
-    {"table": "accounts", "id_column": "id", "columns": ["phone_enc", "totp_secret_enc"],
-     "fields": {"phone_enc": "accounts.phone", "totp_secret_enc": "accounts.totp_secret"}},
+    {"table": "accounts", "id_column": "id", "columns": ["phone_enc", "totp_secret_enc", "display_name_enc"],
+     "fields": {"phone_enc": "accounts.phone", "totp_secret_enc": "accounts.totp_secret",
+                "display_name_enc": "accounts.display_name"}},
     {"table": "patients", "id_column": "id", "columns": ["name_enc", "id_number_enc"],
      "fields": {"name_enc": "patients.name", "id_number_enc": "patients.id_number"},
      "tag_column": "row_tag", "tag_columns": ["name_enc", "id_number_enc", "id_number_idx", "sex", "verified_by"]},

@@ -7,7 +7,7 @@ from typing import Any
 import httpx
 import pytest
 
-from carehub.storage.directory import TriageQuery, TriageRule, recommend
+from carehub.directory.triage import TriageQuery, TriageRule, recommend
 
 from ..servers import Server
 from .helpers import as_admin, audit_actions, error_message

@@ -9,7 +9,7 @@ from carehub.http.errors import STATUS
 
 PACKAGE = Path(__file__).resolve().parents[2] / "carehub"
 #: where errors with a code (HubError, Refusal, CareHubError and their subclasses) are raised
-RAISING = ("hub", "actors", "outpatient", "identity", "errors.py")
+RAISING = ("hub", "actors", "outpatient", "identity", "directory", "errors.py")
 
 
 def _codes(path: Path) -> set[str]:

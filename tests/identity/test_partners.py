@@ -8,8 +8,10 @@ from typing import Any
 
 import httpx
 import orjson
+import pytest
 
-from carehub.identity.partners import sign
+from carehub.identity import RateLimiter
+from carehub.identity.partners import Partners, sign
 
 from ..servers import Server
 
@@ -110,3 +112,17 @@ async def test_a_partner_sending_too_fast_gets_429_with_retry_after(server: Serv
                 assert response.headers["Retry-After"] == "1"
                 break
     assert statuses[-1] == 429 and statuses.count(200) >= 1
+
+
+async def test_a_fault_of_the_rate_limiter_is_not_answered_as_rate_limited(server: Server) -> None:
+    """Only the limit itself is a 429: a limiter that fails is a fault of its own (here: its clock)."""
+    key_id, secret = await issue_key(server, ["topics.publish"])
+
+    def broken_clock() -> float:
+        raise RuntimeError("clock unavailable")
+
+    live = server.app.services.partners
+    partners = Partners(live.keys, live.keyring, limits=RateLimiter(clock=broken_clock))
+    headers = signed_headers(key_id, secret, "POST", PUBLISH, BODY)
+    with pytest.raises(RuntimeError, match="clock unavailable"):
+        await partners.verify("POST", PUBLISH, headers, BODY, "topics.publish")

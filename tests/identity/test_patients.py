@@ -109,6 +109,17 @@ async def test_a_person_on_another_account_is_linked_only_after_they_consent(ser
     assert linked["consent"] == "granted"
 
 
+async def test_adding_someone_elses_person_does_not_say_whether_they_are_verified(server: Server) -> None:
+    """ME-2: 赵六 (patient4's own, verified person) typed in by a stranger looks like a person added new."""
+    stranger = await server.token("patient3")
+    known = (await add(server, stranger, "赵六", "110101195504040103", "parent")).json()
+    new = (await add(server, stranger, "赵七", id_number("19550404", 11), "parent")).json()
+    assert known["verified"] is False and known["verified"] == new["verified"]
+    assert known["sex"] == "女"  # from the number typed (sequence 010), nothing stored is shown
+    listed = next(p for p in await patients_of(server, stranger) if p["id"] == known["id"])
+    assert listed["verified"] is False
+
+
 async def test_an_unverified_patient_cannot_consult_a_doctor(server: Server) -> None:
     admin = await server.token("admin")
     async with server.http(admin) as http:

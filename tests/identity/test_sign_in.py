@@ -12,11 +12,13 @@ from typing import Any
 
 import httpx
 import pyotp
+import pytest
 import trio
 
 from carehub.bots.client import connect
 from carehub.bots.sms_gateway import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, serve_sms_gateway
 from carehub.demo import DEMO_PASSWORD
+from carehub.identity import AuthFailed
 
 from ..servers import Server, run_server
 
@@ -89,6 +91,59 @@ async def test_five_failed_sign_ins_lock_the_account_even_for_the_right_password
     right = await post(server, "/api/v1/auth/login", staff_login(await server.totp("doctor1")))
     assert right.status_code == 423
     assert "锁定" in right.json()["error"]["message"]
+
+
+def from_address(srv: Server, address: str) -> httpx.AsyncClient:
+    """A client whose requests come from another loopback address (a stranger elsewhere)."""
+    return httpx.AsyncClient(base_url=srv.base, timeout=30,
+                             transport=httpx.AsyncHTTPTransport(local_address=address))
+
+
+async def test_a_strangers_wrong_passwords_do_not_lock_the_doctor_out_from_elsewhere(server: Server) -> None:
+    async with from_address(server, "127.0.0.2") as stranger:
+        for _ in range(4):
+            wrong = await stranger.post("/api/v1/auth/login", json=staff_login("000000", password="wrong-password"))
+            assert wrong.status_code == 401
+        fifth = await stranger.post("/api/v1/auth/login", json=staff_login("000000", password="wrong-password"))
+    assert fifth.status_code == 423 and int(fifth.headers["Retry-After"]) > 60
+    doctor = await post(server, "/api/v1/auth/login", staff_login(await server.totp("doctor1")))
+    assert doctor.status_code == 200
+    alarms = [a.text for a in server.app.services.hub.alarms]
+    assert any("127.0.0.2 locked out of account doctor1" in text for text in alarms), alarms
+
+
+async def test_an_address_locked_out_again_waits_twice_as_long(server: Server) -> None:
+    async def five_wrong() -> httpx.Response:
+        async with from_address(server, "127.0.0.3") as stranger:
+            for _ in range(5):
+                response = await stranger.post("/api/v1/auth/login", json=staff_login(None, password="nope-nope-1"))
+        return response
+
+    first = await five_wrong()
+    await server.app.services.db.execute("UPDATE login_failures SET locked_until = now() - interval '1 second'")
+    second = await five_wrong()
+    assert first.status_code == second.status_code == 423
+    assert 14 * 60 < int(first.headers["Retry-After"]) <= 15 * 60
+    assert 29 * 60 < int(second.headers["Retry-After"]) <= 30 * 60
+
+
+async def test_wrong_passwords_from_many_addresses_alarm_ops(server: Server) -> None:
+    identity = server.app.services.identity
+    for n in range(5):
+        with pytest.raises(AuthFailed):
+            await identity.login("doctor2", "guess-guess", totp="000000", ip=f"198.51.100.{n}")
+    alarms = [a.text for a in server.app.services.hub.alarms]
+    assert any("password guessing: account doctor2 failed from 5 addresses" in text for text in alarms), alarms
+
+
+async def test_five_wrong_totp_codes_still_lock_the_account_itself(server: Server) -> None:
+    for _ in range(5):
+        response = await post(server, "/api/v1/auth/login", staff_login("000000", login="doctor3"))
+    assert response.status_code == 423
+    async with from_address(server, "127.0.0.4") as elsewhere:
+        code = await server.totp("doctor3")
+        right = await elsewhere.post("/api/v1/auth/login", json=staff_login(code, login="doctor3"))
+    assert right.status_code == 423 and "锁定" in right.json()["error"]["message"]
 
 
 async def test_failed_sign_ins_are_in_the_audit_log(server: Server) -> None:

@@ -38,6 +38,12 @@ async def test_rotating_keys_re_encrypts_everything_while_the_hub_keeps_serving(
                 db = srv.app.services.db
                 sealed = [r[0] for r in await db.fetch("SELECT name_enc FROM patients")]
                 sealed += [r[0] for r in await db.fetch("SELECT phone_enc FROM accounts WHERE phone_enc IS NOT NULL")]
+                names = [r[0] for r in await db.fetch(
+                    "SELECT display_name_enc FROM accounts WHERE display_name_enc IS NOT NULL")]
+                async with srv.http(token) as http:
+                    me = (await http.get("/api/v1/me")).json()
     finally:
         del os.environ["CAREHUB_KEY_FILE"]
     assert sealed and all(value.startswith("sm4gcm:k2:") for value in sealed)
+    assert names and all(value.startswith("sm4gcm:k2:") for value in names), "patients' names rotate too"
+    assert me["name"] == "张三"

@@ -8,20 +8,17 @@ import msgspec
 import pyotp
 from quart import Response
 
-from carehub.identity import (
-    STAFF_ROLES,
-    NewAccount,
-)
+from carehub.identity import STAFF_ROLES, Identity, NewAccount
+from carehub.identity.partners import Partners
+from carehub.identity.patients import Patients
 from carehub.identity.permissions import ALL_PERMISSIONS
-from carehub.identity.roles import RoleRefused
-from carehub.identity.signatures import SIGNER_ROLES
-from carehub.storage.accounts import LoginTaken
+from carehub.identity.signatures import SIGNER_ROLES, Signatures
 from carehub.storage.audit import AuditEntry
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
 from .args import AUDIT_QUERY, audit_filters, client_ip, int_arg
-from .shared import close_sessions, patient_errors
+from .auth import CloseSessions
 
 
 class NewAccountBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -53,7 +50,10 @@ class NewPartnerKey(msgspec.Struct, forbid_unknown_fields=True):
     operations: list[str]
 
 
-def register(r: RouteDecorator) -> None:
+def register(
+    r: RouteDecorator, *, identity: Identity, patients: Patients, partners: Partners, signatures: Signatures,
+    close_sessions: CloseSessions,
+) -> None:
     @r("POST", "/api/v1/admin/accounts", summary="Create accounts (bulk, all or none)",
        permission="admin.accounts", body=NewAccounts, tag="admin")
     async def create_accounts(ctx: RequestContext, body: NewAccounts) -> Any:
@@ -72,20 +72,14 @@ def register(r: RouteDecorator) -> None:
         for a in body.accounts:
             if (a.real_name is None) != (a.id_number is None) or (a.real_name and "patient" not in a.roles):
                 raise ApiError(422, "invalid", f"{a.login}: real_name and id_number go together, for patients")
-        try:
-            ids = await ctx.services.identity.create_accounts(specs)
-        except ValueError as err:
-            raise ApiError(422, "invalid", str(err)) from None
-        except LoginTaken as err:
-            raise ApiError(409, "login_taken", str(err)) from None
+        ids = await identity.create_accounts(specs)  # IdentityInvalid 422, LoginTaken 409: all or none
         for account_id, a in zip(ids, body.accounts, strict=True):
             if set(a.roles) & SIGNER_ROLES:
-                await ctx.services.signatures.issue_key(account_id)
+                await signatures.issue_key(account_id)
             if a.real_name is not None and a.id_number is not None:
-                with patient_errors():
-                    await ctx.services.patients.add(
-                        account_id, a.real_name, a.id_number, "self", verified_by="hospital_import", ip=client_ip()
-                    )
+                await patients.add(
+                    account_id, a.real_name, a.id_number, "self", verified_by="hospital_import", ip=client_ip()
+                )
         # staff scan these once into their authenticator app; CareHub never shows them again
         return json_response({"ids": ids, "totp_enrolment": enrolment}, 201)
 
@@ -93,24 +87,21 @@ def register(r: RouteDecorator) -> None:
        permission="admin.accounts", tag="admin")
     async def disable_account(ctx: RequestContext, account_id: str) -> Any:
         assert ctx.principal is not None
-        if await ctx.services.identity.accounts.by_id(account_id) is None:
+        if await identity.accounts.by_id(account_id) is None:
             raise ApiError(404, "not_found", f"no account {account_id}")
         if account_id == ctx.principal.account_id:
             raise ApiError(409, "refused", "不能停用自己的账号 (you cannot disable yourself)")
-        revoked = await ctx.services.identity.disable(account_id, by=ctx.principal, ip=client_ip())
-        close_sessions(ctx.services, set(revoked), "账号已停用 (account disabled)")
+        revoked = await identity.disable(account_id, by=ctx.principal, ip=client_ip())
+        close_sessions(set(revoked), "账号已停用 (account disabled)")
         return {"disabled": account_id, "sessions_revoked": len(revoked)}
 
     @r("POST", "/api/v1/admin/partners/<account_id>/keys", summary="Issue a signing key to a partner (SCH-9)",
        permission="admin.accounts", body=NewPartnerKey, tag="admin")
     async def partner_key(ctx: RequestContext, body: NewPartnerKey, account_id: str) -> Any:
-        account = await ctx.services.identity.accounts.by_id(account_id)
+        account = await identity.accounts.by_id(account_id)
         if account is None or "partner" not in account.roles:
             raise ApiError(404, "not_found", f"no partner account {account_id}")
-        try:
-            key_id, secret = await ctx.services.partners.create_key(account_id, body.operations)
-        except ValueError as err:
-            raise ApiError(422, "invalid", str(err)) from None
+        key_id, secret = await partners.create_key(account_id, body.operations)
         # the secret is shown once; CareHub keeps it sealed
         return json_response({"key_id": key_id, "secret": secret, "operations": sorted(body.operations)}, 201)
 
@@ -118,7 +109,7 @@ def register(r: RouteDecorator) -> None:
        permission="admin.audit", tag="admin", query=AUDIT_QUERY)
     async def audit_search(ctx: RequestContext) -> Any:
         filters = audit_filters()
-        records = await ctx.services.identity.audit.search(
+        records = await identity.audit.search(
             **filters, limit=int_arg("limit", 100, 1, 1000), offset=int_arg("offset", 0, 0, 10**9)
         )
         return {
@@ -134,7 +125,7 @@ def register(r: RouteDecorator) -> None:
        permission="admin.audit", tag="admin", query=AUDIT_QUERY, content_type="text/csv")
     async def audit_csv(ctx: RequestContext) -> Any:
         limit = int_arg("limit", 10_000, 1, 100_000)
-        text = await ctx.services.identity.audit.export_csv(**audit_filters(), limit=limit)
+        text = await identity.audit.export_csv(**audit_filters(), limit=limit)
         return Response(
             text, content_type="text/csv; charset=utf-8",
             headers={"Content-Disposition": 'attachment; filename="carehub-audit.csv"'},
@@ -143,14 +134,14 @@ def register(r: RouteDecorator) -> None:
     @r("GET", "/api/v1/admin/audit/verify", summary="Check the audit chain for edited or deleted entries",
        permission="admin.audit", tag="admin")
     async def audit_verify(ctx: RequestContext) -> Any:
-        report = await ctx.services.identity.audit.verify_chain()
+        report = await identity.audit.verify_chain()
         return {"ok": report.ok, "checked": report.checked, "first_bad_id": report.first_bad_id,
                 "problem": report.problem, "message": report.message}
 
     @r("GET", "/api/v1/admin/roles", summary="Roles with their permissions and menus", permission="admin.roles",
        tag="admin")
     async def list_roles(ctx: RequestContext) -> Any:
-        table = ctx.services.identity.roles
+        table = identity.roles
         assert table is not None
         return {
             "roles": [
@@ -164,13 +155,10 @@ def register(r: RouteDecorator) -> None:
     @r("PUT", "/api/v1/admin/roles/<name>", summary="Create a role or change its permissions and menus",
        permission="admin.roles", body=RoleBody, tag="admin")
     async def put_role(ctx: RequestContext, body: RoleBody, name: str) -> Any:
-        assert ctx.principal is not None and ctx.services.identity.roles is not None
-        try:
-            role = await ctx.services.identity.roles.put(name, body.description or name, body.permissions, body.menus)
-        except RoleRefused as err:
-            raise ApiError(err.status, "invalid" if err.status == 422 else "refused", err.message) from None
-        ctx.services.identity.forget_all()
-        await ctx.services.identity.audit.append(
+        assert ctx.principal is not None and identity.roles is not None
+        role = await identity.roles.put(name, body.description or name, body.permissions, body.menus)
+        identity.forget_all()
+        await identity.audit.append(
             AuditEntry(action="role.change", target=f"role/{name}", actor_id=ctx.principal.account_id,
                        actor_roles=sorted(ctx.principal.roles), source_ip=client_ip(),
                        detail={"permissions": ",".join(sorted(role.permissions)), "menus": ",".join(role.menus)})
@@ -181,7 +169,6 @@ def register(r: RouteDecorator) -> None:
        permission="admin.roles", body=AccountRoles, tag="admin")
     async def set_account_roles(ctx: RequestContext, body: AccountRoles, account_id: str) -> Any:
         assert ctx.principal is not None
-        identity = ctx.services.identity
         roles = frozenset(body.roles)
         unknown = roles - identity.known_roles()
         if not roles or unknown:

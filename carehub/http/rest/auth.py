@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import datetime as dt
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
-from carehub.identity import AccountLocked, AuthFailed, Principal, RateLimited, SmsUnavailable
-from carehub.storage.keyring import DecryptionFailed, KeyRingError
+from carehub.identity import Identity, Principal
+from carehub.storage.hub_store import PostgresHubStore
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
 from .args import client_ip, int_arg
-from .shared import close_sessions, key_ring_error
+
+#: closes every WebSocket opened with one of these (now revoked) token hashes, giving a reason
+CloseSessions = Callable[[set[str], str], None]
 
 
 class Login(msgspec.Struct, forbid_unknown_fields=True):
@@ -41,27 +41,9 @@ def session_body(token: str, principal: Principal) -> dict[str, Any]:
     }
 
 
-@contextmanager
-def sign_in_errors() -> Iterator[None]:
-    """Sign-in failures as HTTP: 401 wrong, 423 locked, 429 too often, 422 bad phone, 503 no SMS."""
-    try:
-        yield
-    except AuthFailed as err:
-        raise ApiError(401, "auth_failed", str(err)) from None
-    except AccountLocked as err:
-        seconds = max(1, int((err.until - dt.datetime.now(dt.UTC)).total_seconds()))
-        raise ApiError(423, "account_locked", str(err), headers={"Retry-After": str(seconds)}) from None
-    except RateLimited as err:
-        raise ApiError(429, "rate_limited", err.message, headers={"Retry-After": str(err.retry_after)}) from None
-    except SmsUnavailable as err:
-        raise ApiError(503, "sms_unavailable", str(err)) from None
-    except (DecryptionFailed, KeyRingError) as err:
-        raise key_ring_error(err) from None
-    except ValueError as err:
-        raise ApiError(422, "invalid", str(err)) from None
-
-
-def register(r: RouteDecorator) -> None:
+def register(
+    r: RouteDecorator, *, identity: Identity, store: PostgresHubStore, close_sessions: CloseSessions
+) -> None:
     @r("POST", "/api/v1/auth/login", summary="Sign in with login and password", permission=None, body=Login,
        tag="auth")
     async def login(ctx: RequestContext, body: Login) -> Any:
@@ -69,17 +51,13 @@ def register(r: RouteDecorator) -> None:
             raise ApiError(422, "invalid", "login and password are required (login <= 100, password <= 200 chars)")
         if body.totp is not None and len(body.totp) > 10:
             raise ApiError(422, "invalid", "totp is the 6-digit code of an authenticator app")
-        with sign_in_errors():
-            token, principal = await ctx.services.identity.login(
-                body.login, body.password, totp=body.totp, ip=client_ip()
-            )
+        token, principal = await identity.login(body.login, body.password, totp=body.totp, ip=client_ip())
         return session_body(token, principal)
 
     @r("POST", "/api/v1/auth/sms-code", summary="Send a sign-in code by SMS (patients)", permission=None,
        body=SmsCodeRequest, tag="auth")
     async def sms_code(ctx: RequestContext, body: SmsCodeRequest) -> Any:
-        with sign_in_errors():
-            seconds = await ctx.services.identity.request_sms_code(body.phone, ip=client_ip())
+        seconds = await identity.request_sms_code(body.phone, ip=client_ip())
         return {"sent": True, "expires_in": seconds}
 
     @r("POST", "/api/v1/auth/sms-login", summary="Sign in with phone and SMS code (patients)", permission=None,
@@ -87,23 +65,22 @@ def register(r: RouteDecorator) -> None:
     async def sms_login(ctx: RequestContext, body: SmsLogin) -> Any:
         if not body.code.strip().isdigit() or len(body.code.strip()) != 6:
             raise ApiError(422, "invalid", "验证码为 6 位数字 (the code has 6 digits)")
-        with sign_in_errors():
-            token, principal = await ctx.services.identity.login_sms(body.phone, body.code, ip=client_ip())
+        token, principal = await identity.login_sms(body.phone, body.code, ip=client_ip())
         return session_body(token, principal)
 
     @r("POST", "/api/v1/auth/logout", summary="End this session (closes its WebSockets)",
        permission="account.self", tag="auth")
     async def logout(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        await ctx.services.identity.logout(ctx.principal, ip=client_ip())
-        close_sessions(ctx.services, {ctx.principal.token_hash or ""}, "已退出登录 (session ended)")
+        await identity.logout(ctx.principal, ip=client_ip())
+        close_sessions({ctx.principal.token_hash or ""}, "已退出登录 (session ended)")
         return {"status": "signed_out"}
 
     @r("GET", "/api/v1/me", summary="The signed-in account", permission="account.self", tag="auth")
     async def me(ctx: RequestContext) -> Any:
         p = ctx.principal
         assert p is not None
-        first, last = await ctx.services.store.stream_bounds(p.account_id)
+        first, last = await store.stream_bounds(p.account_id)
         return {
             "id": p.account_id,
             "login": p.login,
@@ -115,8 +92,8 @@ def register(r: RouteDecorator) -> None:
 
     @r("GET", "/api/v1/me/menus", summary="The menus my roles see", permission="account.self", tag="auth")
     async def my_menus(ctx: RequestContext) -> Any:
-        assert ctx.principal is not None and ctx.services.identity.roles is not None
-        return {"menus": ctx.services.identity.roles.menus_for(ctx.principal.roles)}
+        assert ctx.principal is not None and identity.roles is not None
+        return {"menus": identity.roles.menus_for(ctx.principal.roles)}
 
     @r("GET", "/api/v1/me/stream", summary="Read my delivery stream after a sequence number",
        permission="account.self", tag="auth", query=("after", "limit"))
@@ -124,7 +101,7 @@ def register(r: RouteDecorator) -> None:
         assert ctx.principal is not None
         after = int_arg("after", 0, 0, 2**62)
         limit = int_arg("limit", 100, 1, 500)
-        items = await ctx.services.store.read_stream(ctx.principal.account_id, after, limit)
+        items = await store.read_stream(ctx.principal.account_id, after, limit)
         return {
             "items": [
                 {"seq": i.seq, "id": i.msg_id, "type": i.type, "at": i.created_at.isoformat(),

@@ -1,6 +1,6 @@
 """Administration of the directory and hospital content (ADM-2..6, OUT-1 rules, PUB-1..6 content).
 
-Every change is audited in the same transaction as the change itself (carehub/storage/directory.py).
+Every change is audited in the same transaction as the change itself (carehub/storage/directory/).
 Doctors' accounts are created through ``Identity.create_accounts``, like the accounts admin route:
 each new doctor gets a generated password and a TOTP enrolment link, shown once.
 """
@@ -19,22 +19,24 @@ import msgspec
 import pyotp
 from quart import request
 
-from carehub.identity import NewAccount, normalise_phone, password_problem
-from carehub.storage.accounts import LoginTaken
-from carehub.storage.directory import (
+from carehub.directory import (
     BODY_PARTS,
     SETTINGS,
+    Directory,
     DirectoryInvalid,
+    ImportRefused,
     TriageRule,
     check_id,
     clean,
     keywords_of,
 )
+from carehub.identity import Identity, IdentityInvalid, LoginTaken, NewAccount, normalise_phone, password_problem
+from carehub.identity.signatures import Signatures
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
 from .args import int_arg
-from .directory import directory_errors, directory_store, editor, path_id
+from .directory import editor, path_id
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -223,15 +225,6 @@ REQUIRED_COLUMNS = ("login", "name", "department", "title", "specialty")
 _YES = {"是": True, "否": False, "1": True, "0": False, "true": True, "false": False, "": False}
 
 
-class ImportRefused(Exception):
-    """The file has errors: nothing was imported. ``lines`` holds (line number, message)."""
-
-    def __init__(self, message: str, lines: Sequence[tuple[int, str]] = ()) -> None:
-        super().__init__(message)
-        self.message = message
-        self.lines = list(lines)
-
-
 def _decode(raw: bytes) -> str:
     # spreadsheets in China save CSV as GB18030/GBK unless told otherwise
     for encoding in ("utf-8-sig", "gb18030"):
@@ -279,18 +272,14 @@ def _read_csv(text: str) -> tuple[dict[str, int], list[tuple[int, list[str]]]]:
 
 
 async def _check_doctors(
-    ctx: RequestContext, entries: Sequence[tuple[int, Mapping[str, str | bool | None]]]
+    identity: Identity, directory: Directory, entries: Sequence[tuple[int, Mapping[str, str | bool | None]]]
 ) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
     """Check each new doctor (line number, fields); returns the cleaned entries and the errors by line."""
-    identity = ctx.services.identity
-    store = directory_store(ctx.services)
-    departments = await store.departments(include_disabled=True)
+    departments = await directory.departments.departments(include_disabled=True)
     by_id = {d["id"]: d for d in departments}
     by_name = {d["name"]: d for d in departments}
     logins = [str(e["login"]) for _, e in entries if _LOGIN.match(str(e["login"]))]
-    taken = {r["login"] for r in await ctx.services.db.fetch(
-        "SELECT login FROM accounts WHERE login = ANY($1::varchar[])", logins
-    )}
+    taken = await identity.accounts.taken_logins(logins)
     first_line: dict[str, int] = {}
     phones: dict[str, int] = {}
     cleaned: list[dict[str, Any]] = []
@@ -328,14 +317,14 @@ async def _check_doctors(
         if phone is not None:
             try:
                 phone = normalise_phone(str(phone))
-            except ValueError:
+            except IdentityInvalid:
                 problems.append(f"手机号 {str(phone)[:20]} 格式不正确")
             else:
                 if phone in phones:
                     problems.append(f"手机号与第 {phones[phone]} 行重复")
                 phones.setdefault(phone, line)
                 index = identity.keyring.blind_index(phone, field="accounts.phone")
-                if await ctx.services.db.fetchval("SELECT 1 FROM accounts WHERE phone_idx = $1", index):
+                if await identity.accounts.by_phone(index) is not None:
                     problems.append("手机号已被其他账号使用")
         if problems:
             errors.append((line, "；".join(problems)))
@@ -346,7 +335,10 @@ async def _check_doctors(
     return cleaned, errors
 
 
-async def _create_doctors(ctx: RequestContext, doctors: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+async def _create_doctors(
+    ctx: RequestContext, identity: Identity, directory: Directory, signatures: Signatures,
+    doctors: Sequence[Mapping[str, Any]],
+) -> list[dict[str, Any]]:
     """Accounts (with generated passwords and TOTP) and directory entries for checked doctors."""
     specs = []
     shown: list[dict[str, Any]] = []
@@ -357,15 +349,12 @@ async def _create_doctors(ctx: RequestContext, doctors: Sequence[Mapping[str, An
         shown.append({"login": d["login"], "name": d["name"], "password": password,
                       "totp_enrolment": pyotp.TOTP(secret).provisioning_uri(name=d["login"], issuer_name="CareHub")})
     try:
-        ids = await ctx.services.identity.create_accounts(specs)
-    except ValueError as err:
-        raise ApiError(422, "invalid", str(err)) from None
+        ids = await identity.create_accounts(specs)
     except LoginTaken as err:
-        raise ApiError(409, "login_taken", f"账号或手机号已被使用 ({err})") from None
-    with directory_errors():
-        await directory_store(ctx.services).add_doctors(editor(ctx), list(zip(ids, doctors, strict=True)))
+        raise LoginTaken(f"账号或手机号已被使用 ({err})") from None
+    await directory.doctors.add_doctors(editor(ctx), list(zip(ids, doctors, strict=True)))
     for account_id in ids:
-        await ctx.services.signatures.issue_key(account_id)
+        await signatures.issue_key(account_id)
     return [{"id": account_id, **s} for account_id, s in zip(ids, shown, strict=True)]
 
 
@@ -377,66 +366,58 @@ def _import_refused(err: ImportRefused) -> Any:
 # ---- routes -------------------------------------------------------------------------------------
 
 
-def register(r: RouteDecorator) -> None:
+def register(r: RouteDecorator, *, directory: Directory, identity: Identity, signatures: Signatures) -> None:
     @r("PUT", "/api/v1/admin/hospital", summary="Set the hospital introduction and images (ADM-4, PUB-1)",
        permission="admin.directory", body=HospitalBody, tag="admin-directory")
     async def put_hospital(ctx: RequestContext, body: HospitalBody) -> Any:
         if len(body.images) > 30:
             raise ApiError(422, "invalid", "图片最多 30 张 (at most 30 images)")
-        store = directory_store(ctx.services)
-        with directory_errors():
-            info = clean("hospital", {"name": body.name, "intro": body.intro, "address": body.address,
-                                      "phone": body.phone})
-            images = [clean("image", {"url": i.url, "caption": i.caption}) for i in body.images]
-            await store.put_hospital(editor(ctx), info, images)
-        return await store.hospital()
+        info = clean("hospital", {"name": body.name, "intro": body.intro, "address": body.address,
+                                  "phone": body.phone})
+        images = [clean("image", {"url": i.url, "caption": i.caption}) for i in body.images]
+        await directory.hospital.put_hospital(editor(ctx), info, images)
+        return await directory.hospital.hospital()
 
     @r("PUT", "/api/v1/admin/settings", summary="Set the map link (PUB-6) and the third-party triage link (OUT-1)",
        permission="admin.directory", body=SettingsBody, tag="admin-directory")
     async def put_settings(ctx: RequestContext, body: SettingsBody) -> Any:
-        with directory_errors():
-            values = clean("settings", _given(body))
-            assert set(values) <= set(SETTINGS)
-            return await directory_store(ctx.services).put_settings(editor(ctx), values)
+        values = clean("settings", _given(body))
+        assert set(values) <= set(SETTINGS)
+        return await directory.hospital.put_settings(editor(ctx), values)
 
     @r("PUT", "/api/v1/admin/campuses/<campus_id>", summary="Create or replace a campus with its floors (PUB-2)",
        permission="admin.directory", body=CampusBody, tag="admin-directory")
     async def put_campus(ctx: RequestContext, body: CampusBody, campus_id: str) -> Any:
         if len(body.floors) > 200:
             raise ApiError(422, "invalid", "一个院区最多 200 个楼层 (at most 200 floors)")
-        with directory_errors():
-            campus_id = check_id(campus_id, "院区编号")
-            fields = _given(body)
-            floors = [clean("floor", msgspec.structs.asdict(f)) for f in body.floors]
-            del fields["floors"]
-            await directory_store(ctx.services).put_campus(editor(ctx), campus_id, clean("campus", fields), floors)
-        return {"campuses": await directory_store(ctx.services).campuses()}
+        campus_id = check_id(campus_id, "院区编号")
+        fields = _given(body)
+        floors = [clean("floor", msgspec.structs.asdict(f)) for f in body.floors]
+        del fields["floors"]
+        await directory.hospital.put_campus(editor(ctx), campus_id, clean("campus", fields), floors)
+        return {"campuses": await directory.hospital.campuses()}
 
     @r("GET", "/api/v1/admin/directory", summary="All departments and doctors, disabled ones too (ADM-2, ADM-3)",
        permission="admin.directory", tag="admin-directory")
     async def admin_directory(ctx: RequestContext) -> Any:
-        store = directory_store(ctx.services)
-        return {"departments": await store.departments(include_disabled=True),
-                "doctors": await store.doctors(include_disabled=True)}
+        return {"departments": await directory.departments.departments(include_disabled=True),
+                "doctors": await directory.doctors.doctors(include_disabled=True)}
 
     @r("POST", "/api/v1/admin/departments", summary="Create a department (ADM-2)", permission="admin.directory",
        body=NewDepartment, tag="admin-directory")
     async def create_department(ctx: RequestContext, body: NewDepartment) -> Any:
-        store = directory_store(ctx.services)
-        with directory_errors():
-            department = clean("department", msgspec.structs.asdict(body))
-            await store.create_department(editor(ctx), department)
+        department = clean("department", msgspec.structs.asdict(body))
+        await directory.departments.create_department(editor(ctx), department)
         return json_response({"id": department["id"]}, 201)
 
     @r("PATCH", "/api/v1/admin/departments/<department_id>",
        summary="Change a department: name, place, introduction, or disable it (ADM-2)",
        permission="admin.directory", body=DepartmentChange, tag="admin-directory")
     async def change_department(ctx: RequestContext, body: DepartmentChange, department_id: str) -> Any:
-        with directory_errors():
-            changes = clean("department", _given(body))
-            await directory_store(ctx.services).change_department(
-                editor(ctx), path_id(department_id, "科室"), changes
-            )
+        changes = clean("department", _given(body))
+        await directory.departments.change_department(
+            editor(ctx), path_id(department_id, "科室"), changes
+        )
         return {"id": department_id, "changed": sorted(changes)}
 
     @r("POST", "/api/v1/admin/doctors", summary="Create a doctor: account (password, TOTP) and profile (ADM-3)",
@@ -444,19 +425,18 @@ def register(r: RouteDecorator) -> None:
     async def create_doctor(ctx: RequestContext, body: NewDoctor) -> Any:
         fields = msgspec.structs.asdict(body)
         fields["department"] = fields.pop("department_id")
-        cleaned, errors = await _check_doctors(ctx, [(1, fields)])
+        cleaned, errors = await _check_doctors(identity, directory, [(1, fields)])
         if errors:
             raise ApiError(422, "invalid", errors[0][1])
-        created = await _create_doctors(ctx, cleaned)
+        created = await _create_doctors(ctx, identity, directory, signatures, cleaned)
         return json_response(created[0], 201)
 
     @r("PATCH", "/api/v1/admin/doctors/<doctor_id>",
        summary="Change a doctor's department or profile, or disable them in the directory (ADM-3)",
        permission="admin.directory", body=DoctorChange, tag="admin-directory")
     async def change_doctor(ctx: RequestContext, body: DoctorChange, doctor_id: str) -> Any:
-        with directory_errors():
-            changes = clean("doctor", _given(body))
-            await directory_store(ctx.services).change_doctor(editor(ctx), path_id(doctor_id, "医生"), changes)
+        changes = clean("doctor", _given(body))
+        await directory.doctors.change_doctor(editor(ctx), path_id(doctor_id, "医生"), changes)
         return {"id": doctor_id, "changed": sorted(changes)}
 
     @r("POST", "/api/v1/admin/doctors/import",
@@ -472,18 +452,18 @@ def register(r: RouteDecorator) -> None:
                 fields: dict[str, Any] = {f: (cells[i] if i < len(cells) else "") for f, i in columns.items()}
                 fields["expert"] = _YES.get(str(fields.get("expert", "")).lower(), None)
                 entries.append((line, fields))
-            cleaned, errors = await _check_doctors(ctx, entries)
+            cleaned, errors = await _check_doctors(identity, directory, entries)
             if errors:
                 raise ImportRefused(f"导入失败：{len(errors)} 行有错误，未导入任何医生，请修改后重新上传", errors)
         except ImportRefused as err:
             return _import_refused(err)
-        created = await _create_doctors(ctx, cleaned)
+        created = await _create_doctors(ctx, identity, directory, signatures, cleaned)
         return json_response({"imported": len(created), "doctors": created}, 201)
 
     @r("GET", "/api/v1/admin/news", summary="All news, hidden and scheduled too (PUB-3)",
        permission="admin.directory", tag="admin-directory", query=("limit", "offset"))
     async def admin_news(ctx: RequestContext) -> Any:
-        items = await directory_store(ctx.services).news(
+        items = await directory.news.news(
             now=dt.datetime.now(dt.UTC), limit=int_arg("limit", 100, 1, 1000),
             offset=int_arg("offset", 0, 0, 10**6), everything=True,
         )
@@ -492,72 +472,66 @@ def register(r: RouteDecorator) -> None:
     @r("POST", "/api/v1/admin/news", summary="Publish a news article (PUB-3)", permission="admin.directory",
        body=NewsBody, tag="admin-directory")
     async def create_news(ctx: RequestContext, body: NewsBody) -> Any:
-        with directory_errors():
-            item = clean("news", msgspec.structs.asdict(body))
-            item["published_at"] = _aware(body.published_at) or dt.datetime.now(dt.UTC)
-            news_id = await directory_store(ctx.services).create_news(editor(ctx), item)
+        item = clean("news", msgspec.structs.asdict(body))
+        item["published_at"] = _aware(body.published_at) or dt.datetime.now(dt.UTC)
+        news_id = await directory.news.create_news(editor(ctx), item)
         return json_response({"id": news_id}, 201)
 
     @r("PATCH", "/api/v1/admin/news/<news_id>", summary="Change or hide a news article (PUB-3)",
        permission="admin.directory", body=NewsChange, tag="admin-directory")
     async def change_news(ctx: RequestContext, body: NewsChange, news_id: str) -> Any:
-        with directory_errors():
-            changes = clean("news", _given(body))
-            if "published_at" in changes:
-                _aware(changes["published_at"])
-            await directory_store(ctx.services).change_news(editor(ctx), path_id(news_id, "新闻"), changes)
+        changes = clean("news", _given(body))
+        if "published_at" in changes:
+            _aware(changes["published_at"])
+        await directory.news.change_news(editor(ctx), path_id(news_id, "新闻"), changes)
         return {"id": news_id, "changed": sorted(changes)}
 
     @r("GET", "/api/v1/admin/guide", summary="All visit guide pages, hidden ones too (PUB-5, GUIDE-1)",
        permission="admin.directory", tag="admin-directory")
     async def admin_guide(ctx: RequestContext) -> Any:
-        return {"pages": await directory_store(ctx.services).guide(everything=True)}
+        return {"pages": await directory.guide.guide(everything=True)}
 
     @r("PUT", "/api/v1/admin/guide/<slug>", summary="Create or replace a visit guide page (PUB-5, GUIDE-1)",
        permission="admin.directory", body=GuideBody, tag="admin-directory")
     async def put_guide(ctx: RequestContext, body: GuideBody, slug: str) -> Any:
-        with directory_errors():
-            slug = check_id(slug, "指南页面名")
-            page = clean("guide", msgspec.structs.asdict(body))
-            await directory_store(ctx.services).put_guide_page(editor(ctx), slug, page)
+        slug = check_id(slug, "指南页面名")
+        page = clean("guide", msgspec.structs.asdict(body))
+        await directory.guide.put_guide_page(editor(ctx), slug, page)
         return {"slug": slug}
 
     @r("GET", "/api/v1/admin/announcements", summary="All announcements with read counts (ADM-5)",
        permission="admin.directory", tag="admin-directory")
     async def admin_announcements(ctx: RequestContext) -> Any:
-        return {"announcements": await directory_store(ctx.services).all_announcements(now=dt.datetime.now(dt.UTC))}
+        return {"announcements": await directory.announcements.all_announcements(now=dt.datetime.now(dt.UTC))}
 
     @r("POST", "/api/v1/admin/announcements", summary="Create an announcement shown from start to end (ADM-5)",
        permission="admin.directory", body=AnnouncementBody, tag="admin-directory")
     async def create_announcement(ctx: RequestContext, body: AnnouncementBody) -> Any:
-        with directory_errors():
-            item = clean("announcement", msgspec.structs.asdict(body))
-            _aware(body.starts_at)
-            _aware(body.ends_at)
-            announcement_id = await directory_store(ctx.services).create_announcement(editor(ctx), item)
+        item = clean("announcement", msgspec.structs.asdict(body))
+        _aware(body.starts_at)
+        _aware(body.ends_at)
+        announcement_id = await directory.announcements.create_announcement(editor(ctx), item)
         return json_response({"id": announcement_id}, 201)
 
     @r("PATCH", "/api/v1/admin/announcements/<announcement_id>",
        summary="Change an announcement, its period, or withdraw it (ADM-5)", permission="admin.directory",
        body=AnnouncementChange, tag="admin-directory")
     async def change_announcement(ctx: RequestContext, body: AnnouncementChange, announcement_id: str) -> Any:
-        with directory_errors():
-            changes = clean("announcement", _given(body))
-            for name in ("starts_at", "ends_at"):
-                if name in changes:
-                    _aware(changes[name])
-            await directory_store(ctx.services).change_announcement(
-                editor(ctx), path_id(announcement_id, "公告"), changes
-            )
+        changes = clean("announcement", _given(body))
+        for name in ("starts_at", "ends_at"):
+            if name in changes:
+                _aware(changes[name])
+        await directory.announcements.change_announcement(
+            editor(ctx), path_id(announcement_id, "公告"), changes
+        )
         return {"id": announcement_id, "changed": sorted(changes)}
 
     @r("PUT", "/api/v1/admin/prices/<code>", summary="Create or change a price item; the change is kept (ADM-6)",
        permission="admin.directory", body=PriceBody, tag="admin-directory")
     async def put_price(ctx: RequestContext, body: PriceBody, code: str) -> Any:
-        with directory_errors():
-            code = check_id(code, "项目编码")
-            item = clean("price", msgspec.structs.asdict(body))
-            change = await directory_store(ctx.services).put_price(editor(ctx), code, item)
+        code = check_id(code, "项目编码")
+        item = clean("price", msgspec.structs.asdict(body))
+        change = await directory.prices.put_price(editor(ctx), code, item)
         return {"code": code, "changed": change is not None}
 
     @r("GET", "/api/v1/admin/prices/history", summary="Price list changes: who, when, old and new (ADM-6)",
@@ -566,39 +540,37 @@ def register(r: RouteDecorator) -> None:
         code = request.args.get("code") or None
         if code is not None:
             code = path_id(code, "价格项目")
-        changes = await directory_store(ctx.services).price_history(code=code, limit=int_arg("limit", 200, 1, 1000))
+        changes = await directory.prices.price_history(code=code, limit=int_arg("limit", 200, 1, 1000))
         return {"changes": changes}
 
     @r("GET", "/api/v1/admin/triage/rules", summary="The smart triage rules (OUT-1)", permission="admin.directory",
        tag="admin-directory")
     async def triage_rules(ctx: RequestContext) -> Any:
-        return {"rules": await directory_store(ctx.services).triage_rules_json(), "body_parts": list(BODY_PARTS)}
+        return {"rules": await directory.triage.triage_rules_json(), "body_parts": list(BODY_PARTS)}
 
     @r("PUT", "/api/v1/admin/triage/rules/<rule_id>", summary="Create or replace a smart triage rule (OUT-1)",
        permission="admin.directory", body=TriageRuleBody, tag="admin-directory")
     async def put_triage_rule(ctx: RequestContext, body: TriageRuleBody, rule_id: str) -> Any:
         if body.body_part not in BODY_PARTS:
             raise ApiError(422, "invalid", f"身体部位应为：{'、'.join(BODY_PARTS)} (unknown body part)")
-        with directory_errors():
-            rule_id = check_id(rule_id, "规则编号")
-            fields = clean("triage", {
-                "keywords": ",".join(body.keywords), "note": body.note, "min_age": body.min_age,
-                "max_age": body.max_age, "priority": body.priority,
-            })
-            low, high = fields["min_age"], fields["max_age"]
-            if low is not None and high is not None and low > high:
-                raise ApiError(422, "invalid", "最小年龄不能大于最大年龄 (min_age > max_age)")
-            departments = tuple(check_id(d, "科室编号") for d in body.departments)
-            rule = TriageRule(
-                rule_id, body.body_part, keywords_of(fields["keywords"]), departments, body.sex, fields["min_age"],
-                fields["max_age"], fields["priority"], fields["note"],
-            )
-            await directory_store(ctx.services).put_triage_rule(editor(ctx), rule)
+        rule_id = check_id(rule_id, "规则编号")
+        fields = clean("triage", {
+            "keywords": ",".join(body.keywords), "note": body.note, "min_age": body.min_age,
+            "max_age": body.max_age, "priority": body.priority,
+        })
+        low, high = fields["min_age"], fields["max_age"]
+        if low is not None and high is not None and low > high:
+            raise ApiError(422, "invalid", "最小年龄不能大于最大年龄 (min_age > max_age)")
+        departments = tuple(check_id(d, "科室编号") for d in body.departments)
+        rule = TriageRule(
+            rule_id, body.body_part, keywords_of(fields["keywords"]), departments, body.sex, fields["min_age"],
+            fields["max_age"], fields["priority"], fields["note"],
+        )
+        await directory.triage.put_triage_rule(editor(ctx), rule)
         return {"id": rule_id}
 
     @r("DELETE", "/api/v1/admin/triage/rules/<rule_id>", summary="Delete a smart triage rule (OUT-1)",
        permission="admin.directory", tag="admin-directory")
     async def delete_triage_rule(ctx: RequestContext, rule_id: str) -> Any:
-        with directory_errors():
-            await directory_store(ctx.services).delete_triage_rule(editor(ctx), path_id(rule_id, "分诊规则"))
+        await directory.triage.delete_triage_rule(editor(ctx), path_id(rule_id, "分诊规则"))
         return {"deleted": rule_id}

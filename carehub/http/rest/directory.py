@@ -8,26 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, Literal
 
 import msgspec
 from quart import request
 
-from carehub.storage.directory import (
-    BODY_PARTS,
-    DirectoryConflict,
-    DirectoryError,
-    DirectoryInvalid,
-    DirectoryNotFound,
-    DirectoryStore,
-    Editor,
-    TriageQuery,
-    recommend,
-)
+from carehub.directory import BODY_PARTS, Directory, Editor, TriageQuery
 
-from ..context import Services
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
 from .args import client_ip, int_arg
@@ -46,11 +33,6 @@ class TriageRequest(msgspec.Struct, forbid_unknown_fields=True):
     age: int | None = None
 
 
-def directory_store(services: Services) -> DirectoryStore:
-    # a thin view over the database and the audit trail: nothing to build once
-    return DirectoryStore(services.db, services.identity.audit)
-
-
 def editor(ctx: RequestContext) -> Editor:
     assert ctx.principal is not None
     return Editor(ctx.principal.account_id, tuple(sorted(ctx.principal.roles)), client_ip())
@@ -61,21 +43,6 @@ def path_id(value: str, what: str) -> str:
     if not _PATH_ID.match(value):
         raise ApiError(404, "not_found", f"{what} {value[:64]!r} 不存在 (not found)")
     return value
-
-
-@contextmanager
-def directory_errors() -> Iterator[None]:
-    """Directory errors as HTTP: 404 not found, 409 conflict, 422 invalid."""
-    try:
-        yield
-    except DirectoryNotFound as err:
-        raise ApiError(404, "not_found", err.message) from None
-    except DirectoryConflict as err:
-        raise ApiError(409, "conflict", err.message) from None
-    except DirectoryInvalid as err:
-        raise ApiError(422, "invalid", err.message) from None
-    except DirectoryError as err:
-        raise ApiError(409, "refused", err.message) from None
 
 
 def _flag(name: str) -> bool:
@@ -105,32 +72,31 @@ def _triage_query(body: TriageRequest) -> TriageQuery:
     return TriageQuery(body.body_part, tuple(symptoms), body.sex, body.age)
 
 
-def register(r: RouteDecorator) -> None:
+def register(r: RouteDecorator, *, directory: Directory) -> None:
     @r("GET", "/api/v1/hospital", summary="Hospital introduction, images, campuses, map link (PUB-1, PUB-6)",
        permission=None, tag="directory")
     async def hospital(ctx: RequestContext) -> Any:
-        return await directory_store(ctx.services).hospital()
+        return await directory.hospital.hospital()
 
     @r("GET", "/api/v1/campuses", summary="Campuses, floors and the departments on each floor (PUB-2)",
        permission=None, tag="directory")
     async def campuses(ctx: RequestContext) -> Any:
-        return {"campuses": await directory_store(ctx.services).campuses()}
+        return {"campuses": await directory.hospital.campuses()}
 
     @r("GET", "/api/v1/departments", summary="Departments of the hospital and where they are (PUB-2)",
        permission=None, tag="directory")
     async def departments(ctx: RequestContext) -> Any:
-        return {"departments": await directory_store(ctx.services).departments()}
+        return {"departments": await directory.departments.departments()}
 
     @r("GET", "/api/v1/departments/<department_id>", summary="A department, where it is and its doctors (PUB-2)",
        permission=None, tag="directory")
     async def department(ctx: RequestContext, department_id: str) -> Any:
-        with directory_errors():
-            return await directory_store(ctx.services).department(path_id(department_id, "科室"))
+        return await directory.departments.department(path_id(department_id, "科室"))
 
     @r("GET", "/api/v1/doctors", summary="Doctors, optionally by department or experts only (PUB-4)",
        permission=None, tag="directory", query=("department", "expert"))
     async def doctors(ctx: RequestContext) -> Any:
-        found = await directory_store(ctx.services).doctors(
+        found = await directory.doctors.doctors(
             department=_text_arg("department", 32), expert_only=_flag("expert")
         )
         return {"doctors": found}
@@ -138,38 +104,35 @@ def register(r: RouteDecorator) -> None:
     @r("GET", "/api/v1/doctors/<doctor_id>", summary="A doctor's expert profile (PUB-4)", permission=None,
        tag="directory")
     async def doctor(ctx: RequestContext, doctor_id: str) -> Any:
-        with directory_errors():
-            return await directory_store(ctx.services).doctor(path_id(doctor_id, "医生"))
+        return await directory.doctors.doctor(path_id(doctor_id, "医生"))
 
     @r("GET", "/api/v1/news", summary="Hospital news, newest first (PUB-3)", permission=None, tag="directory",
        query=("limit", "offset"))
     async def news(ctx: RequestContext) -> Any:
-        items = await directory_store(ctx.services).news(
+        items = await directory.news.news(
             now=dt.datetime.now(dt.UTC), limit=int_arg("limit", 20, 1, 100), offset=int_arg("offset", 0, 0, 10**6)
         )
         return {"news": [{k: v for k, v in item.items() if k != "hidden"} for item in items]}
 
     @r("GET", "/api/v1/news/<news_id>", summary="One news article (PUB-3)", permission=None, tag="directory")
     async def news_item(ctx: RequestContext, news_id: str) -> Any:
-        with directory_errors():
-            return await directory_store(ctx.services).news_item(path_id(news_id, "新闻"), now=dt.datetime.now(dt.UTC))
+        return await directory.news.news_item(path_id(news_id, "新闻"), now=dt.datetime.now(dt.UTC))
 
     @r("GET", "/api/v1/guide", summary="Visit guide pages (PUB-5, GUIDE-1)", permission=None, tag="directory")
     async def guide(ctx: RequestContext) -> Any:
-        pages = await directory_store(ctx.services).guide()
+        pages = await directory.guide.guide()
         return {"pages": [{k: v for k, v in page.items() if k != "hidden"} for page in pages]}
 
     @r("GET", "/api/v1/guide/<slug>", summary="One visit guide page (PUB-5, GUIDE-1)", permission=None,
        tag="directory")
     async def guide_page(ctx: RequestContext, slug: str) -> Any:
-        with directory_errors():
-            return await directory_store(ctx.services).guide_page(path_id(slug, "就医指南"))
+        return await directory.guide.guide_page(path_id(slug, "就医指南"))
 
     @r("GET", "/api/v1/announcements", summary="Announcements showing now; 'read' for a signed-in caller (ADM-5)",
        permission=None, tag="directory")
     async def announcements(ctx: RequestContext) -> Any:
         reader = ctx.principal.account_id if ctx.principal is not None else None
-        items = await directory_store(ctx.services).current_announcements(now=dt.datetime.now(dt.UTC), reader=reader)
+        items = await directory.announcements.current_announcements(now=dt.datetime.now(dt.UTC), reader=reader)
         return {"announcements": items}
 
     @r("POST", "/api/v1/announcements/<announcement_id>/read",
@@ -177,45 +140,39 @@ def register(r: RouteDecorator) -> None:
        tag="directory")
     async def read_announcement(ctx: RequestContext, announcement_id: str) -> Any:
         assert ctx.principal is not None
-        with directory_errors():
-            first = await directory_store(ctx.services).mark_read(
-                path_id(announcement_id, "公告"), ctx.principal.account_id, now=dt.datetime.now(dt.UTC)
-            )
+        first = await directory.announcements.mark_read(
+            path_id(announcement_id, "公告"), ctx.principal.account_id, now=dt.datetime.now(dt.UTC)
+        )
         return {"id": announcement_id, "read": True, "first_time": first}
 
     @r("GET", "/api/v1/prices", summary="The price list, searchable by name or code (ADM-6)", permission=None,
        tag="directory", query=("q", "category"))
     async def prices(ctx: RequestContext) -> Any:
-        items = await directory_store(ctx.services).prices(search=_text_arg("q"), category=_text_arg("category", 50))
+        items = await directory.prices.prices(search=_text_arg("q"), category=_text_arg("category", 50))
         return {"prices": [{k: v for k, v in item.items() if k != "active"} for item in items]}
 
     @r("GET", "/api/v1/triage", summary="Smart triage: body parts and their symptoms, third-party link (OUT-1)",
        permission=None, tag="directory")
     async def triage_picker(ctx: RequestContext) -> Any:
-        store = directory_store(ctx.services)
         symptoms: dict[str, dict[str, None]] = {}
-        for rule in await store.triage_rules():
+        for rule in await directory.triage.triage_rules():
             symptoms.setdefault(rule.body_part, {}).update(dict.fromkeys(rule.keywords))
         return {
             "body_parts": [{"name": part, "symptoms": list(symptoms[part])} for part in BODY_PARTS if part in symptoms],
-            "triage_url": (await store.settings())["triage_url"],
+            "triage_url": (await directory.hospital.settings())["triage_url"],
             "note": TRIAGE_NOTE,
         }
 
     @r("POST", "/api/v1/triage", summary="Smart triage: departments for a body part and symptoms (OUT-1)",
        permission=None, body=TriageRequest, tag="directory")
     async def triage(ctx: RequestContext, body: TriageRequest) -> Any:
-        query = _triage_query(body)
-        store = directory_store(ctx.services)
-        places = {d["id"]: d for d in await store.departments()}  # disabled departments are left out
-        ranked = [rec for rec in recommend(await store.triage_rules(query.body_part), query, limit=50)
-                  if rec.department_id in places]
+        ranked = await directory.recommend(_triage_query(body))
         return {
             "recommendations": [
-                {"department": {k: places[rec.department_id][k] for k in ("id", "name", "campus", "location")},
+                {"department": {k: place[k] for k in ("id", "name", "campus", "location")},
                  "matched": list(rec.matched)}
-                for rec in ranked[:5]
+                for place, rec in ranked
             ],
-            "triage_url": (await store.settings())["triage_url"],
+            "triage_url": (await directory.hospital.settings())["triage_url"],
             "note": TRIAGE_NOTE if ranked else "未找到匹配的科室，请咨询导诊台或使用第三方智能导诊。",
         }

@@ -7,10 +7,12 @@ from typing import Any
 import msgspec
 from quart import request
 
+from carehub.identity import Identity
+from carehub.identity.patients import Patients
+
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
 from .args import client_ip
-from .shared import patient_errors
 
 
 class AddPatient(msgspec.Struct, forbid_unknown_fields=True):
@@ -35,63 +37,56 @@ class ReviewDecision(msgspec.Struct, forbid_unknown_fields=True):
     reason: str | None = None
 
 
-def register(r: RouteDecorator) -> None:
+def register(r: RouteDecorator, *, patients: Patients, identity: Identity) -> None:
     @r("GET", "/api/v1/me/patients", summary="My family members (就诊人), masked", permission="account.self",
        tag="patients", command="patients.list")
     async def my_patients(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            return {"patients": await ctx.services.patients.list_for(ctx.principal.account_id)}
+        return {"patients": await patients.list_for(ctx.principal.account_id)}
 
     @r("POST", "/api/v1/me/patients", summary="Add myself or a family member (at most 5)",
        permission="account.self", body=AddPatient, tag="patients")
     async def add_patient(ctx: RequestContext, body: AddPatient) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            view = await ctx.services.patients.add(
-                ctx.principal.account_id, body.name, body.id_number, body.relation,
-                guardian_consent=body.guardian_consent, ip=client_ip(),
-            )
+        view = await patients.add(
+            ctx.principal.account_id, body.name, body.id_number, body.relation,
+            guardian_consent=body.guardian_consent, ip=client_ip(),
+        )
         return json_response(view, 201)
 
     @r("PATCH", "/api/v1/me/patients/<patient_id>", summary="Change how a family member is related to me",
        permission="account.self", body=PatientUpdate, tag="patients")
     async def update_patient(ctx: RequestContext, body: PatientUpdate, patient_id: str) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            await ctx.services.patients.set_relation(ctx.principal.account_id, patient_id, body.relation)
+        await patients.set_relation(ctx.principal.account_id, patient_id, body.relation)
         return {"updated": patient_id}
 
     @r("DELETE", "/api/v1/me/patients/<patient_id>", summary="Remove a family member from my account",
        permission="account.self", tag="patients")
     async def remove_patient(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            await ctx.services.patients.remove(ctx.principal.account_id, patient_id, ip=client_ip())
+        await patients.remove(ctx.principal.account_id, patient_id, ip=client_ip())
         return {"removed": patient_id}
 
     @r("POST", "/api/v1/me/patients/<patient_id>/default", summary="Make a family member my default",
        permission="account.self", tag="patients")
     async def default_patient(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            await ctx.services.patients.set_default(ctx.principal.account_id, patient_id)
+        await patients.set_default(ctx.principal.account_id, patient_id)
         return {"default": patient_id}
 
     @r("POST", "/api/v1/me/patients/<patient_id>/face", summary="Start a face check (real-name verification)",
        permission="account.self", tag="patients")
     async def start_face(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            return await ctx.services.patients.start_face(ctx.principal.account_id, patient_id)
+        return await patients.start_face(ctx.principal.account_id, patient_id)
 
     @r("POST", "/api/v1/me/patients/<patient_id>/face/result", summary="Read the face check's outcome",
        permission="account.self", tag="patients")
     async def face_result(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            outcome = await ctx.services.patients.finish_face(ctx.principal.account_id, patient_id, ip=client_ip())
-        ctx.services.identity.forget(ctx.principal.account_id)
+        outcome = await patients.finish_face(ctx.principal.account_id, patient_id, ip=client_ip())
+        identity.forget(ctx.principal.account_id)
         return outcome
 
     @r("POST", "/api/v1/me/patients/<patient_id>/photo", summary="Upload an ID photo for manual review (JPEG/PNG)",
@@ -103,40 +98,36 @@ def register(r: RouteDecorator) -> None:
             raise ApiError(413, "too_large", "照片不能超过 2 MB (photo larger than 2 MB)")
         data = await request.get_data(cache=False, as_text=False)
         assert isinstance(data, bytes)
-        with patient_errors():
-            result = await ctx.services.patients.upload_photo(
-                ctx.principal.account_id, patient_id, data, request.content_type or "", ip=client_ip()
-            )
+        result = await patients.upload_photo(
+            ctx.principal.account_id, patient_id, data, request.content_type or "", ip=client_ip()
+        )
         return json_response(result, 202)
 
     @r("GET", "/api/v1/me/consents", summary="Requests to link people I hold to other accounts",
        permission="account.self", tag="patients")
     async def my_consents(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
-        return {"requests": await ctx.services.patients.pending_consents(ctx.principal.account_id)}
+        return {"requests": await patients.pending_consents(ctx.principal.account_id)}
 
     @r("POST", "/api/v1/me/consents", summary="Agree (or not) that another account links me",
        permission="account.self", body=ConsentAnswer, tag="patients")
     async def answer_consent(ctx: RequestContext, body: ConsentAnswer) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            await ctx.services.patients.answer_consent(
-                ctx.principal.account_id, body.patient_id, body.requester, body.grant, ip=client_ip()
-            )
+        await patients.answer_consent(
+            ctx.principal.account_id, body.patient_id, body.requester, body.grant, ip=client_ip()
+        )
         return {"granted": body.grant}
 
     @r("GET", "/api/v1/admin/verifications", summary="ID photos waiting for manual review",
        permission="admin.verify", tag="admin")
     async def reviews(ctx: RequestContext) -> Any:
-        with patient_errors():
-            return {"reviews": await ctx.services.patients.reviews()}
+        return {"reviews": await patients.reviews()}
 
     @r("POST", "/api/v1/admin/verifications/<verification_id>/decide", summary="Approve or reject an ID photo",
        permission="admin.verify", body=ReviewDecision, tag="admin")
     async def decide_review(ctx: RequestContext, body: ReviewDecision, verification_id: str) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            await ctx.services.patients.decide(
-                verification_id, body.approve, body.reason, ctx.principal.account_id, ip=client_ip()
-            )
+        await patients.decide(
+            verification_id, body.approve, body.reason, ctx.principal.account_id, ip=client_ip()
+        )
         return {"decided": verification_id, "approved": body.approve}

@@ -7,7 +7,7 @@ import datetime as dt
 
 import asyncpg
 
-from .db import Database
+from ..db import Database
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
