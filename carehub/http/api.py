@@ -19,6 +19,7 @@ from carehub.storage.migrate import latest_version, schema_version
 from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
+from .pages import register_pages
 from .rest import MODULES
 from .rest.shared import ops_figures
 from .routing import RequestContext, Router, error_response, json_response
@@ -145,6 +146,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
 
     for module in MODULES:
         module.register(r)
+    register_pages(app, services.config.web_dist)
     return app, router
 
 
