@@ -231,3 +231,29 @@ async def test_a_signed_out_session_goes_back_to_sign_in(chromium: Chromium, sms
         expect(page.get_by_text("登录已失效，请重新登录")).to_be_visible()
 
     await chromium.run(back_to_sign_in)
+
+
+async def test_the_home_page_loads_at_most_250_kb_of_compressed_javascript_and_css(
+    chromium: Chromium, sms_hub: tuple[Server, str]
+) -> None:
+    hub, gateway = sms_hub
+    page = await chromium.page(**PHONE)
+    await sign_in(chromium, page, hub, gateway)
+    loaded: list[str] = []
+
+    def home() -> None:
+        page.on("request", lambda r: loaded.append(r.url) if r.resource_type in ("script", "stylesheet") else None)
+        page.reload()
+        expect(page.get_by_role("link", name="科室导航")).to_be_visible()
+        page.wait_for_load_state("networkidle")
+
+    await chromium.run(home)
+    assert loaded
+    total = 0
+    async with httpx.AsyncClient(headers={"Accept-Encoding": "gzip"}) as http:
+        for url in sorted(set(loaded)):
+            async with http.stream("GET", url) as response:
+                assert response.status_code == 200, url
+                total += len(b"".join([chunk async for chunk in response.aiter_raw()]))
+    print(f"home page: {len(set(loaded))} JS/CSS files, {total / 1024:.1f} KB gzip")
+    assert total <= 250 * 1024, f"{total / 1024:.1f} KB"
