@@ -17,8 +17,17 @@ const noCdnFonts = {
   },
 }
 
+// `npm run dev`: Vite's dev server in front of a running hub (./scripts/serve) for /api and /ws
+const hub = process.env.CAREHUB_URL ?? 'http://127.0.0.1:8080'
+
 export default defineConfig({
   base: '/',
+  server: {
+    proxy: {
+      '/api': hub,
+      '/ws': { target: hub.replace(/^http/, 'ws'), ws: true },
+    },
+  },
   plugins: [noCdnFonts, vue()],
   resolve: { alias: { '@shared': here('./shared') } },
   build: {

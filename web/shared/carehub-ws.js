@@ -97,6 +97,7 @@ export class CareHubClient {
     this._ws = null
     this._attempt = 0 // reconnect attempts since the last welcome
     this._retryTimer = null
+    this._opening = false // waiting for the token of an attempt
     this._byeDelay = null // the server's reconnect_after_ms from its last bye
     this._ackTimer = null
     this._ackedSeq = null
@@ -177,14 +178,17 @@ export class CareHubClient {
   }
 
   async _open() {
-    if (this._ws) return
+    if (this._ws || this._opening) return // one connection attempt at a time
+    this._opening = true
     let token
     try {
       token = typeof this._token === 'function' ? await this._token() : this._token
-    } catch (err) {
+    } catch {
       token = null
+    } finally {
+      this._opening = false
     }
-    if (this.state === State.CLOSED) return
+    if (this.state === State.CLOSED || this.state === State.OFFLINE || this._ws) return
     if (!token) {
       this._authRequired({ code: 4001, reason: 'no token: sign in first' })
       return

@@ -366,3 +366,14 @@ test('close() stops for good and rejects what waits', async () => {
   assert.equal(sockets.length, 1)
   await assert.rejects(client.call('patient/p1', 'Ping'), (err) => err.code === 'closed')
 })
+
+test('an online event during an attempt does not open a second socket', async () => {
+  const network = new EventTarget()
+  const { clock, sockets, ws } = await connected({ network, token: async () => 'tok-1' })
+  ws.drop(1006)
+  clock.advance(15000) // the retry starts: it is waiting for its token
+  network.dispatchEvent(new Event('online'))
+  await tick()
+  await tick()
+  assert.equal(sockets.length, 2)
+})
