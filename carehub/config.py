@@ -84,6 +84,8 @@ class Config:
     #: (CPython's default is 700). Every idle connection adds a few hundred tracked objects and each
     #: full collection walks them all: profiles showed half the hub's CPU in the collector.
     gc_threshold: int = 50_000
+    #: The built pages (``web/`` built by scripts/serve); ``None``: ``web/dist`` of this checkout.
+    web_dist: Path | None = None
     #: Extra actor kinds, ``module:Class`` separated by commas (deployment add-ons, tests).
     actor_plugins: str = ""
 

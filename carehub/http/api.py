@@ -21,6 +21,7 @@ from carehub.storage.migrate import latest_version, schema_version
 from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
+from .pages import register_pages
 from .rest import admin, auth, bills, content_admin, doctor, hub, open, ops, outpatient, patients
 from .rest import directory as directory_routes
 from .rest.shared import close_sessions, ops_figures
@@ -160,6 +161,7 @@ def create_app(services: Services, *, directory: Directory) -> tuple[QuartTrio, 
     content_admin.register(r, directory=directory, identity=services.identity, signatures=services.signatures)
     outpatient.register(r, outpatient=services.outpatient, hub=services.hub, patients=services.patients)
     bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
+    register_pages(app, services.config.web_dist)
     return app, router
 
 

@@ -1,0 +1,84 @@
+"""A screenshot of every main page, for review by eye (``./scripts/shots [FOLDER]`` keeps them).
+
+The patient app on a phone in normal and elder mode, the doctor workstation, the admin console
+and a hall display on a PC. As a test it checks that every page renders its Chinese heading with
+no script error or CSP violation; ``CAREHUB_SHOTS_DIR`` says where the pictures go (else a
+temporary folder).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+
+from playwright.sync_api import Page, expect
+
+from ..servers import Server
+from .browser import DESKTOP, PHONE, Chromium
+from .test_patient_shell import csp_or_script_errors, departments, sign_in
+
+
+def shots_dir(tmp_path: Path) -> Path:
+    folder = Path(os.environ.get("CAREHUB_SHOTS_DIR") or tmp_path / "shots")
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder
+
+
+async def test_every_main_page_renders_for_a_screenshot(
+    chromium: Chromium, sms_hub: tuple[Server, str], tmp_path: Path
+) -> None:
+    hub, gateway = sms_hub
+    folder = shots_dir(tmp_path)
+    department = (await departments(hub))[0]
+    phone = await chromium.page(**PHONE)
+
+    def shot(page: Page, name: str) -> None:
+        page.wait_for_load_state("networkidle")
+        page.wait_for_timeout(300)  # transitions settle
+        page.screenshot(path=str(folder / f"{name}.png"), full_page=True)
+
+    def sign_in_page() -> None:
+        phone.goto(hub.base + "/h5/login")
+        expect(phone.get_by_role("heading", name="手机号登录")).to_be_visible()
+        shot(phone, "h5-1-sign-in")
+
+    await chromium.run(sign_in_page)
+    await sign_in(chromium, phone, hub, gateway)
+
+    def patient_pages(elder: bool) -> None:
+        suffix = "elder" if elder else "normal"
+        phone.goto(hub.base + "/h5/")
+        switch = phone.get_by_role("switch", name=re.compile("长辈版"))
+        if (switch.get_attribute("aria-checked") == "true") != elder:
+            switch.click()
+        expect(switch).to_have_attribute("aria-checked", "true" if elder else "false")
+        phone.wait_for_timeout(2500)  # the sign-in toast is gone
+        shot(phone, f"h5-2-home-{suffix}")
+        phone.goto(f"{hub.base}/h5/departments/{department['id']}")
+        expect(phone.get_by_role("heading", name=department["name"])).to_be_visible()
+        shot(phone, f"h5-3-department-{suffix}")
+        phone.goto(hub.base + "/h5/hospital")
+        expect(phone.get_by_role("heading", name=re.compile("CareHub"))).to_be_visible()
+        shot(phone, f"h5-4-hospital-{suffix}")
+
+    await chromium.run(patient_pages, False)
+    await chromium.run(patient_pages, True)
+
+    pc = await chromium.page(**DESKTOP)
+
+    def staff_pages() -> None:
+        pc.goto(hub.base + "/doctor/")
+        expect(pc.get_by_role("heading", name="医生工作站")).to_be_visible()
+        shot(pc, "doctor-1-home")
+        pc.goto(hub.base + "/admin/")
+        expect(pc.get_by_role("heading", name="各科室医生数")).to_be_visible()
+        expect(pc.get_by_role("img", name="各科室医生数")).to_be_visible()
+        shot(pc, "admin-1-home")
+        pc.goto(f"{hub.base}/display/{department['id']}")
+        expect(pc.get_by_role("heading", name=department["name"])).to_be_visible()
+        shot(pc, "display-1-department")
+
+    await chromium.run(staff_pages)
+    assert csp_or_script_errors(chromium) == []
+    assert len(list(folder.glob("*.png"))) >= 10
