@@ -20,7 +20,6 @@ from carehub.outpatient.bills import CATEGORIES, BillStatus, CatalogueEntry
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
-from .shared import patient_errors
 
 STATUSES = (*BillStatus, "all")
 
@@ -94,8 +93,7 @@ def register(r: RouteDecorator, *, bills: Bills, hospital: Hospital) -> None:
         openid = hospital.default_openid if body.openid is None else body.openid
         if not openid or len(openid) > 128 or (body.client_ref is not None and len(body.client_ref) > 64):
             raise ApiError(422, "invalid", "openid is 1-128 characters, client_ref at most 64")
-        with patient_errors():
-            return await bills.pay(ctx.principal.account_id, body.bill_ids, openid, body.client_ref)
+        return await bills.pay(ctx.principal.account_id, body.bill_ids, openid, body.client_ref)
 
     @r("GET", "/api/v1/me/bill-orders", summary="My outpatient payment history", permission="account.self",
        tag="bills")
@@ -122,8 +120,7 @@ def register(r: RouteDecorator, *, bills: Bills, hospital: Hospital) -> None:
         assert ctx.principal is not None
         if body.client_ref is not None and not 1 <= len(body.client_ref) <= 64:
             raise ApiError(422, "invalid", "client_ref is 1-64 characters")
-        with patient_errors():
-            reply = await bills.order_test(ctx.principal.account_id, body.patient_id, body.code, body.client_ref)
+        reply = await bills.order_test(ctx.principal.account_id, body.patient_id, body.code, body.client_ref)
         return json_response(reply, 201)
 
     # ---- administration ----------------------------------------------------------------------

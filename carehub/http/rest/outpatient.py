@@ -45,7 +45,6 @@ from carehub.outpatient.schedule import RosterRequest, SlotRule
 from ..errors import ApiError, from_error
 from ..routing import Answer, RequestContext, RouteDecorator, json_response
 from .args import int_arg
-from .shared import patient_errors
 
 log = logging.getLogger("carehub.http.outpatient")
 
@@ -181,12 +180,11 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
        permission="account.self", body=BookBody, tag="booking", command="booking.create", admit=admit_booking)
     async def book(ctx: RequestContext, body: BookBody) -> Any:
         assert ctx.principal is not None
-        with patient_errors():
-            reply = await outpatient.bookings.book(
-                account_id=ctx.principal.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
-                day=body.day, period=body.period, channel="app", slot_no=body.slot_no, client_ref=body.client_ref,
-                revisit=body.revisit, admitted=ctx.admitted,
-            )
+        reply = await outpatient.bookings.book(
+            account_id=ctx.principal.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
+            day=body.day, period=body.period, channel="app", slot_no=body.slot_no, client_ref=body.client_ref,
+            revisit=body.revisit, admitted=ctx.admitted,
+        )
         return Answer(reply, 201)
 
     @r("GET", "/api/v1/me/bookings", summary="My bookings (all family members)", permission="account.self",
@@ -219,8 +217,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         address, row = await out.bookings.locate(booking_id)
         if row["account_id"] != ctx.principal.account_id:
             raise BookingRefused("没有这个预约 (no such booking)", code="not_found")
-        with patient_errors():
-            await patients.for_booking(ctx.principal.account_id, row["patient_id"])
+        await patients.for_booking(ctx.principal.account_id, row["patient_id"])
         booking = await hub.ask(address, StartPayment(booking_id, ctx.principal.account_id, body.method,
                                                       body.insurance_fen))
         order = booking["order"]
@@ -236,8 +233,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
                 if not body.pay_auth_no or not body.pay_order_id:
                     raise ApiError(422, "invalid",
                                    "医保支付需要医保电子凭证授权和预结算单号 (pay_auth_no, pay_order_id)")
-                with patient_errors():
-                    name, id_number = await patients.insurance_identity(row["patient_id"])
+                name, id_number = await patients.insurance_identity(row["patient_id"])
                 gov = order["insurance_fen"]
                 mixed = await out.pay.create_mixed_order(MixedOrderRequest(
                     out_trade_no=order["out_trade_no"],

@@ -1,29 +1,14 @@
-"""What several REST modules still share: closing revoked sessions, ops figures (and ``patient_errors``, going)."""
+"""What several REST modules still share: closing revoked sessions, ops figures."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
-from carehub.errors import CareHubError
-
 from ..context import Services
-from ..errors import from_error
 from ..ws import CLOSE_REVOKED
 
 log = logging.getLogger("carehub.http")
-
-
-@contextmanager
-def patient_errors() -> Iterator[None]:
-    """Still used by rest/outpatient.py and rest/bills.py (their owners drop it): identity's errors are
-    CareHubErrors now, answered by code by the router; inside this block they are answered the same way."""
-    try:
-        yield
-    except CareHubError as err:
-        raise from_error(err) from None
 
 
 def close_sessions(services: Services, token_hashes: set[str], reason: str) -> None:
