@@ -432,7 +432,9 @@ async def sign_in(url: str, login_name: str, password: str, *, totp_secret: str 
 
 
 class Accounts:
-    """Bench accounts ``bench-<run>-<role letter><i>``, created through the admin API and signed in once each.
+    """Bench accounts ``bench-<run>-<role>-<i>``, created through the admin API and signed in once each.
+
+    The login names the whole role: ``partner``, ``patient`` and ``pharmacist`` share an initial.
 
     Patients for idle connections and topic subscribers. Conversations (durable, ask) use doctors:
     a patient may post only after real-name verification (face check or ID photo review), which a
@@ -486,7 +488,7 @@ class Accounts:
         return f"127.{self.login_net}.{100 + group // 250}.{2 + group % 250}"
 
     async def _provision(self, role: str, first: int, last: int, admin: str) -> list[Account]:
-        logins = [f"bench-{self.run}-{role[0]}{i}" for i in range(first, last)]
+        logins = [f"bench-{self.run}-{role}-{i}" for i in range(first, last)]
         ids: dict[str, str] = {}
         tokens: dict[str, str] = {}
         sign_in_limit = trio.CapacityLimiter(8)  # the hub checks each password (argon2, ~20 ms)
@@ -1762,7 +1764,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--admin-totp-secret", default=os.environ.get("CAREHUB_BENCH_ADMIN_TOTP", DEMO_TOTP_SECRET),
                         help="base32 TOTP secret of the admin account, when staff sign-in asks for a code "
                         "(default: the demo hospital's; '' for none)")
-    parser.add_argument("--run-id", help="name the bench accounts bench-<ID>-<i> and reuse those an earlier run "
+    parser.add_argument("--run-id", help="name the bench accounts bench-<ID>-<role>-<i> and reuse those an earlier run "
                         "with the same ID created (default: a fresh random ID)")
     parser.add_argument("--hub-pid", type=int, help="pid of the hub at --url (found from its port when local)")
     parser.add_argument("--keep-hub-data", action="store_true", help="keep the started hub's data folder and log")
