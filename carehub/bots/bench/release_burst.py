@@ -98,7 +98,7 @@ class BurstCommands(WorkerBase):
 
         ``via`` "ws": the patient's app holds its ``/ws`` connection (opened with the booking page) and
         books with a ``booking.create`` command; "http": a kept-alive HTTP connection and a POST.
-        ``nice``: this process's nice level meanwhile (docs/benchmarks.md, "release-burst in session 13").
+        ``nice``: this process's nice level meanwhile (docs/benchmarks-log.md, 2026-11-26 afternoon, `3f7be72`).
         """
         before = os.getpriority(os.PRIO_PROCESS, 0)
         os.setpriority(os.PRIO_PROCESS, 0, nice)
