@@ -36,7 +36,6 @@ def _int_list(text: str) -> list[int]:
     return values
 
 
-
 def _floats(text: str) -> list[float]:
     try:
         values = [float(part) for part in text.split(",") if part.strip()]

@@ -185,7 +185,6 @@ class DurableCommands(WorkerBase):
                 "first": self.d_first_send, "last": self.d_last_deliver, "sent_done": sent_done}
 
 
-
 def run(bench: Bench, pairs: int) -> None:
     args = bench.args
     accounts = bench.accounts.ensure(2 * pairs, "doctor")

@@ -19,7 +19,6 @@ def raise_nofile_limit() -> int:
     return int(soft)
 
 
-
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -99,7 +98,6 @@ class CpuWindow:
         ours = sum(v for k, v in result.items() if k.endswith("_cpu_pct") and v is not None)
         result["other_cpu_pct"] = round(max(busy * (os.cpu_count() or 1) * 100 - ours, 0.0), 1)
         return result
-
 
 
 def free_port() -> int:

@@ -71,7 +71,6 @@ class QueueCommands(WorkerBase):
         return {"seen": [sorted(seen.items()) for seen in self.queue_seen]}
 
 
-
 def run(bench: Bench, waiting: int) -> None:
     args = bench.args
     procs = args.procs or 2

@@ -22,7 +22,6 @@ def emit(result: dict[str, Any]) -> None:
     print(json.dumps(result, ensure_ascii=False), flush=True)
 
 
-
 def percentile(ordered: Sequence[float], q: float) -> float | None:
     """Nearest-rank percentile of an ascending sequence (``q`` in 0..100)."""
     if not ordered:

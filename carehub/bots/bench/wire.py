@@ -73,7 +73,8 @@ def arrival(ancillary: list[tuple[int, int, bytes]]) -> float:
     return time.monotonic()
 
 
-def _ignore(ws: LeanWS, frame: Frame, now: float) -> Frame | None:
+def ignore_frames(ws: LeanWS, frame: Frame, now: float) -> Frame | None:
+    """The handler of connections that are only held (pings are answered before any handler)."""
     return None
 
 
@@ -90,7 +91,7 @@ class LeanWS:
         self._frag: bytearray | None = None
         self._lock = trio.Lock()
         self._queue: collections.deque[tuple[Frame, float]] = collections.deque()
-        self.handler: Handler = _ignore
+        self.handler: Handler = ignore_frames
         self.close_code: int | None = None
         self.closed = False
         self.bye: Frame | None = None

@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import trio
 
-from .wire import Handler, LeanWS, ServerClosed, _ignore, open_session
+from .wire import Handler, LeanWS, ServerClosed, ignore_frames, open_session
 
 
 class Group:
@@ -43,7 +43,6 @@ class Group:
             self.done.set()
 
 
-
 class WorkerBase:
     """One client process: runs commands from the coordinator in its own trio loop."""
 
@@ -61,7 +60,7 @@ class WorkerBase:
     def frame_handler(self, name: str) -> Handler:
         """The handler ``cmd_open`` gives each connection: "idle" ignores frames, others are ``_on_<name>``."""
         if name == "idle":
-            return _ignore
+            return ignore_frames
         handler: Handler = getattr(self, f"_on_{name}")
         return handler
 
@@ -154,10 +153,10 @@ class WorkerBase:
 
 
 def leaves(err: BaseException) -> list[BaseException]:
+    """The single exceptions inside ``err`` (a worker reports each)."""
     if isinstance(err, BaseExceptionGroup):
         return [leaf for sub in err.exceptions for leaf in leaves(sub)]
     return [err]
-
 
 
 class Workers:
@@ -219,7 +218,6 @@ class Workers:
                 proc.join(2)
         for conn in self.conns:
             conn.close()
-
 
 
 def keep(grp: Group, ws: LeanWS, hold: Callable[[Group, LeanWS], Awaitable[None]]) -> None:
