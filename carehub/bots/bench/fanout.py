@@ -233,6 +233,7 @@ def run(bench: Bench, subs_levels: Sequence[int]) -> None:
             bench.release(publisher)
             bench.release(receivers)
 
+
 def _drain(bench: Bench, receivers: Workers, expected: int, quiet: float = 2.0, limit: float = 30.0) -> None:
     """Wait until ``expected`` deliveries arrived, or nothing more came for ``quiet`` s."""
     deadline = time.monotonic() + limit

@@ -26,6 +26,8 @@ from .worker import WorkerBase
 PATIENTS_PER_ADDRESS = 10
 #: a patient whose sign-in lost its connection starts over (as someone new) this many times in all
 TRANSPORT_ATTEMPTS = 3
+#: how long a patient waits for their SMS code to reach the gateway simulator
+SMS_WAIT = 60.0
 
 
 class Refused(Exception):
@@ -44,6 +46,20 @@ def identity(run_base: int, i: int) -> tuple[str, str, str]:
     born = dt.date(1950, 1, 1) + dt.timedelta(days=(run_base // 7 + i // 900) % 18000)
     first17 = f"110101{born:%Y%m%d}{i % 900 + 100:03d}"
     return phone, f"压测患者{i}", first17 + check_digit(first17)
+
+
+async def _sms_code(sim: LeanHTTP, phone: str) -> str:
+    """The code the hub texted to ``phone``, read at the SMS gateway simulator. The hub hands the
+    message to the gateway after answering, so on a busy machine it may take a while to be there."""
+    deadline = trio.current_time() + SMS_WAIT
+    while True:
+        status, payload = await sim.request("GET", f"/_sim/messages?phone={phone}&limit=1")
+        messages = _json(status, payload, "sms sim", 200)["messages"]
+        if messages:
+            return str(messages[0]["params"]["code"])
+        if trio.current_time() > deadline:
+            raise Refused(f"no SMS reached the simulator for {phone} within {SMS_WAIT:.0f} s")
+        await trio.sleep(0.2)
 
 
 class PatientCommands(WorkerBase):
@@ -91,8 +107,7 @@ class PatientCommands(WorkerBase):
         sim = await LeanHTTP.open(sms.host, sms.port or 80, None)
         try:
             _json(*await hub.post("/api/v1/auth/sms-code", orjson.dumps({"phone": phone}), None), "sms-code", 200)
-            status, payload = await sim.request("GET", f"/_sim/messages?phone={phone}&limit=1")
-            code = _json(status, payload, "sms sim", 200)["messages"][0]["params"]["code"]
+            code = await _sms_code(sim, phone)
             login = _json(*await hub.post("/api/v1/auth/sms-login",
                                           orjson.dumps({"phone": phone, "code": code}), None), "login", 200)
             if not verify:

@@ -127,7 +127,8 @@ def run(bench: Bench, waiting: int) -> None:
             "call_interval_s": args.call_interval,
         })
     finally:
-        pool.close()
+        bench.release(pool)
+
 
 async def _book_and_check_in(bench: Bench, people: Sequence[tuple[str, str]], doctor_id: str, day: dt.date,
                              period: str) -> None:

@@ -239,7 +239,7 @@ def run(bench: Bench, conns: int) -> None:
     procs = args.procs or max(2, math.ceil(conns / 2500))
     pool = bench.workers(procs)
     try:
-        people = bench.patients(pool, conns, verify=False)
+        people = bench.kept_patients(pool, conns, verify=False)
         if len(people) < conns:
             note(f"reconnect: only {len(people)} of {conns} patients could sign in")
         phones = [(token, f"phone-{bench.run}-{i}") for i, (token, _id) in enumerate(people)]

@@ -280,7 +280,7 @@ def run(bench: Bench, requests: int, slots: int) -> None:
     procs = args.procs or 4
     pool = bench.workers(procs)
     try:
-        people = _reused_patients(bench, pool, requests)
+        people = bench.kept_patients(pool, requests)
         doctors = [d["id"] for d in bench.call("GET", "/api/v1/doctors", params={"limit": 200})["doctors"]]
         doctors = doctors[: args.doctors] if args.doctors else doctors
         if slots > 500 * len(doctors):
@@ -300,24 +300,8 @@ def run(bench: Bench, requests: int, slots: int) -> None:
         for spread, ahead in zip(args.spread, aheads, strict=True):
             _burst(bench, pool, procs, people, doctors, slots, spread, ahead)
     finally:
-        pool.close()
+        bench.release(pool)
 
-def _reused_patients(bench: Bench, pool: Workers, n: int) -> list[tuple[str, str]]:
-    path = bench.args.patients_file
-    if path:
-        try:
-            with open(path, "rb") as f:
-                kept = orjson.loads(f.read())
-        except (OSError, orjson.JSONDecodeError):
-            kept = {}
-        if kept.get("url") == bench.url and len(kept.get("people", [])) >= n:
-            note(f"patients: {n} reused from {path}")
-            return [(token, pid) for token, pid in kept["people"][:n]]
-    people = bench.patients(pool, n)
-    if path:
-        with open(path, "wb") as f:
-            f.write(orjson.dumps({"url": bench.url, "people": people}))
-    return people
 
 def _free_days(bench: Bench, doctors: list[str], n: int) -> list[int]:
     """``n`` days ahead (20-89) on which none of ``doctors`` has a booking yet (a hub kept from an
@@ -332,6 +316,7 @@ def _free_days(bench: Bench, doctors: list[str], n: int) -> list[int]:
             if len(free) == n:
                 return free
     raise SystemExit("scripts/bench: no day 20-89 days ahead is free of bookings for these doctors")
+
 
 def _burst(bench: Bench, pool: Workers, procs: int, people: list[tuple[str, str]], doctors: list[str], slots: int,
            spread: float, ahead: int) -> None:

@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 import httpx
+import orjson
 import trio
 
 from .accounts import DEMO_TOTP_SECRET, Accounts, sign_in
@@ -123,3 +124,23 @@ class Bench:
         how = "signed in by SMS and verified by face check" if verify else "signed in by SMS"
         note(f"patients: {len(made)} {how} in {time.monotonic() - started:.0f} s")
         return [(token, pid) for _i, token, pid in made]
+
+    def kept_patients(self, pool: Workers, n: int, *, verify: bool = True) -> list[tuple[str, str]]:
+        """:meth:`patients`, kept in ``--patients-file`` for a later run against the same hub (its
+        data kept), and taken from it when it holds enough of them (verified ones if ``verify``)."""
+        path = self.args.patients_file
+        if path:
+            try:
+                with open(path, "rb") as f:
+                    kept = orjson.loads(f.read())
+            except (OSError, orjson.JSONDecodeError):
+                kept = {}
+            fits = kept.get("verified", True) or not verify  # files from before this field: release-burst's
+            if kept.get("url") == self.url and fits and len(kept.get("people", [])) >= n:
+                note(f"patients: {n} reused from {path}")
+                return [(token, pid) for token, pid in kept["people"][:n]]
+        people = self.patients(pool, n, verify=verify)
+        if path:
+            with open(path, "wb") as f:
+                f.write(orjson.dumps({"url": self.url, "verified": verify, "people": people}))
+        return people
