@@ -41,6 +41,7 @@ import trio
 
 from carehub.bots.client import CallFailed
 
+from .machine import listener_pid
 from .report import array_bytes, emit, latency_fields, merge_samples, note, rounded, split
 from .wire import Frame, LeanWS, ServerClosed
 from .worker import Group, WorkerBase
@@ -267,6 +268,9 @@ def run(bench: Bench, conns: int) -> None:
             window.start()
             drop_started = time.monotonic()
             ready_at = _wait_ready(bench.url, drop_started, args.reconnect_timeout)
+            url = httpx.URL(bench.url)
+            if ready_at is not None and url.host in ("127.0.0.1", "localhost"):
+                bench.hub_pid = listener_pid(url.port or 80)  # the hub that came back (its CPU since it started)
             note("reconnect: the hub at --url is ready again" if ready_at else "reconnect: the hub never came back")
         deadline = time.monotonic() + args.reconnect_timeout
         while time.monotonic() < deadline:
