@@ -127,19 +127,23 @@ class Bench:
 
     def kept_patients(self, pool: Workers, n: int, *, verify: bool = True) -> list[tuple[str, str]]:
         """:meth:`patients`, kept in ``--patients-file`` for a later run against the same hub (its
-        data kept), and taken from it when it holds enough of them (verified ones if ``verify``)."""
+        data kept): a file holding patients of this hub (verified ones if ``verify``) gives its
+        first ``n``, and a file holding fewer is topped up and written back."""
         path = self.args.patients_file
+        kept: list[tuple[str, str]] = []
         if path:
             try:
                 with open(path, "rb") as f:
-                    kept = orjson.loads(f.read())
+                    data = orjson.loads(f.read())
             except (OSError, orjson.JSONDecodeError):
-                kept = {}
-            fits = kept.get("verified", True) or not verify  # files from before this field: release-burst's
-            if kept.get("url") == self.url and fits and len(kept.get("people", [])) >= n:
-                note(f"patients: {n} reused from {path}")
-                return [(token, pid) for token, pid in kept["people"][:n]]
-        people = self.patients(pool, n, verify=verify)
+                data = {}
+            fits = data.get("verified", True) or not verify  # files from before this field: release-burst's
+            if data.get("url") == self.url and fits:
+                kept = [(token, pid) for token, pid in data.get("people", [])]
+                note(f"patients: {min(len(kept), n)} reused from {path}")
+        if len(kept) >= n:
+            return kept[:n]
+        people = kept + self.patients(pool, n - len(kept), verify=verify)
         if path:
             with open(path, "wb") as f:
                 f.write(orjson.dumps({"url": self.url, "verified": verify, "people": people}))
