@@ -103,7 +103,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     group.add_argument("--sms-sim", help="the hub's SMS gateway simulator (default: the started hub's)")
     group.add_argument("--patients-file", help="release-burst, reconnect: keep the signed-in patients (tokens) in this"
                        " JSON file and reuse them on a later run against the same hub (its data kept), skipping the"
-                       " minutes of sign-ins; made afresh when the file is missing, for another URL or too short")
+                       " minutes of sign-ins; made afresh when missing or for another URL, topped up when short")
     reconnect.add_arguments(parser)
     return parser.parse_args(argv)
 
