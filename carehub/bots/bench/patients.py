@@ -104,9 +104,12 @@ class PatientCommands(WorkerBase):
         """One person signed in by SMS code, added as "self" and face-checked: ``(token, patient id)``;
         without ``verify`` only signed in: ``(token, account id)``."""
         hub = await LeanHTTP.open(self.host, self.port, src)
-        sim = await LeanHTTP.open(sms.host, sms.port or 80, None)
+        sim: LeanHTTP | None = None
         try:
             _json(*await hub.post("/api/v1/auth/sms-code", orjson.dumps({"phone": phone}), None), "sms-code", 200)
+            # opened only now: the simulator closes a connection idle for 5 s (Hypercorn's keep-alive),
+            # and on a busy hub the code request alone can take longer
+            sim = await LeanHTTP.open(sms.host, sms.port or 80, None)
             code = await _sms_code(sim, phone)
             login = _json(*await hub.post("/api/v1/auth/sms-login",
                                           orjson.dumps({"phone": phone, "code": code}), None), "login", 200)
@@ -129,4 +132,5 @@ class PatientCommands(WorkerBase):
             return login["token"], pid
         finally:
             await trio.aclose_forcefully(hub.stream)
-            await trio.aclose_forcefully(sim.stream)
+            if sim is not None:
+                await trio.aclose_forcefully(sim.stream)

@@ -240,10 +240,12 @@ def run(bench: Bench, conns: int) -> None:
     procs = args.procs or max(2, math.ceil(conns / 2500))
     pool = bench.workers(procs)
     try:
-        people = bench.kept_patients(pool, conns, verify=False)
-        if len(people) < conns:
-            note(f"reconnect: only {len(people)} of {conns} patients could sign in")
-        phones = [(token, f"phone-{bench.run}-{i}") for i, (token, _id) in enumerate(people)]
+        wanted = min(args.phone_accounts or conns, conns)
+        people = bench.kept_patients(pool, wanted, verify=False)
+        if len(people) < wanted:
+            note(f"reconnect: only {len(people)} of {wanted} patients could sign in")
+        # one phone per patient (default); with --phone-accounts fewer patients, each with several phones
+        phones = [(people[i % len(people)][0], f"phone-{bench.run}-{i}") for i in range(conns if people else 0)]
         started = time.monotonic()
         replies = pool.all("phones_open", [{"phones": part, "concurrency": args.concurrency}
                                            for part in split(phones, procs)], timeout=1800)
@@ -298,6 +300,7 @@ def run(bench: Bench, conns: int) -> None:
         emit(bench.base("reconnect") | {
             "conns": conns,
             "opened": opened,
+            "patients": len(people),
             "reconnected": back,
             "failed": max(opened - back, 0) + (conns - opened),
             "seconds_to_all_back": to_all_back,
@@ -329,3 +332,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("reconnect")
     group.add_argument("--reconnect-timeout", type=float, default=120.0,
                        help="reconnect: seconds to wait for every phone to be back (default 120)")
+    group.add_argument("--phone-accounts", type=int, default=0,
+                       help="reconnect: patients sharing the phones, each phone a device of its own (default: one"
+                       " patient per phone; fewer make the set-up shorter, and a token's later phones may find it"
+                       " in the hub's cache)")
