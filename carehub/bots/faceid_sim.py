@@ -65,7 +65,6 @@ import hashlib
 import hmac
 import logging
 import re
-import signal
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -74,10 +73,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import orjson
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
-from ._asgi import BodyTooLarge, read_body, serve_lifespan
+from ._asgi import Receive, Request, Send, SimulatorApp, respond, run_until_signalled, serve_app
 
 log = logging.getLogger("carehub.bots.faceid_sim")
 
@@ -500,36 +497,27 @@ class FaceIdSimulator:
 # -- the HTTP shell ----------------------------------------------------------------------------
 
 
-class FaceIdSimApp:
-    """A bare ASGI application around a :class:`FaceIdSimulator`."""
+class FaceIdSimApp(SimulatorApp):
+    """The ASGI application around a :class:`FaceIdSimulator`."""
+
+    max_body = MAX_BODY
 
     def __init__(self, sim: FaceIdSimulator) -> None:
         self.sim = sim
 
-    async def __call__(self, scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        try:
-            body = await read_body(receive, MAX_BODY)
-        except BodyTooLarge:
-            reply = _json(413, {"error": f"body larger than {MAX_BODY} bytes"})
-        else:
-            if body is None:
-                return
-            headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
-            target = scope["path"] + ("?" + scope["query_string"].decode() if scope["query_string"] else "")
-            reply = self.sim.handle(scope["method"], target, headers, body, scope["scheme"])
-        response_headers = [
-            (b"content-type", reply.content_type.encode()),
-            (b"content-length", b"%d" % len(reply.body)),
-        ]
+    async def too_large(self, send: Send) -> None:
+        await self._answer(send, _json(413, {"error": f"body larger than {MAX_BODY} bytes"}))
+
+    async def handle(self, request: Request, receive: Receive, send: Send) -> None:
+        target = request.path + ("?" + request.query if request.query else "")
+        await self._answer(send, self.sim.handle(request.method, target, request.headers, request.body, request.scheme))
+
+    @staticmethod
+    async def _answer(send: Send, reply: Reply) -> None:
+        headers = [(b"content-type", reply.content_type.encode())]
         if reply.location is not None:
-            response_headers.append((b"location", reply.location.encode()))
-        await send({"type": "http.response.start", "status": reply.status, "headers": response_headers})
-        await send({"type": "http.response.body", "body": reply.body})
+            headers.append((b"location", reply.location.encode()))
+        await respond(send, reply.status, reply.body, headers)
 
 
 async def serve_faceid_sim(
@@ -547,15 +535,8 @@ async def serve_faceid_sim(
     sim = FaceIdSimulator(
         secrets={secret_id: secret_key}, rule_ids=rule_ids, token_ttl_seconds=token_ttl_seconds, clock=clock
     )
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = log
-    config.graceful_timeout = 1.0
-    app: Any = FaceIdSimApp(sim)  # a plain ASGI callable; hypercorn's TypedDict signature is stricter than needed
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(functools.partial(hypercorn_serve, app, config, mode="asgi"))
-        base_url = str(binds[0])
+        base_url = await serve_app(nursery, FaceIdSimApp(sim), host, port, log)
         log.info("FaceID simulator on %s", base_url)
         task_status.started(base_url)
 
@@ -575,25 +556,20 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
 
-    async def run() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                await nursery.start(
-                    functools.partial(
-                        serve_faceid_sim,
-                        host=args.host,
-                        port=args.port,
-                        secret_id=args.secret_id,
-                        secret_key=args.secret_key,
-                        rule_ids=args.rule_ids or (DEFAULT_RULE_ID,),
-                        token_ttl_seconds=args.token_ttl,
-                    )
-                )
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+    async def start(nursery: trio.Nursery) -> None:
+        await nursery.start(
+            functools.partial(
+                serve_faceid_sim,
+                host=args.host,
+                port=args.port,
+                secret_id=args.secret_id,
+                secret_key=args.secret_key,
+                rule_ids=args.rule_ids or (DEFAULT_RULE_ID,),
+                token_ttl_seconds=args.token_ttl,
+            )
+        )
 
-    trio.run(run)
+    run_until_signalled(start)
 
 
 if __name__ == "__main__":

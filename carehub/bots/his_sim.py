@@ -84,17 +84,14 @@ import hmac
 import itertools
 import logging
 import re
-import signal
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
 import orjson
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
-from ._asgi import BodyTooLarge, admin_json, read_body, serve_lifespan
+from ._asgi import Receive, Request, Send, SimulatorApp, admin_json, hang, respond, run_until_signalled, serve_app
 
 log = logging.getLogger("carehub.bots.his_sim")
 
@@ -1500,57 +1497,36 @@ class HisSimulator:
 
 # -- the HTTP shell ------------------------------------------------------------------------------
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
+class HisApp(SimulatorApp):
+    """The ASGI application around a :class:`HisSimulator`."""
 
-
-class HisApp:
-    """A bare ASGI application around a :class:`HisSimulator`."""
+    max_body = MAX_BODY_BYTES
 
     def __init__(self, sim: HisSimulator, *, hang_seconds: float = 120.0) -> None:
         self.sim = sim
         self.hang_seconds = hang_seconds
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        method, path = scope["method"], scope["path"]
-        query = scope.get("query_string", b"").decode("latin-1")
-        try:
-            body = await read_body(receive, MAX_BODY_BYTES)
-        except BodyTooLarge:
-            await self._answer(send, _outcome(413, "too-long", f"the body is larger than {MAX_BODY_BYTES} bytes"))
-            return
-        if body is None:
-            return
+    async def too_large(self, send: Send) -> None:
+        await self._answer(send, _outcome(413, "too-long", f"the body is larger than {MAX_BODY_BYTES} bytes"))
+
+    async def handle(self, request: Request, receive: Receive, send: Send) -> None:
+        path = request.path
         if path.startswith("/_sim/"):
-            status, answer = self.sim.handle_admin(method, path, query, body)
+            status, answer = self.sim.handle_admin(request.method, path, request.query, request.body)
             reply = Reply(status, orjson.dumps(answer), {"content-type": "application/json"})
         elif path == FHIR_BASE_PATH or path.startswith(FHIR_BASE_PATH + "/"):
-            headers: dict[str, str] = {}
-            for raw_name, raw_value in scope["headers"]:
-                name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-                headers[name] = f"{headers[name]},{value}" if name in headers else value
-            reply = self.sim.handle(method, path, query, headers, body)
+            reply = self.sim.handle(request.method, path, request.query, request.headers, request.body)
         else:
             reply = _outcome(404, "not-found", f"no route {path} (the FHIR base is {FHIR_BASE_PATH})")
         if reply.hang:
-            with trio.move_on_after(self.hang_seconds):
-                while (await receive())["type"] != "http.disconnect":
-                    pass
+            await hang(receive, self.hang_seconds)
             return
         await self._answer(send, reply)
 
     @staticmethod
     async def _answer(send: Send, reply: Reply) -> None:
         headers = [(name.encode("latin-1"), value.encode("latin-1")) for name, value in reply.headers.items()]
-        headers.append((b"content-length", str(len(reply.body)).encode()))
-        await send({"type": "http.response.start", "status": reply.status, "headers": headers})
-        await send({"type": "http.response.body", "body": reply.body})
+        await respond(send, reply.status, reply.body, headers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -1577,15 +1553,9 @@ async def serve_his(
     ``hang_seconds`` bounds how long a ``timeout`` fault keeps a request open if the client stays.
     """
     sim = HisSimulator(token=token, clock=clock)
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 1.0
-    app: Any = HisApp(sim, hang_seconds=hang_seconds)  # hypercorn's ASGI types are TypedDicts
     async with trio.open_nursery() as nursery:
-        binds = await nursery.start(functools.partial(hypercorn_serve, app, config, mode="asgi"))
-        root = str(binds[0])
+        root = await serve_app(nursery, HisApp(sim, hang_seconds=hang_seconds), host, port,
+                               logging.getLogger("hypercorn.error"))
         handle = HisHandle(base_url=root + FHIR_BASE_PATH, token=token, admin_url=root)
         log.info("HIS FHIR simulator at %s", handle.base_url)
         task_status.started(handle)
@@ -1601,18 +1571,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def run() -> None:
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with trio.open_nursery() as nursery:
-                handle = await nursery.start(
-                    functools.partial(serve_his, host=args.host, port=args.port, token=args.token)
-                )
-                print(f"HIS FHIR simulator: base {handle.base_url}, admin {handle.admin_url}/_sim/", flush=True)
-                async for _ in signals:
-                    nursery.cancel_scope.cancel()
-                    break
+    async def start(nursery: trio.Nursery) -> None:
+        handle = await nursery.start(functools.partial(serve_his, host=args.host, port=args.port, token=args.token))
+        print(f"HIS FHIR simulator: base {handle.base_url}, admin {handle.admin_url}/_sim/", flush=True)
 
-    trio.run(run)
+    run_until_signalled(start)
 
 
 if __name__ == "__main__":

@@ -124,7 +124,7 @@ import secrets
 import string
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -135,10 +135,8 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
-from ._asgi import BodyTooLarge, admin_json, read_body, serve_lifespan
+from ._asgi import Receive, Request, Send, SimulatorApp, admin_json, hang, respond, run_until_signalled, serve_app
 
 log = logging.getLogger("carehub.bots.pay_gateway")
 
@@ -1413,63 +1411,42 @@ class PayGateway:
         return 200, self._config_view()
 
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class GatewayServer:
+class GatewayServer(SimulatorApp):
     """The I/O shell: an ASGI app for hypercorn, timers and the notification sender."""
+
+    max_body = MAX_BODY_BYTES
 
     def __init__(self, gateway: PayGateway, nursery: trio.Nursery, http: httpx.AsyncClient) -> None:
         self.gateway = gateway
         self.nursery = nursery
         self.http = http
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        try:
-            body = await read_body(receive, MAX_BODY_BYTES)
-        except BodyTooLarge:
-            await self._answer(send, 413, {"code": "PARAM_ERROR", "message": "请求体过大"}, signed=False)
-            return
-        if body is None:
-            return
-        method, path = scope["method"], scope["path"]
-        query = scope.get("query_string", b"").decode("latin-1")
-        if path.startswith("/_sim/"):
-            status, answer = self.gateway.handle_admin(method, path, query, body)
+    async def too_large(self, send: Send) -> None:
+        await self._answer(send, 413, {"code": "PARAM_ERROR", "message": "请求体过大"}, signed=False)
+
+    async def handle(self, request: Request, receive: Receive, send: Send) -> None:
+        if request.path.startswith("/_sim/"):
+            status, answer = self.gateway.handle_admin(request.method, request.path, request.query, request.body)
             self._start_side_effects()
             await self._answer(send, status, answer, signed=False)
             return
-        raw_path = (scope.get("raw_path") or path.encode()).decode("latin-1")
-        target = raw_path + (f"?{query}" if query and "?" not in raw_path else "")
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-        reply = self.gateway.handle_api(method, target, path, query, headers, body)
+        reply = self.gateway.handle_api(
+            request.method, request.target, request.path, request.query, request.headers, request.body
+        )
         self._start_side_effects()
         if reply.hang:
-            with trio.move_on_after(self.gateway.settings.hang_seconds):
-                while (await receive())["type"] != "http.disconnect":
-                    pass
+            await hang(receive, self.gateway.settings.hang_seconds)
             return
         await self._answer(send, reply.status, reply.body, signed=True)
 
     async def _answer(self, send: Send, status: int, body: Any, *, signed: bool) -> None:
         payload = orjson.dumps(body) if body is not None else b""
-        headers = [(b"content-length", str(len(payload)).encode()), (b"request-id", str(uuid.uuid4()).encode())]
+        headers = [(b"request-id", str(uuid.uuid4()).encode())]
         if payload:
             headers.append((b"content-type", b"application/json; charset=utf-8"))
         if signed:
             headers += [(k.lower().encode(), v.encode()) for k, v in self.gateway.signed_headers(payload).items()]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await respond(send, status, payload, headers)
 
     def _start_side_effects(self) -> None:
         notices, timers = self.gateway.take_side_effects()
@@ -1581,16 +1558,9 @@ async def serve_pay_gateway(
     )
     if len(gateway.apiv3_key.encode()) != 32:
         raise ValueError("the APIv3 key must be 32 ASCII characters")
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 1.0
     async with httpx.AsyncClient(timeout=10) as http, trio.open_nursery() as nursery:
         server = GatewayServer(gateway, nursery, http)
-        asgi: Any = server  # hypercorn's ASGI types are TypedDicts; this app uses plain dicts
-        binds = await nursery.start(functools.partial(hypercorn_serve, asgi, config))
-        url = str(binds[0])
+        url = await serve_app(nursery, server, host, port, logging.getLogger("hypercorn.error"))
         log.info("WeChat Pay simulator at %s (mchid %s)", url, mchid)
         task_status.started(
             GatewayHandle(
@@ -1627,26 +1597,22 @@ def main(argv: list[str] | None = None) -> None:
         notify_time_scale=args.notify_time_scale,
     )
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            handle: GatewayHandle = await nursery.start(
-                functools.partial(
-                    serve_pay_gateway,
-                    host=args.host,
-                    port=args.port,
-                    settings=settings,
-                    mchid=args.mchid,
-                    appid=args.appid,
-                    apiv3_key=args.apiv3_key,
-                )
+    async def start(nursery: trio.Nursery) -> None:
+        handle: GatewayHandle = await nursery.start(
+            functools.partial(
+                serve_pay_gateway,
+                host=args.host,
+                port=args.port,
+                settings=settings,
+                mchid=args.mchid,
+                appid=args.appid,
+                apiv3_key=args.apiv3_key,
             )
-            print(f"WeChat Pay simulator listening on {handle.base_url}", flush=True)
-            print(f"merchant configuration (test keys): GET {handle.base_url}/_sim/credentials", flush=True)
+        )
+        print(f"WeChat Pay simulator listening on {handle.base_url}", flush=True)
+        print(f"merchant configuration (test keys): GET {handle.base_url}/_sim/credentials", flush=True)
 
-    try:
-        trio.run(run)
-    except KeyboardInterrupt:
-        pass
+    run_until_signalled(start)
 
 
 if __name__ == "__main__":

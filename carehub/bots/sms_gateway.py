@@ -61,17 +61,15 @@ import logging
 import math
 import re
 import uuid
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, quote
 
 import httpx
 import orjson
 import trio
-from hypercorn.config import Config as HypercornConfig
-from hypercorn.trio import serve as hypercorn_serve
 
-from ._asgi import BodyTooLarge, admin_json, read_body, serve_lifespan
+from ._asgi import Receive, Request, Send, SimulatorApp, admin_json, hang, respond, run_until_signalled, serve_app
 
 log = logging.getLogger("carehub.bots.sms_gateway")
 
@@ -682,13 +680,10 @@ _V2_COMMON = frozenset(
     }
 )
 
-Scope = dict[str, Any]
-Receive = Callable[[], Awaitable[dict[str, Any]]]
-Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class GatewayServer:
+class GatewayServer(SimulatorApp):
     """The I/O shell: an ASGI app for hypercorn, delivery timers and the receipt pusher."""
+
+    max_body = MAX_BODY_BYTES
 
     def __init__(self, gateway: SmsGateway, nursery: trio.Nursery, http: httpx.AsyncClient) -> None:
         self.gateway = gateway
@@ -696,51 +691,24 @@ class GatewayServer:
         self.http = http
         self._wakeup = trio.Event()
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await serve_lifespan(receive, send)
-            return
-        if scope["type"] != "http":
-            return
-        try:
-            body = await read_body(receive, MAX_BODY_BYTES)
-        except BodyTooLarge:
-            await self._answer(send, 413, {"Code": "RequestTooLarge", "Message": "request body too large"})
-            return
-        if body is None:
-            return
-        method, path = scope["method"], scope["path"]
-        query = scope.get("query_string", b"").decode("latin-1")
-        if path.startswith("/_sim/"):
-            status, answer = self.gateway.handle_admin(method, path, query, body)
+    async def too_large(self, send: Send) -> None:
+        await self._answer(send, 413, {"Code": "RequestTooLarge", "Message": "request body too large"})
+
+    async def handle(self, request: Request, receive: Receive, send: Send) -> None:
+        if request.path.startswith("/_sim/"):
+            status, answer = self.gateway.handle_admin(request.method, request.path, request.query, request.body)
             await self._answer(send, status, answer)
             return
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
-        reply = self.gateway.handle_api(method, path, query, headers, body)
+        reply = self.gateway.handle_api(request.method, request.path, request.query, request.headers, request.body)
         for message in reply.accepted:
             self.nursery.start_soon(self._deliver_later, message, self.gateway.generation)
         if reply.hang:
-            await self._hang(receive)
+            await hang(receive, self.gateway.settings.hang_seconds)
             return
         await self._answer(send, reply.status, reply.body)
 
     async def _answer(self, send: Send, status: int, body: Any) -> None:
-        payload = orjson.dumps(body)
-        headers = [
-            (b"content-type", b"application/json;charset=utf-8"),
-            (b"content-length", str(len(payload)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": status, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
-
-    async def _hang(self, receive: Receive) -> None:
-        """Never answer: keep the request open until the client gives up (or ``hang_seconds``)."""
-        with trio.move_on_after(self.gateway.settings.hang_seconds):
-            while (await receive())["type"] != "http.disconnect":
-                pass
+        await respond(send, status, orjson.dumps(body), [(b"content-type", b"application/json;charset=utf-8")])
 
     async def _deliver_later(self, message: Message, generation: int) -> None:
         await trio.sleep(self.gateway.settings.receipt_delay)
@@ -820,17 +788,10 @@ async def serve_sms_gateway(
     gateway = SmsGateway(
         access_key_id=access_key_id, access_key_secret=access_key_secret, settings=settings, clock=clock
     )
-    config = HypercornConfig()
-    config.bind = [f"{host}:{port}"]
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    config.graceful_timeout = 1.0
     async with httpx.AsyncClient(timeout=10) as http, trio.open_nursery() as nursery:
         server = GatewayServer(gateway, nursery, http)
         nursery.start_soon(server.push_receipts)
-        asgi: Any = server  # hypercorn's ASGI types are TypedDicts; this app uses plain dicts
-        binds = await nursery.start(functools.partial(hypercorn_serve, asgi, config))
-        url = str(binds[0])
+        url = await serve_app(nursery, server, host, port, logging.getLogger("hypercorn.error"))
         log.info("SMS gateway simulator at %s (receipts to %s)", url, settings.receipt_url or "nowhere")
         task_status.started(url)
 
@@ -848,25 +809,21 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    async def run() -> None:
-        async with trio.open_nursery() as nursery:
-            url = await nursery.start(
-                functools.partial(
-                    serve_sms_gateway,
-                    host=args.host,
-                    port=args.port,
-                    access_key_id=args.access_key_id,
-                    access_key_secret=args.access_key_secret,
-                    receipt_url=args.receipt_url,
-                    settings=GatewaySettings(receipt_delay=args.receipt_delay),
-                )
+    async def start(nursery: trio.Nursery) -> None:
+        url = await nursery.start(
+            functools.partial(
+                serve_sms_gateway,
+                host=args.host,
+                port=args.port,
+                access_key_id=args.access_key_id,
+                access_key_secret=args.access_key_secret,
+                receipt_url=args.receipt_url,
+                settings=GatewaySettings(receipt_delay=args.receipt_delay),
             )
-            print(f"SMS gateway simulator listening on {url}", flush=True)
+        )
+        print(f"SMS gateway simulator listening on {url}", flush=True)
 
-    try:
-        trio.run(run)
-    except KeyboardInterrupt:
-        pass
+    run_until_signalled(start)
 
 
 if __name__ == "__main__":
