@@ -69,7 +69,7 @@ class Collector:
             await trio.sleep(self.interval)
             # while the loop is idle, what is half-way due is collected ahead: otherwise the first
             # allocations of the next burst tip it over, and a 200 ms pass of the middle generation
-            # ran in the first turns of a release (session 13)
+            # ran in the first turns of a release (benchmarks-log.md, 2026-11-26 afternoon)
             generation = self.due(ahead=self.ahead if loop_load().idle() else 1.0)
             if generation is None:
                 continue
