@@ -29,14 +29,14 @@ from carehub.channels.push import PushChannel, Session
 from carehub.channels.sms import SmsChannel, SmsConfig, open_sms_channel
 from carehub.config import Config
 from carehub.demo import seed_demo, seed_demo_schedule
+from carehub.eventloop import Collector
 from carehub.http.api import create_app, ops_figures
 from carehub.http.asgi import Dispatcher
 from carehub.http.context import Services
+from carehub.http.gateway import CLOSE_RESTART, CLOSE_SLOW, bye_frame, echo_gateway, websocket_gateway
 from carehub.http.routing import Router
 from carehub.http.server import WebSocketRoute, serve_http
-from carehub.http.ws import CLOSE_RESTART, CLOSE_SLOW, bye_frame, echo_gateway, websocket_gateway
 from carehub.hub import HubSettings, open_hub
-from carehub.hub.collector import Collector
 from carehub.identity import Identity, IdentitySettings
 from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners

@@ -13,7 +13,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from carehub.hub.loop import loop_load
+from carehub.eventloop import loop_load
 from carehub.storage.migrate import latest_version, schema_version
 
 from .context import Services

@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from carehub.channels.push import PushChannel, Session
 from carehub.config import Config
+from carehub.eventloop import Collector
 from carehub.hub import Hub
-from carehub.hub.collector import Collector
 from carehub.identity import Identity
 from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
@@ -20,8 +20,8 @@ from carehub.storage.db import Database
 from carehub.storage.hub_store import PostgresHubStore
 
 if TYPE_CHECKING:
+    from .gateway import Connection
     from .routing import Command
-    from .ws import Connection
 
 from .websocket import Flusher, ReadPacer, ReadPoller
 

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from carehub.bots.people import run_bots
 from carehub.demo import DEMO_PASSWORD
-from carehub.http.ws import bye_frame
+from carehub.http.gateway import bye_frame
 from carehub.hub import Outbound
 
 from .conftest import Server, eventually

@@ -7,8 +7,8 @@ import socket
 import trio
 
 from carehub.bots.bench import client_frame  # what the load client sends
+from carehub.eventloop import loop_load
 from carehub.http.websocket import Flusher, ReadPacer, WebSocket
-from carehub.hub.loop import loop_load
 
 CONNECTIONS = 200
 

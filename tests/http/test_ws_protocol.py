@@ -230,7 +230,7 @@ async def test_a_command_with_a_malformed_body_is_answered_with_422_and_what_is_
 
 
 async def test_a_connection_that_never_authenticates_is_closed_with_4001(server_factory) -> None:  # type: ignore[no-untyped-def]
-    import carehub.http.ws as ws_module
+    import carehub.http.gateway.connection as ws_module
 
     ws_module.AUTH_TIMEOUT, saved = 0.5, ws_module.AUTH_TIMEOUT
     try:

@@ -12,7 +12,7 @@ from carehub.storage.keyring import DecryptionFailed, IntegrityError, KeyRingErr
 
 from ..context import Services
 from ..errors import ApiError
-from ..ws import CLOSE_REVOKED
+from ..gateway import CLOSE_REVOKED
 
 log = logging.getLogger("carehub.http")
 

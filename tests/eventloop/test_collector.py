@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from carehub.hub.collector import Collector
+from carehub.eventloop import Collector
 
 
 class Node:

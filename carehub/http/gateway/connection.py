@@ -29,10 +29,10 @@ from carehub.hub import (
 )
 from carehub.identity import AuthFailed, Principal, may_publish, may_subscribe
 
-from .context import Services
-from .errors import ApiError
-from .routing import Command, RequestContext
-from .websocket import OP_BINARY, OP_TEXT, Upgrade, WebSocket, frame
+from ..context import Services
+from ..errors import ApiError
+from ..routing import Command, RequestContext
+from ..websocket import OP_BINARY, OP_TEXT, Upgrade, WebSocket, frame
 
 log = logging.getLogger("carehub.ws")
 
