@@ -291,9 +291,6 @@ class PushChannel:
                 session.offer_stream(item)
                 self.pushed += 1
 
-    def sessions_of(self, account_id: str) -> set[Session]:
-        return self.by_account.get(account_id, set())
-
     async def watch(
         self,
         *,

@@ -38,6 +38,8 @@ class Collector:
         #: time spent collecting
         self.seconds = 0.0
         self._scope = trio.CancelScope()
+        #: collecting in place of CPython now (between :meth:`run` starting and stopping)
+        self.running = False
 
     def due(self, ahead: float = 1.0) -> int | None:
         """The generation CPython's own rule would collect now (None: nothing is due); without CPython's extra
@@ -58,11 +60,13 @@ class Collector:
         """Collect in place of CPython until :meth:`stop` or cancelled (automatic collection is back on after)."""
         loop_load()  # measuring from now
         gc.disable()
+        self.running = True
         task_status.started()
         try:
             with self._scope:
                 await self._collect()
         finally:
+            self.running = False
             gc.enable()
 
     async def _collect(self) -> None:

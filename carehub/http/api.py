@@ -20,7 +20,8 @@ from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
 from .rest import MODULES
-from .rest.shared import ops_figures
+from .rest import hub as hub_routes
+from .rest import ops as ops_routes
 from .routing import RequestContext, Router, error_response, json_response
 
 log = logging.getLogger("carehub.http")
@@ -54,7 +55,7 @@ class HubCollector(Collector):
         yield GaugeMetricFamily("carehub_actors_quarantined", "Quarantined actors", value=len(snap["quarantined"]))
         yield GaugeMetricFamily("carehub_connections", "Open WebSocket connections", value=len(self.s.push.sessions))
         yield GaugeMetricFamily(
-            "carehub_reminders_due", "Stored reminders and tells due now", value=self.s.extra.get("reminders_due", 0)
+            "carehub_reminders_due", "Stored reminders and tells due now", value=self.s.gateway.ops.reminders_due
         )
         yield CounterMetricFamily("carehub_reminders_fired", "Reminders fired", value=snap["reminders_fired"])
         yield CounterMetricFamily("carehub_reminders_late", "Reminders fired late", value=snap["reminders_late"])
@@ -64,8 +65,8 @@ class HubCollector(Collector):
                                   value=snap["effects_failed"])
         yield CounterMetricFamily("carehub_effects_deferred", "Effects that waited while the hub answered a burst",
                                   value=snap["effects_deferred"])
-        collector = self.s.collector
-        if collector is not None:
+        collector = self.s.gateway.collector
+        if collector.running:
             passes = CounterMetricFamily("carehub_gc_collections", "Garbage collector passes (run at quiet moments)",
                                          labels=["generation"])
             for generation, n in enumerate(collector.collections):
@@ -75,22 +76,22 @@ class HubCollector(Collector):
                                       value=collector.deferred)
             yield CounterMetricFamily("carehub_gc_seconds", "Time spent in garbage collection", value=collector.seconds)
         yield CounterMetricFamily(
-            "carehub_ws_bad_frames", "Malformed or refused WebSocket frames", value=self.s.stats.bad_frames
+            "carehub_ws_bad_frames", "Malformed or refused WebSocket frames", value=self.s.gateway.stats.bad_frames
         )
-        flusher = self.s.flusher
+        flusher = self.s.gateway.flusher
         yield CounterMetricFamily("carehub_ws_socket_writes", "Socket writes of queued WebSocket frames",
                                   value=flusher.writes)
         yield GaugeMetricFamily("carehub_ws_sockets_full",
                                 "Connections whose socket buffer is full now (the client reads slower than sent)",
                                 value=flusher.full)
         yield CounterMetricFamily("carehub_ws_kicked_slow", "Connections closed with 4008 (slow consumer)",
-                                  value=self.s.stats.kicked_slow)
+                                  value=self.s.gateway.stats.kicked_slow)
         yield CounterMetricFamily("carehub_ws_reads_paced",
                                   "WebSocket reads held for a later turn of the event loop (a burst of frames)",
-                                  value=self.s.pacer.paced)
+                                  value=self.s.gateway.pacer.paced)
         yield CounterMetricFamily("carehub_ws_reads_polled",
                                   "WebSocket reads done by the read poller for signed-in connections",
-                                  value=self.s.poller.reads)
+                                  value=self.s.gateway.poller.reads)
         yield GaugeMetricFamily("carehub_loop_running_share",
                                 "Share of the last 100 ms the event loop spent running tasks (not waiting for I/O)",
                                 value=loop_load().share)
@@ -143,9 +144,13 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     async def openapi(ctx: RequestContext) -> Any:
         return openapi_document(router.specs)
 
+    deps: dict[object, dict[str, Any]] = {
+        hub_routes: {"hub": services.hub},
+        ops_routes: {"hub": services.hub, "ops": services.gateway.ops},
+    }
     for module in MODULES:
-        module.register(r)
+        module.register(r, **deps.get(module, {}))
     return app, router
 
 
-__all__ = ["create_app", "json_response", "ops_figures"]
+__all__ = ["create_app", "json_response"]

@@ -1,4 +1,4 @@
-"""The garbage collector runs at the event loop's quiet moments (docs/architecture.md, "Collector")."""
+"""The garbage collector runs at the event loop's quiet moments (docs/gateway.md, "Collector")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The read pacer: frames arriving on many connections at once are read over short turns (docs/architecture.md)."""
+"""The read pacer: frames arriving on many connections at once are read over short turns (docs/gateway.md)."""
 
 from __future__ import annotations
 

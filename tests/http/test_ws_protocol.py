@@ -267,10 +267,10 @@ async def test_a_consumer_that_stops_reading_is_disconnected_with_4008_and_resum
                         await admin.send(
                             {"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big, "critical": True}
                         )
-                        if srv.app.services.stats.kicked_slow:
+                        if srv.app.services.gateway.stats.kicked_slow:
                             break
                         await trio.sleep(0.01)
-                assert srv.app.services.stats.kicked_slow == 1
+                assert srv.app.services.gateway.stats.kicked_slow == 1
                 with pytest.raises(ConnectionClosed) as closed:
                     while True:
                         await ws.get_message()
@@ -315,8 +315,6 @@ async def test_a_client_that_sends_now_and_then_stays_past_its_first_idle_deadli
 
 
 async def test_a_restart_tells_each_client_a_different_time_to_come_back(server: Server) -> None:
-    from carehub.app import drain
-
     token = await server.token("patient1")
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -331,7 +329,7 @@ async def test_a_restart_tells_each_client_a_different_time_to_come_back(server:
                 nursery.start_soon(hold, i)
             while len(clients) < 8:
                 await trio.sleep(0.01)
-            await drain(server.app.services)
+            await server.app.services.gateway.drain()
     waits = [c.bye["reconnect_after_ms"] for c in clients if c.bye is not None]
     assert len(waits) == 8
     assert all(500 <= w <= 15000 for w in waits)
@@ -368,11 +366,11 @@ async def test_a_consumer_that_stops_reading_shows_in_metrics_as_a_full_socket_u
             async with silent_hall_subscriber(srv.base, sub_token, "slow"):
                 async with connect(srv.base, admin_token) as admin:
                     big = {"text": "叫号" * 8_000}
-                    while srv.app.services.flusher.full == 0:
+                    while srv.app.services.gateway.flusher.full == 0:
                         await admin.send({"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big})
                         await trio.sleep(0.01)
                     assert await sockets_full() == 1
-                    while not srv.app.services.stats.kicked_slow:  # the stuck rule closes it (4008)
+                    while not srv.app.services.gateway.stats.kicked_slow:  # the stuck rule closes it (4008)
                         await admin.send({"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big,
                                           "critical": True})
                         await trio.sleep(0.05)

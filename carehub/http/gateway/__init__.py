@@ -14,6 +14,8 @@ from .connection import (
     echo_gateway,
     websocket_gateway,
 )
+from .state import Gateway, GatewayStats, OpsBoard
+from .streams import StreamOpener
 
 __all__ = [
     "CLOSE_AUTH",
@@ -22,6 +24,10 @@ __all__ = [
     "CLOSE_REVOKED",
     "CLOSE_SLOW",
     "Connection",
+    "Gateway",
+    "GatewayStats",
+    "OpsBoard",
+    "StreamOpener",
     "bye_frame",
     "echo_gateway",
     "websocket_gateway",

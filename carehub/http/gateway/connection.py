@@ -8,7 +8,6 @@ exactly the stack ``/ws`` does.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import random
 from collections.abc import Sequence
@@ -17,6 +16,7 @@ from typing import Any, assert_never, cast
 import trio
 
 from carehub.channels.push import Session, encode_bytes
+from carehub.errors import CareHubError
 from carehub.hub import (
     BadMessage,
     Caller,
@@ -28,7 +28,7 @@ from carehub.hub import (
 from carehub.identity import AuthFailed, Principal, may_publish, may_subscribe
 
 from ..context import Services
-from ..errors import ApiError
+from ..errors import ApiError, from_error
 from ..routing import Command, RequestContext
 from ..websocket import OP_BINARY, OP_TEXT, Upgrade, WebSocket, frame
 from . import frames as wire_frames
@@ -88,6 +88,7 @@ class Connection:
 
     def __init__(self, services: Services, ws: WebSocket, peer: str, codec: str) -> None:
         self.s = services
+        self.gw = services.gateway
         self.ws = ws
         self.codec = codec
         self.wire_key = f"{codec}/ws"
@@ -108,7 +109,7 @@ class Connection:
 
     async def run(self) -> None:
         self.s.push.add(self.session)
-        self.s.connections[self.session] = self
+        self.gw.connections[self.session] = self
         self.session.notify = self.ws.wake
         self.ws.source = self._frames
         try:
@@ -118,7 +119,7 @@ class Connection:
                 nursery.cancel_scope.cancel()
         finally:
             self.s.push.remove(self.session)
-            self.s.connections.pop(self.session, None)
+            self.gw.connections.pop(self.session, None)
             self.session.close()
             for topic in self.session.topics:
                 self.s.hub.topics.unsubscribe(topic, self.session)
@@ -223,7 +224,7 @@ class Connection:
     def _bad_frame(self, err: FrameError) -> bool:
         """Answer a bad frame with an error frame; False once there were too many (the connection closes)."""
         self.bad_frames += 1
-        self.s.stats.bad_frames += 1
+        self.gw.stats.bad_frames += 1
         self.session.offer(_error(err.code, err.message))
         if self.bad_frames >= MAX_BAD_FRAMES:
             self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
@@ -300,14 +301,12 @@ class Connection:
         self.session.device = device
         self.session.roles = principal.roles
         self.s.push.bind(self.session, principal.account_id)
-        first, last = await self.s.store.stream_bounds(principal.account_id)
+        # one read for every connection signing in now (a reconnect storm: docs/gateway.md)
+        first, last, stored = await self.gw.streams.open(principal.account_id, device)
         if resume_after is None:
             # the node's own memory first: a phone that reconnects at once may beat the old
             # connection's cursor write (or its close may not even be noticed yet)
-            cursor = max(
-                self.s.push.acked(principal.account_id, device),
-                await self.s.store.load_cursor(principal.account_id, device),
-            )
+            cursor = max(self.s.push.acked(principal.account_id, device), stored)
             resume_after = cursor if cursor else last
         self.session.acked_seq = self.session.acked_saved = min(resume_after, last)
         self.session.offer(Outbound(wire(Welcome(
@@ -414,7 +413,7 @@ class Connection:
 
     def _command(self, frame: wire_frames.Command) -> None:
         ref, name = frame.id, frame.name
-        command = self.s.commands.get(name)
+        command = self.gw.commands.get(name)
         if command is None:
             self.session.offer(self._reply_error(ref, "unknown_command", f"no command {name[:64]!r}", status=404))
             return
@@ -428,21 +427,22 @@ class Connection:
         if self._no_room_for(ref):
             return
         self.calls += 1
-        go = functools.partial(self._start_command, ref, command, ctx, payload)
         if command.admit is None:
-            go()
+            self._start_command(ref, command, ctx, payload, None)
             return
-        ctx.admitted = True
+        waiter = _CommandWaiter(self, ref, command, ctx, payload)
         try:  # the command may wait without a task, and be answered without one (e.g. "full" in a release)
-            command.admit(ctx, payload, go, functools.partial(self._refuse_command, ref))
+            command.admit(ctx, payload, waiter)
         except ApiError as err:
             self._refuse_command(ref, err)
+        except (CareHubError, HubError) as err:
+            self._refuse_command(ref, from_error(err))
 
-    def _start_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> bool:
+    def _start_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any, ticket: object) -> bool:
         """Start the command's task (False, and the call no longer counted, once the connection is closing)."""
         if self.close_code is None and self.nursery is not None:
             try:
-                self.nursery.start_soon(self._run_command, ref, command, ctx, payload)
+                self.nursery.start_soon(self._run_command, ref, command, ctx, payload, ticket)
                 return True
             except RuntimeError:  # the connection's nursery is closing
                 pass
@@ -456,9 +456,10 @@ class Connection:
     def _command_error(self, ref: Any, err: ApiError) -> Outbound:
         return self._reply_error(ref, err.code, err.message, retryable=err.status in (429, 503), status=err.status)
 
-    async def _run_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> None:
+    async def _run_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any,
+                           ticket: object) -> None:
         try:
-            answer = await command.run(ctx, payload)
+            answer = await command.run(ctx, payload, ticket)
         except ApiError as err:
             self.session.offer(self._command_error(ref, err))
         except Exception:
@@ -493,7 +494,7 @@ class Connection:
         self.s.hub.topics.subscribe(topic, self.session)
         self.session.offer(Outbound(wire(Subscribed(topic))))
         if topic == "ops":
-            self.s.publish_ops_now()
+            self.gw.ops.publish_now()
 
     def _unsubscribe(self, frame: Unsubscribe) -> None:
         self.session.topics.discard(frame.topic)
@@ -518,6 +519,26 @@ class Connection:
             self.session.offer(Outbound(wire(Reply(ref, True, result={"subscribers": count}))))
 
 
+class _CommandWaiter:
+    """A command waiting for its admission without a task (the routing's ``CommandWaiter``): started or answered
+    on this connection when the domain says."""
+
+    __slots__ = ("command", "conn", "ctx", "payload", "ref")
+
+    def __init__(self, conn: Connection, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> None:
+        self.conn = conn
+        self.ref = ref
+        self.command = command
+        self.ctx = ctx
+        self.payload = payload
+
+    def admitted(self, ticket: object) -> bool:
+        return self.conn._start_command(self.ref, self.command, self.ctx, self.payload, ticket)
+
+    def refused(self, err: ApiError) -> None:
+        self.conn._refuse_command(self.ref, err)
+
+
 def choose_codec(offered: Sequence[str]) -> tuple[str, str | None]:
     if SUBPROTOCOL_MSGPACK in offered:
         return "msgpack", SUBPROTOCOL_MSGPACK
@@ -538,12 +559,13 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
     """``/ws``: accept the upgrade and run the connection until either side closes it."""
     codec, subprotocol = choose_codec(upgrade.subprotocols)
     await stream.send_all(upgrade.accept(subprotocol))
-    ws = WebSocket(stream, services.flusher, upgrade.rest, services.pacer, services.poller)
-    if services.draining:
+    gateway = services.gateway
+    ws = WebSocket(stream, gateway.flusher, upgrade.rest, gateway.pacer, gateway.poller)
+    if gateway.draining:
         await ws.close(CLOSE_RESTART, "server restarting")
         return
     conn = Connection(services, ws, _peer(stream), codec)
-    services.stats.connections_opened += 1
+    gateway.stats.connections_opened += 1
     try:
         await conn.run()
     except Exception:  # e.g. storage gone during a resume: this connection ends with 1011, the hub goes on
@@ -560,7 +582,7 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
 async def echo_gateway(services: Services, stream: trio.SocketStream, upgrade: Upgrade) -> None:
     """Echo every message back unchanged (conformance testing; CAREHUB_WS_ECHO=1)."""
     await stream.send_all(upgrade.accept(None))
-    ws = WebSocket(stream, services.flusher, upgrade.rest, services.pacer)
+    ws = WebSocket(stream, services.gateway.flusher, upgrade.rest, services.gateway.pacer)
     try:
         while (message := await ws.receive()) is not None:
             ws.send_message(message)

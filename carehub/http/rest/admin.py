@@ -21,7 +21,7 @@ from carehub.storage.audit import AuditEntry
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
 from .args import AUDIT_QUERY, audit_filters, client_ip, int_arg
-from .shared import close_sessions, patient_errors
+from .shared import patient_errors
 
 
 class NewAccountBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -98,7 +98,7 @@ def register(r: RouteDecorator) -> None:
         if account_id == ctx.principal.account_id:
             raise ApiError(409, "refused", "不能停用自己的账号 (you cannot disable yourself)")
         revoked = await ctx.services.identity.disable(account_id, by=ctx.principal, ip=client_ip())
-        close_sessions(ctx.services, set(revoked), "账号已停用 (account disabled)")
+        ctx.services.gateway.close_sessions(set(revoked), "账号已停用 (account disabled)")
         return {"disabled": account_id, "sessions_revoked": len(revoked)}
 
     @r("POST", "/api/v1/admin/partners/<account_id>/keys", summary="Issue a signing key to a partner (SCH-9)",

@@ -15,7 +15,7 @@ from carehub.storage.keyring import DecryptionFailed, KeyRingError
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
 from .args import client_ip, int_arg
-from .shared import close_sessions, key_ring_error
+from .shared import key_ring_error
 
 
 class Login(msgspec.Struct, forbid_unknown_fields=True):
@@ -96,7 +96,7 @@ def register(r: RouteDecorator) -> None:
     async def logout(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         await ctx.services.identity.logout(ctx.principal, ip=client_ip())
-        close_sessions(ctx.services, {ctx.principal.token_hash or ""}, "已退出登录 (session ended)")
+        ctx.services.gateway.close_sessions({ctx.principal.token_hash or ""}, "已退出登录 (session ended)")
         return {"status": "signed_out"}
 
     @r("GET", "/api/v1/me", summary="The signed-in account", permission="account.self", tag="auth")

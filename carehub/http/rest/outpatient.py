@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import msgspec
@@ -35,10 +35,11 @@ from carehub.channels.payment import (
 )
 from carehub.hub import Caller, HubError, Refusal
 from carehub.outpatient import BookingRefused, ScheduleError
+from carehub.outpatient.admission import Admission, Place
 from carehub.outpatient.schedule import RosterRequest, SlotRule
 
 from ..errors import ApiError, from_hub
-from ..routing import Answer, RequestContext, RouteDecorator, json_response
+from ..routing import Answer, CommandWaiter, RequestContext, RouteDecorator, json_response
 from .args import int_arg
 from .shared import patient_errors
 
@@ -61,6 +62,21 @@ def outpatient_errors() -> Iterator[None]:
             raise from_hub(err) from None
         except (BookingRefused, ScheduleError) as err:
             raise refused(err) from None
+
+
+class _BookingWaiter:
+    """A booking command at a pool's gate (the domain's :class:`Waiter`), answered in the route's words."""
+
+    __slots__ = ("command",)
+
+    def __init__(self, command: CommandWaiter) -> None:
+        self.command = command
+
+    def admitted(self, place: Place) -> bool:
+        return self.command.admitted(place)
+
+    def refused(self, err: Refusal | BookingRefused) -> None:
+        self.command.refused(refused(err))
 
 
 def refused(err: Refusal | BookingRefused | ScheduleError) -> ApiError:
@@ -202,25 +218,24 @@ def register(r: RouteDecorator) -> None:
 
     # ---- a patient's bookings ----------------------------------------------------------------
 
-    def admit_booking(ctx: RequestContext, body: BookBody, go: Callable[[], bool],
-                      refuse: Callable[[ApiError], None]) -> None:
+    def admit_booking(ctx: RequestContext, body: BookBody, waiter: CommandWaiter) -> Admission:
         """A booking frame waits for its place at the pool's gate without a task, and hears "full" without one."""
         try:  # (not outpatient_errors(): two generator context managers cost more than the rest of admitting)
-            ctx.services.outpatient.bookings.gates.admit(
+            return ctx.services.outpatient.bookings.gates.admit(
                 doctor_id=body.doctor_id, day=body.day, period=body.period, channel="app", client_ref=body.client_ref,
-                go=go, refuse=lambda err: refuse(refused(err)))
+                waiter=_BookingWaiter(waiter))
         except (Refusal, BookingRefused) as err:
             raise refused(err) from None
 
     @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
        permission="account.self", body=BookBody, tag="booking", command="booking.create", admit=admit_booking)
-    async def book(ctx: RequestContext, body: BookBody) -> Any:
+    async def book(ctx: RequestContext, body: BookBody, place: Place | None = None) -> Any:
         assert ctx.principal is not None
         with outpatient_errors():
             reply = await ctx.services.outpatient.bookings.book(
                 account_id=ctx.principal.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
                 day=body.day, period=body.period, channel="app", slot_no=body.slot_no, client_ref=body.client_ref,
-                revisit=body.revisit, admitted=ctx.admitted,
+                revisit=body.revisit, place=place,
             )
         return Answer(reply, 201)
 
