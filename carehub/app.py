@@ -30,14 +30,15 @@ from carehub.channels.sms import SmsChannel, SmsConfig, open_sms_channel
 from carehub.config import Config
 from carehub.demo import seed_demo, seed_demo_schedule
 from carehub.directory import Directory
-from carehub.http.api import create_app, ops_figures
+from carehub.eventloop import Collector
+from carehub.http.api import create_app
 from carehub.http.asgi import Dispatcher
 from carehub.http.context import Services
+from carehub.http.gateway import Gateway, StreamOpener, echo_gateway, websocket_gateway
 from carehub.http.routing import Router
 from carehub.http.server import WebSocketRoute, serve_http
-from carehub.http.ws import CLOSE_RESTART, CLOSE_SLOW, bye_frame, echo_gateway, websocket_gateway
+from carehub.http.websocket import Flusher, ReadPacer, ReadPoller
 from carehub.hub import HubSettings, open_hub
-from carehub.hub.collector import Collector
 from carehub.identity import Identity, IdentitySettings
 from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
@@ -137,28 +138,33 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                                HisEffect(hub, booking_store, ring, his), BlacklistEffect(bookings),
                                BillHisEffect(bills), BillRefundEffect(bills)):
                     hub.add_effect(effect)
+                gateway = Gateway(
+                    hub=hub, push=push, flusher=Flusher(), pacer=ReadPacer(),
+                    # a silent signed-in connection is closed within a quarter of its idle timeout after it
+                    poller=ReadPoller(sweep_seconds=min(1.0, config.ws_idle_timeout_seconds / 4)),
+                    collector=Collector(), streams=StreamOpener(store),
+                )
                 services = Services(
-                    config, db, store, hub, push, identity, version, patients, partners, care, signatures, outpatient
+                    config, db, store, hub, push, identity, version, patients, partners, care, signatures, outpatient,
+                    directory, gateway,
                 )
                 if config.seed_demo:
                     await seed_demo_schedule(outpatient.schedule)
-                quart_app, router = create_app(services, directory=directory)
+                quart_app, router = create_app(services)
                 async with trio.open_nursery() as nursery:
-                    services.publish_ops_now = functools.partial(_publish_ops, services)
                     nursery.start_soon(
                         functools.partial(
                             push.watch,
                             heartbeat_seconds=config.ws_heartbeat_seconds,
                             read_gap=functools.partial(_read_gap, services),
-                            kick=functools.partial(_kick_slow, services),
+                            kick=gateway.kick_slow,
                         )
                     )
-                    nursery.start_soon(_ops_publisher, services)
-                    await nursery.start(services.flusher.run)
-                    await nursery.start(services.pacer.run)
-                    # a silent signed-in connection is closed within a quarter of its idle timeout after it
-                    services.poller.sweep_seconds = min(1.0, config.ws_idle_timeout_seconds / 4)
-                    await nursery.start(services.poller.run)
+                    nursery.start_soon(gateway.ops.publish_every_second)
+                    await nursery.start(gateway.flusher.run)
+                    await nursery.start(gateway.pacer.run)
+                    await nursery.start(gateway.poller.run)
+                    await nursery.start(gateway.streams.run)
                     nursery.start_soon(_maintenance, services)
                     nursery.start_soon(bookings.keep_bans_fresh)
                     if key_file is not None:
@@ -253,18 +259,6 @@ async def _open_faceid(config: Config) -> AsyncIterator[FaceIdChannel | None]:
         yield channel
 
 
-def _publish_ops(services: Services) -> None:
-    if services.hub.topics.subscriber_count("ops"):
-        services.hub.topics.publish("ops", "ops.snapshot", ops_figures(services), coalesce="snapshot")
-
-
-async def _ops_publisher(services: Services) -> None:
-    """Push the dashboard figures to the ``ops`` topic once a second while anyone watches."""
-    while True:
-        await trio.sleep(1.0)
-        _publish_ops(services)
-
-
 async def _maintenance(services: Services) -> None:
     """Stream retention, old partner nonces and the 'reminders due' gauge."""
     last_purge = 0.0
@@ -272,7 +266,7 @@ async def _maintenance(services: Services) -> None:
     while True:
         try:
             now = dt.datetime.now(dt.UTC)
-            services.extra["reminders_due"] = await services.store.reminders_due(now)
+            services.gateway.ops.reminders_due = await services.store.reminders_due(now)
             if trio.current_time() - last_nonce_purge > 60:
                 last_nonce_purge = trio.current_time()
                 await services.partners.purge_nonces()
@@ -296,15 +290,6 @@ async def _read_gap(services: Services, session: Session) -> None:
         log.warning("could not fill a stream gap for %s: %s", session.account_id, err)
         return
     session.fill_gap(items)
-
-
-def _kick_slow(services: Services, session: Session) -> None:
-    conn = services.connections.get(session)
-    services.stats.kicked_slow += 1
-    if conn is not None:
-        conn.kick(CLOSE_SLOW, f"接收过慢, 请从 seq {session.acked_seq} 续传 (slow consumer)")
-    else:
-        session.close()
 
 
 def tune_gc(threshold: int) -> None:
@@ -345,16 +330,6 @@ async def listen(app: App, config: Config, *, shutdown_trigger: Callable[[], Awa
                      websocket_routes=routes, shutdown_trigger=shutdown_trigger, task_status=task_status)
 
 
-async def drain(services: Services) -> None:
-    """Tell every client to come back later (each a different, jittered delay), then close."""
-    services.draining = True
-    for conn in list(services.connections.values()):
-        conn.close(CLOSE_RESTART, "server restarting", bye_frame("服务重启 (server restarting)"))
-    with trio.move_on_after(3):
-        while services.connections:
-            await trio.sleep(0.05)
-
-
 async def serve(config: Config, *, database_url: str, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
                 ) -> None:
     """Serve until SIGINT or SIGTERM; reports the base URL once listening."""
@@ -363,13 +338,13 @@ async def serve(config: Config, *, database_url: str, task_status: trio.TaskStat
         stop = trio.Event()
         with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with trio.open_nursery() as nursery:
-                app.services.collector = Collector()
-                await nursery.start(app.services.collector.run)
+                collector = app.services.gateway.collector
+                await nursery.start(collector.run)
 
                 async def watch_signals() -> None:
                     async for signum in signals:
                         log.info("received %s, stopping", signal.Signals(signum).name)
-                        await drain(app.services)
+                        await app.services.gateway.drain()
                         stop.set()
                         return
 
@@ -378,7 +353,7 @@ async def serve(config: Config, *, database_url: str, task_status: trio.TaskStat
                 base = binds[0].replace("0.0.0.0", "127.0.0.1")
                 task_status.started(base)
                 await stop.wait()
-                app.services.collector.stop()
+                collector.stop()
                 nursery.cancel_scope.deadline = trio.current_time() + 8
 
 

@@ -27,11 +27,11 @@ import msgpack
 import orjson
 import trio
 
+from carehub.eventloop import loop_load
 from carehub.hub import Outbound, Priority, StreamItem
-from carehub.hub.loop import loop_load
 
 CODECS = ("json", "msgpack")
-#: While the hub's loop is busy (carehub.hub.loop), the pass over every connection for heartbeats,
+#: While the hub's loop is busy (carehub.eventloop), the pass over every connection for heartbeats,
 #: stuck consumers and stream gaps (~10 ms with 10,000 connections) runs at most this often, not every 0.25 s
 BUSY_PASS_SECONDS = 2.0
 
@@ -290,9 +290,6 @@ class PushChannel:
             for session in self.by_account.get(item.account_id, ()):
                 session.offer_stream(item)
                 self.pushed += 1
-
-    def sessions_of(self, account_id: str) -> set[Session]:
-        return self.by_account.get(account_id, set())
 
     async def watch(
         self,

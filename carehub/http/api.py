@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import logging
 from typing import Any
 
@@ -14,8 +13,7 @@ from quart import Response
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from carehub.directory import Directory
-from carehub.hub.loop import loop_load
+from carehub.eventloop import loop_load
 from carehub.storage.migrate import latest_version, schema_version
 
 from .context import Services
@@ -24,7 +22,6 @@ from .openapi import openapi_document
 from .pages import register_pages
 from .rest import admin, auth, bills, content_admin, doctor, hub, open, ops, outpatient, patients
 from .rest import directory as directory_routes
-from .rest.shared import close_sessions, ops_figures
 from .routing import RequestContext, Router, error_response, json_response
 
 log = logging.getLogger("carehub.http")
@@ -58,7 +55,7 @@ class HubCollector(Collector):
         yield GaugeMetricFamily("carehub_actors_quarantined", "Quarantined actors", value=len(snap["quarantined"]))
         yield GaugeMetricFamily("carehub_connections", "Open WebSocket connections", value=len(self.s.push.sessions))
         yield GaugeMetricFamily(
-            "carehub_reminders_due", "Stored reminders and tells due now", value=self.s.extra.get("reminders_due", 0)
+            "carehub_reminders_due", "Stored reminders and tells due now", value=self.s.gateway.ops.reminders_due
         )
         yield CounterMetricFamily("carehub_reminders_fired", "Reminders fired", value=snap["reminders_fired"])
         yield CounterMetricFamily("carehub_reminders_late", "Reminders fired late", value=snap["reminders_late"])
@@ -68,8 +65,8 @@ class HubCollector(Collector):
                                   value=snap["effects_failed"])
         yield CounterMetricFamily("carehub_effects_deferred", "Effects that waited while the hub answered a burst",
                                   value=snap["effects_deferred"])
-        collector = self.s.collector
-        if collector is not None:
+        collector = self.s.gateway.collector
+        if collector.running:
             passes = CounterMetricFamily("carehub_gc_collections", "Garbage collector passes (run at quiet moments)",
                                          labels=["generation"])
             for generation, n in enumerate(collector.collections):
@@ -79,28 +76,28 @@ class HubCollector(Collector):
                                       value=collector.deferred)
             yield CounterMetricFamily("carehub_gc_seconds", "Time spent in garbage collection", value=collector.seconds)
         yield CounterMetricFamily(
-            "carehub_ws_bad_frames", "Malformed or refused WebSocket frames", value=self.s.stats.bad_frames
+            "carehub_ws_bad_frames", "Malformed or refused WebSocket frames", value=self.s.gateway.stats.bad_frames
         )
-        flusher = self.s.flusher
+        flusher = self.s.gateway.flusher
         yield CounterMetricFamily("carehub_ws_socket_writes", "Socket writes of queued WebSocket frames",
                                   value=flusher.writes)
         yield GaugeMetricFamily("carehub_ws_sockets_full",
                                 "Connections whose socket buffer is full now (the client reads slower than sent)",
                                 value=flusher.full)
         yield CounterMetricFamily("carehub_ws_kicked_slow", "Connections closed with 4008 (slow consumer)",
-                                  value=self.s.stats.kicked_slow)
+                                  value=self.s.gateway.stats.kicked_slow)
         yield CounterMetricFamily("carehub_ws_reads_paced",
                                   "WebSocket reads held for a later turn of the event loop (a burst of frames)",
-                                  value=self.s.pacer.paced)
+                                  value=self.s.gateway.pacer.paced)
         yield CounterMetricFamily("carehub_ws_reads_polled",
                                   "WebSocket reads done by the read poller for signed-in connections",
-                                  value=self.s.poller.reads)
+                                  value=self.s.gateway.poller.reads)
         yield GaugeMetricFamily("carehub_loop_running_share",
                                 "Share of the last 100 ms the event loop spent running tasks (not waiting for I/O)",
                                 value=loop_load().share)
 
 
-def create_app(services: Services, *, directory: Directory) -> tuple[QuartTrio, Router]:
+def create_app(services: Services) -> tuple[QuartTrio, Router]:
     app = QuartTrio("carehub.http", static_folder=None)
     app.config["MAX_CONTENT_LENGTH"] = 1024 * 1024
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = True
@@ -131,7 +128,7 @@ def create_app(services: Services, *, directory: Directory) -> tuple[QuartTrio, 
     async def readyz(ctx: RequestContext) -> Any:
         try:
             with trio.fail_after(2):
-                version = await schema_version(ctx.services.db)
+                version = await schema_version(services.db)
         except Exception as err:  # any failure to reach the database means: not ready
             reason = "timed out" if isinstance(err, trio.TooSlowError) else f"{type(err).__name__}: {err}"
             raise ApiError(503, "database_unavailable", f"数据库不可用 (database unreachable: {reason})") from None
@@ -148,15 +145,16 @@ def create_app(services: Services, *, directory: Directory) -> tuple[QuartTrio, 
         return openapi_document(router.specs)
 
     # each REST module is handed exactly the domain objects it uses
-    close = functools.partial(close_sessions, services)
-    auth.register(r, identity=services.identity, store=services.store, close_sessions=close)
+    directory = services.directory
+    gateway = services.gateway
+    auth.register(r, identity=services.identity, store=services.store, close_sessions=gateway.close_sessions)
     patients.register(r, patients=services.patients, identity=services.identity)
     doctor.register(r, care=services.care, patients=services.patients, hub=services.hub)
-    hub.register(r)
+    hub.register(r, hub=services.hub)
     admin.register(r, identity=services.identity, patients=services.patients, partners=services.partners,
-                   signatures=services.signatures, close_sessions=close)
+                   signatures=services.signatures, close_sessions=gateway.close_sessions)
     open.register(r, hub=services.hub, directory=directory)
-    ops.register(r)
+    ops.register(r, hub=services.hub, ops=gateway.ops)
     directory_routes.register(r, directory=directory)
     content_admin.register(r, directory=directory, identity=services.identity, signatures=services.signatures)
     outpatient.register(r, outpatient=services.outpatient, hub=services.hub, patients=services.patients)
@@ -165,4 +163,4 @@ def create_app(services: Services, *, directory: Directory) -> tuple[QuartTrio, 
     return app, router
 
 
-__all__ = ["create_app", "json_response", "ops_figures"]
+__all__ = ["create_app", "json_response"]

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from carehub.channels.push import PushChannel, Session
+from carehub.channels.push import PushChannel
 from carehub.config import Config
+from carehub.directory import Directory
 from carehub.hub import Hub
-from carehub.hub.collector import Collector
 from carehub.identity import Identity
 from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
@@ -20,21 +19,18 @@ from carehub.storage.db import Database
 from carehub.storage.hub_store import PostgresHubStore
 
 if TYPE_CHECKING:
-    from .routing import Command
-    from .ws import Connection
-
-from .websocket import Flusher, ReadPacer, ReadPoller
+    from .gateway import Gateway
 
 
-@dataclasses.dataclass
-class GatewayStats:
-    connections_opened: int = 0
-    bad_frames: int = 0
-    kicked_slow: int = 0
-
-
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Services:
+    """The domain objects, stores and gateway the web layer is wired with, built once in ``app.py``.
+
+    Nothing looks services up per request: ``http/api.py`` hands each REST module exactly the
+    objects it uses (``register(r, *, outpatient=...)``), and the ``/ws`` gateway holds its own.
+    Frozen: nothing is added or replaced after start-up.
+    """
+
     config: Config
     db: Database
     store: PostgresHubStore
@@ -47,18 +43,6 @@ class Services:
     care: CareAccess
     signatures: Signatures
     outpatient: Outpatient
-    connections: dict[Session, Connection] = dataclasses.field(default_factory=dict)
-    #: routes that are also commands on ``/ws``, by name (filled by the router)
-    commands: dict[str, Command] = dataclasses.field(default_factory=dict)
-    stats: GatewayStats = dataclasses.field(default_factory=GatewayStats)
-    draining: bool = False
-    #: writes every WebSocket connection's queued frames (started by the app)
-    flusher: Flusher = dataclasses.field(default_factory=Flusher)
-    pacer: ReadPacer = dataclasses.field(default_factory=ReadPacer)
-    #: reads for signed-in WebSocket connections (started by the app)
-    poller: ReadPoller = dataclasses.field(default_factory=ReadPoller)
-    #: Set by the app: push a fresh ops snapshot to the ``ops`` topic now.
-    publish_ops_now: Callable[[], None] = lambda: None
-    extra: dict[str, Any] = dataclasses.field(default_factory=dict)
-    #: runs Python's garbage collector at quiet moments (started by ``serve``; None in tests' apps)
-    collector: Collector | None = None
+    directory: Directory
+    #: the ``/ws`` gateway's parts, connections, commands and ops figures (``carehub.http.gateway.Gateway``)
+    gateway: Gateway

@@ -9,7 +9,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 import orjson
@@ -26,9 +26,26 @@ from .errors import ApiError, from_error
 log = logging.getLogger("carehub.http")
 
 Handler = Callable[..., Awaitable[Any]]
-#: a command's admission: ``admit(ctx, body, go, refuse)`` calls ``go()`` to start its task now or later
-#: (False: the connection is gone), or ``refuse(ApiError)`` later, or raises ApiError to answer at once
-Admitting = Callable[["RequestContext", Any, Callable[[], bool], Callable[[ApiError], None]], None]
+
+
+class CommandWaiter(Protocol):
+    """A command waiting for its admission without a task (implemented by the ``/ws`` gateway).
+
+    The route's ``admit`` hands it to the domain, which calls one of the two exactly once.
+    """
+
+    def admitted(self, ticket: object) -> bool:
+        """Start the command's task now; the handler gets ``ticket`` (False: the connection is gone)."""
+        ...
+
+    def refused(self, err: ApiError) -> None:
+        """Answer the command without a task."""
+        ...
+
+
+#: a command's admission: ``admit(ctx, body, waiter)`` has the domain admit ``waiter`` now or later, or
+#: refuse it later; it raises ApiError (or a domain error) to answer at once (e.g. "full" from the board)
+Admitting = Callable[["RequestContext", Any, CommandWaiter], object]
 #: ``Router.route``: what each ``rest`` module's ``register`` gets to declare its routes
 RouteDecorator = Callable[..., Callable[[Handler], Handler]]
 
@@ -68,11 +85,10 @@ class Answer:
 
 @dataclasses.dataclass
 class RequestContext:
-    services: Services
+    """Who is asking: the signed-in account (or None on a public route), or the partner system that signed."""
+
     principal: Principal | None
     partner: PartnerCaller | None = None
-    #: a command let in by its ``admit`` (the handler does not wait for what admission already gave it)
-    admitted: bool = False
 
 
 def json_response(payload: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -183,7 +199,7 @@ class Router:
                     if permission is not None and (principal is None or not principal.can(permission)):
                         raise ApiError(403, "forbidden", f"需要权限 {permission} (your roles do not grant it)")
                     payload = await read_body(spec)
-                    ctx = RequestContext(self.services, principal, partner)
+                    ctx = RequestContext(principal, partner)
                     args = (ctx, payload) if spec.body is not None else (ctx,)
                     result = await fn(*args, **params)
                 except ApiError as err:
@@ -202,8 +218,8 @@ class Router:
             if command is not None:
                 # a command has no path, query or request object: only a body, and a signed-in account
                 assert not spec.path_params and not spec.query and spec.partner_op is None and permission, spec
-                assert command not in self.services.commands, command
-                self.services.commands[command] = Command(spec, fn, admit)
+                assert command not in self.services.gateway.commands, command
+                self.services.gateway.commands[command] = Command(spec, fn, admit)
             return fn
 
         return decorate
@@ -220,7 +236,7 @@ class Command:
     spec: RouteSpec
     handler: Handler
     #: decides when the command gets a task, and can answer without one (e.g. a booking: the sold-out
-    #: board, the queue at the slot pool's gate); its task then runs with ``ctx.admitted``
+    #: board, the queue at the slot pool's gate); its task then runs the handler with the waiter's ticket
     admit: Admitting | None = None
 
     def checked(self, principal: Principal, body: Any) -> Any:
@@ -237,10 +253,12 @@ class Command:
         except msgspec.ValidationError as err:
             raise ApiError(422, "invalid", f"request body: {err}") from None
 
-    async def run(self, ctx: RequestContext, payload: Any) -> Answer:
-        """The handler on a :meth:`checked` body; a domain or hub error comes out as the route's ApiError."""
+    async def run(self, ctx: RequestContext, payload: Any, ticket: object = None) -> Answer:
+        """The handler on a :meth:`checked` body (and the ``ticket`` its admission gave, when it had one);
+        a domain or hub error comes out as the route's ApiError."""
+        args = (ctx,) if self.spec.body is None else (ctx, payload)
         try:
-            result = await (self.handler(ctx) if self.spec.body is None else self.handler(ctx, payload))
+            result = await (self.handler(*args) if ticket is None else self.handler(*args, ticket))
         except (CareHubError, HubError) as err:
             raise from_error(err) from None
         if isinstance(result, Response):  # a route that builds its own HTTP response cannot be a command

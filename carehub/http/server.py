@@ -2,7 +2,7 @@
 
 Each accepted connection's request head is read first. An upgrade to one of ``websocket_routes``
 (``/ws``, ``/ws/echo``) goes to its handler on CareHub's own WebSocket server side
-(``websocket.py``); anything else goes to Hypercorn's trio worker with the bytes already read
+(``carehub/http/websocket/``); anything else goes to Hypercorn's trio worker with the bytes already read
 replayed, so REST, pages, ``/metrics`` and HTTP keep-alive behave exactly as Hypercorn serves them.
 Browsers and WebSocket libraries open a fresh TCP connection for each WebSocket, so the first
 request is where an upgrade appears; an upgrade later on a kept-alive HTTP connection reaches the

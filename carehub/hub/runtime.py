@@ -27,6 +27,8 @@ from typing import Any, Protocol
 import msgspec
 import trio
 
+from carehub.eventloop import loop_load
+
 from .behaviour import SYSTEM, Address, Behaviour, Caller, Context, Decision, Effect, message_name, split_address
 from .errors import (
     ActorCrashed,
@@ -42,7 +44,6 @@ from .errors import (
     UnknownActorKind,
     VersionConflict,
 )
-from .loop import loop_load
 from .store import Commit, DeliveryRow, HubStore, ScheduledRow, StreamItem
 from .topics import Priority, Topics
 
@@ -82,7 +83,7 @@ class HubSettings:
     scheduler_concurrency: int = 64
     retry_backoff_seconds: float = 5.0
     #: Effects (calls to outside systems: a HIS push, an SMS) wait while the event loop is busy, i.e. while
-    #: the hub has a queue of people's frames to answer (a booking release; :mod:`carehub.hub.loop`), but
+    #: the hub has a queue of people's frames to answer (a booking release; :mod:`carehub.eventloop`), but
     #: never longer than this.
     effect_defer_max_seconds: float = 5.0
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import enum
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Protocol
 
-import outcome
 import trio
 
 from carehub.actors.slot_pool import pool_address
@@ -36,28 +36,65 @@ GATE_WAIT_SECONDS = 20.0
 BoardKey = tuple[str, str, str]
 
 
+class Place:
+    """A place at a pool's gate, held by one booking request (:meth:`Bookings.book` books with it, then leaves)."""
+
+    __slots__ = ("gate",)
+
+    def __init__(self, gate: _Gate) -> None:
+        self.gate = gate
+
+
+class Waiter(Protocol):
+    """A booking request that waits at a pool's gate without a task of its own (a booking frame on ``/ws``).
+
+    Implemented by whoever carries the request (the ``/ws`` gateway); the gate calls exactly one of
+    the two, once: now from :meth:`PoolGates.admit`, or later when a place frees or the pool sells out.
+    """
+
+    def admitted(self, place: Place) -> bool:
+        """It has its place: start its booking with it (False: the request is gone; the place goes to the next)."""
+        ...
+
+    def refused(self, err: Refusal | BookingRefused) -> None:
+        """It is answered without a place: "full" (the sold-out board) or "busy" (it waited ``GATE_WAIT_SECONDS``)."""
+        ...
+
+
+class Admission(enum.Enum):
+    """What :meth:`PoolGates.admit` did with a request (a sold-out pool raises "full" instead)."""
+
+    #: it had a place at once (its waiter was admitted, or was gone and the place went on)
+    ADMITTED = "admitted"
+    #: it waits in the gate's queue; its waiter hears later
+    QUEUED = "queued"
+
+
 class _Queued:
-    """A booking request waiting at a pool's gate without a task of its own (a ``booking.create`` frame on
-    ``/ws``): ``go`` starts its task once it has a place (False: its connection is gone, the place goes to
-    the next), ``refuse`` answers it without one: "full" when the sold-out board says so, "busy" when it
-    waited longer than ``GATE_WAIT_SECONDS`` (looked at whenever a place frees)."""
+    """A :class:`Waiter` in a gate's queue, with what the sold-out board and the deadline need to answer it."""
 
-    __slots__ = ("board_key", "client_ref", "deadline", "go", "refuse")
+    __slots__ = ("board_key", "client_ref", "deadline", "waiter")
 
-    def __init__(self, board_key: tuple[str, str, str], client_ref: str | None, deadline: float,
-                 go: Callable[[], bool], refuse: Callable[[Refusal | BookingRefused], None]) -> None:
+    def __init__(self, board_key: BoardKey, client_ref: str | None, deadline: float, waiter: Waiter) -> None:
         self.board_key = board_key
         self.client_ref = client_ref
         self.deadline = deadline
-        self.go = go
-        self.refuse = refuse
+        self.waiter = waiter
 
 
 class _Parked:
-    __slots__ = ("task",)
+    """A task waiting in :meth:`_Gate.enter` (HTTP, partner channels): parked on a ParkingLot of its own."""
 
-    def __init__(self, task: trio.lowlevel.Task) -> None:
-        self.task = task
+    __slots__ = ("let_in", "lot")
+
+    def __init__(self) -> None:
+        self.lot = trio.lowlevel.ParkingLot()
+        #: set by whoever wakes it: True (it has a place), False (sent back to read the board)
+        self.let_in: bool | None = None
+
+    def wake(self, let_in: bool) -> None:
+        self.let_in = let_in
+        self.lot.unpark()
 
 
 def _busy() -> BookingRefused:
@@ -66,7 +103,7 @@ def _busy() -> BookingRefused:
 
 class _Gate:
     """At most ``size`` booking requests at a pool's actor at once; the rest wait here, first come first in:
-    tasks parked in :meth:`enter` (HTTP, partner channels) and requests queued without a task
+    tasks parked in :meth:`enter` (HTTP, partner channels) and :class:`Waiter` s without a task
     (:meth:`queue`, the ``/ws`` command), in one order.
 
     When the pool sells out, :meth:`wake_all` sends the whole queue back for its answer at once: with a
@@ -96,43 +133,41 @@ class _Gate:
         if self.take_place():
             await trio.lowlevel.checkpoint()  # still a checkpoint, like Semaphore.acquire
             return True
-        parked = _Parked(trio.lowlevel.current_task())
+        parked = _Parked()
         self._waiting[parked] = None
-
-        def abort(_raise_cancel: Any) -> trio.lowlevel.Abort:
-            del self._waiting[parked]  # still waiting (a task let in or sent back is no longer asked)
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        let_in = False
-        with trio.move_on_at(deadline):
-            let_in = await trio.lowlevel.wait_task_rescheduled(abort)
-        return let_in
+        try:
+            with trio.move_on_at(deadline):
+                await parked.lot.park()
+        finally:
+            if parked.let_in is None:  # timed out or cancelled while still in line
+                self._waiting.pop(parked, None)
+        return bool(parked.let_in)
 
     def queue(self, request: _Queued) -> None:
         self._waiting[request] = None
 
     def leave(self) -> None:
-        """Hand the place to the first waiting: a parked task, or a queued request whose task starts now."""
+        """Hand the place to the first waiting: a parked task, or a queued waiter whose booking starts now."""
         now = trio.current_time()
         while self._waiting:
             waiter, _ = self._waiting.popitem(last=False)
             if isinstance(waiter, _Parked):
-                trio.lowlevel.reschedule(waiter.task, outcome.Value(True))
+                waiter.wake(True)
                 return
             if now >= waiter.deadline:
-                waiter.refuse(_busy())
-            elif waiter.go():
+                waiter.waiter.refused(_busy())
+            elif waiter.waiter.admitted(Place(self)):
                 return
         self._free += 1
 
-    def wake_all(self, board: Callable[[tuple[str, str, str], str | None], str | None]) -> None:
-        """The pool said "full": parked tasks go back to read the sold-out board; the queued requests whose
+    def wake_all(self, board: Callable[[BoardKey, str | None], str | None]) -> None:
+        """The pool said "full": parked tasks go back to read the sold-out board; the queued waiters whose
         board (``board(board_key, client_ref)``) is now sold out are answered here, the others keep their place."""
-        said: dict[tuple[str, str, str], str | None] = {}  # the board's answer per key (a retry asks for itself)
+        said: dict[BoardKey, str | None] = {}  # the board's answer per key (a retry asks for itself)
         for waiter in list(self._waiting):
             if isinstance(waiter, _Parked):
                 del self._waiting[waiter]
-                trio.lowlevel.reschedule(waiter.task, outcome.Value(False))
+                waiter.wake(False)
                 continue
             if waiter.client_ref is None:
                 if waiter.board_key not in said:
@@ -142,7 +177,7 @@ class _Gate:
                 message = board(waiter.board_key, waiter.client_ref)
             if message is not None:
                 del self._waiting[waiter]
-                waiter.refuse(Refusal(message, code="full"))
+                waiter.waiter.refused(Refusal(message, code="full"))
 
 
 class PoolGates:
@@ -177,21 +212,21 @@ class PoolGates:
         return gate
 
     def admit(
-        self, *, doctor_id: str, day: dt.date, period: str, channel: str, client_ref: str | None,
-        go: Callable[[], bool], refuse: Callable[[Refusal | BookingRefused], None],
-    ) -> None:
-        """A booking request that has no task yet: ``go()`` starts it now if its pool's gate has a place
-        (the task then books with ``admitted=True``), else it waits in the gate's queue for one, or for
-        its answer; raises Refusal "full" at once from the sold-out board."""
+        self, *, doctor_id: str, day: dt.date, period: str, channel: str, client_ref: str | None, waiter: Waiter,
+    ) -> Admission:
+        """A booking request that has no task yet: admitted now if its pool's gate has a place (the waiter
+        starts its booking with the :class:`Place`), else queued until one frees or the pool sells out (the
+        waiter hears which); raises Refusal "full" at once from the sold-out board."""
         address = pool_address(doctor_id, day)
         board_key = (address, period, channel)
         self.check_sold_out(board_key, client_ref)
         gate = self.gate(address)
         if gate.take_place():
-            if not go():
+            if not waiter.admitted(Place(gate)):
                 gate.leave()
-            return
-        gate.queue(_Queued(board_key, client_ref, trio.current_time() + GATE_WAIT_SECONDS, go, refuse))
+            return Admission.ADMITTED
+        gate.queue(_Queued(board_key, client_ref, trio.current_time() + GATE_WAIT_SECONDS, waiter))
+        return Admission.QUEUED
 
     async def enter(self, address: str, board_key: BoardKey, client_ref: str | None) -> _Gate:
         """Wait for a place at the pool's gate (call ``leave()`` on the gate after); raises "full" or "busy"."""

@@ -32,7 +32,7 @@ from carehub.storage.audit import AuditEntry, AuditLog
 from carehub.storage.keyring import KeyRing
 from carehub.storage.outpatient import BlacklistStore, BookingStore, SessionStore
 
-from .admission import PoolGates
+from .admission import Place, PoolGates
 from .codes import BadCode, seal, unseal
 from .errors import BookingRefused
 
@@ -150,12 +150,13 @@ class Bookings:
     async def book(
         self, *, account_id: str, patient_id: str, doctor_id: str, day: dt.date, period: str, channel: str,
         slot_no: int | None = None, client_ref: str | None = None, revisit: bool = False, label: str | None = None,
-        admitted: bool = False,
+        place: Place | None = None,
     ) -> dict[str, Any]:
-        """Book through the pool's gate; ``admitted``: :meth:`PoolGates.admit` already gave this request its place."""
+        """Book through the pool's gate: wait for a place there, or with the ``place`` that
+        :meth:`PoolGates.admit` gave this request (its waiter was admitted); the place is left after."""
         address = pool_address(doctor_id, day)
         board_key = (address, period, channel)
-        gate = self.gates.gate(address) if admitted else await self.gates.enter(address, board_key, client_ref)
+        gate = place.gate if place is not None else await self.gates.enter(address, board_key, client_ref)
         try:
             self.gates.check_sold_out(board_key, client_ref)  # it may have sold out while we waited
             return await self._book(address, board_key, account_id=account_id, patient_id=patient_id,

@@ -573,6 +573,28 @@ class PostgresHubStore:
 
         return await self.db.run(op)
 
+    async def open_streams(self, devices: Sequence[tuple[str, str]]) -> dict[tuple[str, str], tuple[int, int, int]]:
+        """For each (account, device) signing in: (first seq still kept, last seq, the device's stored cursor),
+        in one crossing for all of them (the ``/ws`` gateway batches the connections signing in together)."""
+        accounts = sorted({account for account, _ in devices})
+
+        async def op(conn: asyncpg.Connection) -> dict[tuple[str, str], tuple[int, int, int]]:
+            lasts = {r["account_id"]: int(r["last_seq"]) for r in await conn.fetch(
+                "SELECT account_id, last_seq FROM delivery_streams WHERE account_id = ANY($1::varchar[])", accounts)}
+            firsts = {r["account_id"]: int(r["first"]) for r in await conn.fetch(
+                "SELECT account_id, min(seq) AS first FROM deliveries WHERE account_id = ANY($1::varchar[])"
+                " GROUP BY account_id", accounts)}
+            cursors = {(r["account_id"], r["device_id"]): int(r["acked_seq"]) for r in await conn.fetch(
+                "SELECT account_id, device_id, acked_seq FROM stream_cursors WHERE account_id = ANY($1::varchar[])"
+                " AND device_id = ANY($2::varchar[])", accounts, sorted({device for _, device in devices}))}
+            out = {}
+            for account, device in devices:
+                last = lasts.get(account, 0)
+                out[(account, device)] = (firsts.get(account, last + 1), last, cursors.get((account, device), 0))
+            return out
+
+        return await self.db.run(op)
+
     async def save_cursor(self, account_id: str, device_id: str, seq: int) -> None:
         async def op(conn: asyncpg.Connection) -> None:
             now = utcnow()

@@ -1,6 +1,6 @@
 """WebSocket conformance: Autobahn|Testsuite's fuzzing client, cases 1-10, against ``/ws/echo``.
 
-``/ws/echo`` runs on the same stack as ``/ws`` (CareHub's own server side, carehub/http/websocket.py:
+``/ws/echo`` runs on the same stack as ``/ws`` (CareHub's own server side, carehub/http/websocket/:
 its own FrameReader parses, one flusher writes), so these cases check framing, pings, reserved bits, opcodes,
 fragmentation, UTF-8 validation, limits (16 MiB messages written through the slow-socket drain) and
 the closing handshake of the stack every client uses. The suite is Python 2 code: ``scripts/setup-autobahn``

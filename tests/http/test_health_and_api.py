@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import httpx
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
@@ -167,3 +168,25 @@ async def test_rest_routes_answer_503_with_retry_after_while_postgresql_is_down_
                 await eventually(served, timeout=30)
     finally:
         await trio.to_thread.run_sync(pg.stop)
+
+
+@pytest.mark.parametrize("size", [20, 70_000, 600_000, 1024 * 1024 + 10, 3 * 1024 * 1024])
+async def test_requests_refused_before_their_body_is_read_leave_the_kept_alive_connection_usable(
+    server: Server, size: int,
+) -> None:
+    # one client, one kept-alive connection: every refusal is answered (401 before the body is read, or
+    # 413 for a body over the limit), and so is the next request on that connection
+    token = await server.token("patient1")
+    limits = httpx.Limits(max_connections=1, max_keepalive_connections=1)
+    body = b'{"patient_id": "' + b"x" * size + b'"}'
+    async with httpx.AsyncClient(base_url=server.base, limits=limits, timeout=5) as http:
+        with trio.fail_after(60):
+            for i in range(100 if size < 1024 * 1024 else 10):
+                garbled = i % 2 == 0
+                response = await http.post("/api/v1/me/bookings", content=body, headers={
+                    "Content-Type": "application/json", "Authorization": f"Bearer {'garbled' if garbled else token}"})
+                if garbled:
+                    assert response.status_code == 401, i
+                else:
+                    assert response.status_code in ((413,) if size > 1024 * 1024 else (422, 404, 400, 403)), i
+            assert (await http.get("/healthz")).status_code == 200

@@ -20,7 +20,7 @@ from playwright.sync_api import Browser, Page, Playwright, sync_playwright
 
 from carehub.bots.people import run_bots
 from carehub.demo import DEMO_PASSWORD
-from carehub.http.ws import bye_frame
+from carehub.http.gateway import bye_frame
 from carehub.hub import Outbound
 
 from .conftest import Server, eventually
@@ -223,16 +223,16 @@ async def test_the_dashboard_comes_back_when_the_server_says_bye(server: Server,
     with trio.fail_after(60):
         await ui.sign_in(server, "ops")
         await ui.wait_for("document.getElementById('status').dataset.state === 'live'")
-        opened = services.stats.connections_opened
-        # what a restarting server sends (carehub.app.drain), with a short, known delay
+        opened = services.gateway.stats.connections_opened
+        # what a restarting server sends (Gateway.drain), with a short, known delay
         bye = Outbound({**bye_frame("服务重启 (server restarting)").frame, "reconnect_after_ms": 1500})
-        for conn in list(services.connections.values()):
+        for conn in list(services.gateway.connections.values()):
             conn.close(1012, "server restarting", bye)
         await ui.wait_for("document.getElementById('status').dataset.state === 'reconnecting'")
         left = trio.current_time()
         await ui.wait_for("document.getElementById('status').dataset.state === 'live'")
         assert trio.current_time() - left >= 1.0, "waited as the bye frame said"
-        assert services.stats.connections_opened == opened + 1
+        assert services.gateway.stats.connections_opened == opened + 1
         await ui.wait_for("document.getElementById('connections').dataset.value === '1'")
 
 

@@ -1,4 +1,4 @@
-"""The read pacer: frames arriving on many connections at once are read over short turns (docs/architecture.md)."""
+"""The read pacer: frames arriving on many connections at once are read over short turns (docs/gateway.md)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import socket
 import trio
 
 from carehub.bots.bench import client_frame  # what the load client sends
+from carehub.eventloop import loop_load
 from carehub.http.websocket import Flusher, ReadPacer, WebSocket
-from carehub.hub.loop import loop_load
 
 CONNECTIONS = 200
 

@@ -1,4 +1,4 @@
-"""The read poller: one task reads and runs the frames of every parked (signed-in) connection (docs/architecture.md)."""
+"""The read poller: one task reads and runs the frames of every parked (signed-in) connection (docs/gateway.md)."""
 
 from __future__ import annotations
 

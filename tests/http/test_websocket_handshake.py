@@ -1,4 +1,4 @@
-"""The WebSocket handshake on CareHub's own listener (carehub/http/server.py, websocket.py), at the byte level."""
+"""The WebSocket handshake on CareHub's own listener (carehub/http/server.py, http/websocket/), byte by byte."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -230,7 +231,7 @@ async def test_a_command_with_a_malformed_body_is_answered_with_422_and_what_is_
 
 
 async def test_a_connection_that_never_authenticates_is_closed_with_4001(server_factory) -> None:  # type: ignore[no-untyped-def]
-    import carehub.http.ws as ws_module
+    import carehub.http.gateway.connection as ws_module
 
     ws_module.AUTH_TIMEOUT, saved = 0.5, ws_module.AUTH_TIMEOUT
     try:
@@ -266,10 +267,10 @@ async def test_a_consumer_that_stops_reading_is_disconnected_with_4008_and_resum
                         await admin.send(
                             {"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big, "critical": True}
                         )
-                        if srv.app.services.stats.kicked_slow:
+                        if srv.app.services.gateway.stats.kicked_slow:
                             break
                         await trio.sleep(0.01)
-                assert srv.app.services.stats.kicked_slow == 1
+                assert srv.app.services.gateway.stats.kicked_slow == 1
                 with pytest.raises(ConnectionClosed) as closed:
                     while True:
                         await ws.get_message()
@@ -314,8 +315,6 @@ async def test_a_client_that_sends_now_and_then_stays_past_its_first_idle_deadli
 
 
 async def test_a_restart_tells_each_client_a_different_time_to_come_back(server: Server) -> None:
-    from carehub.app import drain
-
     token = await server.token("patient1")
     with trio.fail_after(20):
         async with trio.open_nursery() as nursery:
@@ -330,7 +329,7 @@ async def test_a_restart_tells_each_client_a_different_time_to_come_back(server:
                 nursery.start_soon(hold, i)
             while len(clients) < 8:
                 await trio.sleep(0.01)
-            await drain(server.app.services)
+            await server.app.services.gateway.drain()
     waits = [c.bye["reconnect_after_ms"] for c in clients if c.bye is not None]
     assert len(waits) == 8
     assert all(500 <= w <= 15000 for w in waits)
@@ -367,11 +366,11 @@ async def test_a_consumer_that_stops_reading_shows_in_metrics_as_a_full_socket_u
             async with silent_hall_subscriber(srv.base, sub_token, "slow"):
                 async with connect(srv.base, admin_token) as admin:
                     big = {"text": "叫号" * 8_000}
-                    while srv.app.services.flusher.full == 0:
+                    while srv.app.services.gateway.flusher.full == 0:
                         await admin.send({"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big})
                         await trio.sleep(0.01)
                     assert await sockets_full() == 1
-                    while not srv.app.services.stats.kicked_slow:  # the stuck rule closes it (4008)
+                    while not srv.app.services.gateway.stats.kicked_slow:  # the stuck rule closes it (4008)
                         await admin.send({"op": "publish", "topic": "broadcast/hall", "type": "call", "body": big,
                                           "critical": True})
                         await trio.sleep(0.05)
@@ -497,3 +496,93 @@ async def test_metrics_count_the_reads_done_for_signed_in_connections(server: Se
                 status, _ = await client.command("patients.list")
                 assert status == 200
     assert await polled() >= before + 3
+
+
+def _hold_lock(dsn: str, table: str, seconds: float, locked: trio.Event, token: trio.lowlevel.TrioToken) -> None:
+    """Hold an exclusive lock on ``table`` for ``seconds`` from another thread: reads of it wait meanwhile."""
+
+    async def run() -> None:
+        conn = await asyncpg.connect(dsn)
+        try:
+            async with conn.transaction():
+                await conn.execute(f"LOCK TABLE {table} IN ACCESS EXCLUSIVE MODE")
+                token.run_sync_soon(locked.set)
+                await asyncio.sleep(seconds)
+        finally:
+            await conn.close()
+
+    asyncio.run(run())
+
+
+async def test_the_auth_deadline_does_not_run_while_the_hub_checks_the_token_and_reads_the_stream(
+    server_factory, database_url: str,  # type: ignore[no-untyped-def]
+) -> None:
+    # a reconnect storm: the client sent auth at once, the hub took longer than the auth timeout to answer.
+    # That is the hub's time, not the client's: it gets its welcome, not 4001 (nor 4002, "idle", once signed in)
+    import carehub.http.gateway.connection as ws_module
+
+    ws_module.AUTH_TIMEOUT, saved = 0.5, ws_module.AUTH_TIMEOUT
+    try:
+        async with server_factory() as srv:
+            token = await srv.token("patient1")
+            locked = trio.Event()
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(functools.partial(
+                    trio.to_thread.run_sync, _hold_lock, database_url, "delivery_streams", 1.5, locked,
+                    trio.lowlevel.current_trio_token()))
+                await locked.wait()
+                with trio.fail_after(15):
+                    async with open_websocket_url(ws_url(srv.base), subprotocols=["carehub.v1.json"]) as ws:
+                        await ws.send_message(orjson.dumps({"op": "auth", "token": token}).decode())
+                        assert (await recv_json(ws))["op"] == "welcome"
+                        await ws.send_message('{"op": "ping", "t": 2}')
+                        assert (await recv_json(ws))["op"] == "pong"
+    finally:
+        ws_module.AUTH_TIMEOUT = saved
+
+
+async def test_pings_before_auth_do_not_extend_the_auth_deadline(server_factory) -> None:  # type: ignore[no-untyped-def]
+    # docs/protocol.md: 4001 is "no auth within 10 s" of opening, however chatty the client is meanwhile
+    import carehub.http.gateway.connection as ws_module
+
+    ws_module.AUTH_TIMEOUT, saved = 0.6, ws_module.AUTH_TIMEOUT
+    try:
+        async with server_factory() as srv:
+            with trio.fail_after(15):
+                async with open_websocket_url(ws_url(srv.base), subprotocols=["carehub.v1.json"]) as ws:
+                    opened = trio.current_time()
+                    with pytest.raises(ConnectionClosed) as closed:
+                        while True:
+                            await ws.send_message('{"op": "ping"}')
+                            await ws.get_message()  # its pong (or the close)
+                            await trio.sleep(0.1)
+                    assert closed.value.reason.code == 4001
+                    assert trio.current_time() - opened < 3
+    finally:
+        ws_module.AUTH_TIMEOUT = saved
+
+
+async def test_an_ack_past_the_last_message_sent_is_refused_and_the_cursor_stays_at_the_last_sent(
+    server: Server,
+) -> None:
+    p_token, doctor_token = await server.token("patient3"), await server.token("doctor2")
+    address = chat(await server.account_id("patient3"), await server.account_id("doctor2"))
+    with trio.fail_after(30):
+        async with connect(server.base, doctor_token) as dc:
+            await dc.call(address, "PostMessage", {"text": "only one"})
+        async with open_websocket_url(ws_url(server.base), subprotocols=["carehub.v1.json"]) as ws:
+            await ws.send_message(orjson.dumps({"op": "auth", "token": p_token, "device": "ahead",
+                                                "resume_after": 0}).decode())
+            assert (await recv_json(ws))["op"] == "welcome"
+            delivered = await recv_json(ws)
+            assert delivered["op"] == "deliver"
+            last = int(delivered["seq"])  # type: ignore[call-overload]
+            await ws.send_message(orjson.dumps({"op": "ack", "seq": last + 1000}).decode())
+            refused = await recv_json(ws)
+            assert refused["op"] == "error" and refused["code"] == "ack_beyond_stream", refused
+            assert refused["ref"] == last + 1000
+        async with connect(server.base, doctor_token) as dc:
+            await dc.call(address, "PostMessage", {"text": "after the ack"})
+        async with connect(server.base, p_token, device="ahead") as pc:
+            # the cursor stayed at the last message sent, so the next one is not skipped
+            assert (await pc.next_delivery())["body"]["text"] == "after the ack"

@@ -6,7 +6,7 @@ from typing import Any
 
 import msgspec
 
-from carehub.hub import BadMessage, Caller, HubError, UnknownActorKind
+from carehub.hub import BadMessage, Caller, Hub, HubError, UnknownActorKind
 from carehub.identity import (
     may_publish,
 )
@@ -27,12 +27,11 @@ class PublishBody(msgspec.Struct, forbid_unknown_fields=True):
     body: dict[str, Any] = msgspec.field(default_factory=dict)
 
 
-def register(r: RouteDecorator) -> None:
+def register(r: RouteDecorator, *, hub: Hub) -> None:
     @r("POST", "/api/v1/call", summary="Ask an actor; the reply comes after its commit",
        permission="actor.call", body=Call, tag="hub")
     async def call(ctx: RequestContext, body: Call) -> Any:
         assert ctx.principal is not None
-        hub = ctx.services.hub
         try:
             address, message = hub.parse(body.to, body.type, body.body)
         except (BadMessage, UnknownActorKind) as err:
@@ -55,4 +54,4 @@ def register(r: RouteDecorator) -> None:
         assert ctx.principal is not None
         if not may_publish(ctx.principal.permissions, body.topic):
             raise ApiError(403, "forbidden", f"you may not publish to {body.topic!r}; use broadcast/<name>")
-        return {"subscribers": ctx.services.hub.topics.publish(body.topic, body.type, body.body)}
+        return {"subscribers": hub.topics.publish(body.topic, body.type, body.body)}

@@ -7,27 +7,29 @@ from typing import Any
 
 from quart import Response, request
 
+from carehub.hub import Hub
+
 from ..errors import ApiError
+from ..gateway import OpsBoard
 from ..routing import RequestContext, RouteDecorator
 from .args import int_arg
-from .shared import ops_figures
 
 
-def register(r: RouteDecorator) -> None:
+def register(r: RouteDecorator, *, hub: Hub, ops: OpsBoard) -> None:
     @r("GET", "/api/v1/ops/snapshot", summary="Hub figures for the ops dashboard", permission="ops.view", tag="ops")
     async def ops_snapshot(ctx: RequestContext) -> Any:
-        return ops_figures(ctx.services)
+        return ops.figures()
 
     @r("GET", "/api/v1/ops/actors", summary="Search live actors", permission="ops.view", tag="ops",
        query=("search", "limit"))
     async def ops_actors(ctx: RequestContext) -> Any:
         search = request.args.get("search", "")[:200]
-        return {"actors": ctx.services.hub.live_actors(search, int_arg("limit", 50, 1, 500))}
+        return {"actors": hub.live_actors(search, int_arg("limit", 50, 1, 500))}
 
     @r("POST", "/api/v1/ops/actors/<path:address>/release", summary="Lift an actor's quarantine",
        permission="ops.manage", tag="ops")
     async def ops_release(ctx: RequestContext, address: str) -> Any:
-        if not ctx.services.hub.release(address):
+        if not hub.release(address):
             raise ApiError(404, "not_quarantined", f"{address} is not quarantined")
         return {"released": address}
 

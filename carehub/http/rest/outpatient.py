@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable
 from typing import Annotated, Any
 
 import msgspec
@@ -40,13 +39,31 @@ from carehub.channels.payment import (
 from carehub.hub import Caller, Hub, HubError, Refusal
 from carehub.identity.patients import Patients
 from carehub.outpatient import BookingRefused, Outpatient
+from carehub.outpatient.admission import Admission, Place
 from carehub.outpatient.schedule import RosterRequest, SlotRule
 
 from ..errors import ApiError, from_error
-from ..routing import Answer, RequestContext, RouteDecorator, json_response
+from ..routing import Answer, CommandWaiter, RequestContext, RouteDecorator, json_response
 from .args import int_arg
 
 log = logging.getLogger("carehub.http.outpatient")
+
+
+
+class _BookingWaiter:
+    """A booking command at a pool's gate (the domain's :class:`Waiter`), answered in the route's words."""
+
+    __slots__ = ("command",)
+
+    def __init__(self, command: CommandWaiter) -> None:
+        self.command = command
+
+    def admitted(self, place: Place) -> bool:
+        return self.command.admitted(place)
+
+    def refused(self, err: Refusal | BookingRefused) -> None:
+        self.command.refused(from_error(err))
+
 
 #: ids as CareHub makes them (checked before they reach storage: a NUL would make PostgreSQL refuse)
 Id = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
@@ -166,24 +183,23 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
 
     # ---- a patient's bookings ----------------------------------------------------------------
 
-    def admit_booking(ctx: RequestContext, body: BookBody, go: Callable[[], bool],
-                      refuse: Callable[[ApiError], None]) -> None:
+    def admit_booking(ctx: RequestContext, body: BookBody, waiter: CommandWaiter) -> Admission:
         """A booking frame waits for its place at the pool's gate without a task, and hears "full" without one."""
-        try:  # (not outpatient_errors(): two generator context managers cost more than the rest of admitting)
-            ctx.services.outpatient.bookings.gates.admit(
+        try:
+            return outpatient.bookings.gates.admit(
                 doctor_id=body.doctor_id, day=body.day, period=body.period, channel="app", client_ref=body.client_ref,
-                go=go, refuse=lambda err: refuse(from_error(err)))
+                waiter=_BookingWaiter(waiter))
         except (Refusal, BookingRefused) as err:
             raise from_error(err) from None
 
     @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
        permission="account.self", body=BookBody, tag="booking", command="booking.create", admit=admit_booking)
-    async def book(ctx: RequestContext, body: BookBody) -> Any:
+    async def book(ctx: RequestContext, body: BookBody, place: Place | None = None) -> Any:
         assert ctx.principal is not None
         reply = await outpatient.bookings.book(
             account_id=ctx.principal.account_id, patient_id=body.patient_id, doctor_id=body.doctor_id,
             day=body.day, period=body.period, channel="app", slot_no=body.slot_no, client_ref=body.client_ref,
-            revisit=body.revisit, admitted=ctx.admitted,
+            revisit=body.revisit, place=place,
         )
         return Answer(reply, 201)
 

@@ -1,4 +1,4 @@
-"""The garbage collector runs at the event loop's quiet moments (docs/architecture.md, "Collector")."""
+"""The garbage collector runs at the event loop's quiet moments (docs/gateway.md, "Collector")."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import trio
 
-from carehub.hub.collector import Collector
+from carehub.eventloop import Collector
 
 
 class Node:

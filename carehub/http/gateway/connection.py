@@ -8,17 +8,15 @@ exactly the stack ``/ws`` does.
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import random
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, assert_never, cast
 
-import msgpack
-import orjson
 import trio
 
 from carehub.channels.push import Session, encode_bytes
+from carehub.errors import CareHubError
 from carehub.hub import (
     BadMessage,
     Caller,
@@ -29,10 +27,33 @@ from carehub.hub import (
 )
 from carehub.identity import AuthFailed, Principal, may_publish, may_subscribe
 
-from .context import Services
-from .errors import ApiError
-from .routing import Command, RequestContext
-from .websocket import OP_BINARY, OP_TEXT, Upgrade, WebSocket, frame
+from ..context import Services
+from ..errors import ApiError, from_error
+from ..routing import Command, RequestContext
+from ..websocket import OP_BINARY, OP_TEXT, Upgrade, WebSocket, frame
+from . import frames as wire_frames
+from .frames import (
+    Ack,
+    Auth,
+    Bye,
+    Call,
+    ClientFrame,
+    Error,
+    FrameDecoder,
+    FrameError,
+    Ping,
+    Pong,
+    Publish,
+    Reply,
+    Resume,
+    ServerPong,
+    Subscribe,
+    Subscribed,
+    Unsubscribe,
+    Unsubscribed,
+    Welcome,
+    wire,
+)
 
 log = logging.getLogger("carehub.ws")
 
@@ -55,24 +76,11 @@ MAX_BAD_FRAMES = 20
 MAX_CALLS_IN_FLIGHT = 16
 MAX_TOPICS = 100
 AUTH_TIMEOUT = 10.0
-#: the idle (and auth) timer is moved on by a frame only when less than this share of its timeout is left
-#: (otherwise it is moved when it fires); it fires its timeout after the reader last waited for a frame
-TIMER_REARM = 0.5
 STREAM_BATCH = 200
 
 
-class FrameError(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
 def _error(code: str, message: str, ref: Any = None) -> Outbound:
-    frame: dict[str, Any] = {"op": "error", "code": code, "message": message}
-    if ref is not None:
-        frame["ref"] = ref
-    return Outbound(frame)
+    return Outbound(wire(Error(code, message) if ref is None else Error(code, message, ref)))
 
 
 class Connection:
@@ -80,10 +88,12 @@ class Connection:
 
     def __init__(self, services: Services, ws: WebSocket, peer: str, codec: str) -> None:
         self.s = services
+        self.gw = services.gateway
         self.ws = ws
         self.codec = codec
         self.wire_key = f"{codec}/ws"
         self.opcode = OP_TEXT if codec == "json" else OP_BINARY
+        self.decoder = FrameDecoder(codec)
         cfg = services.config
         self.session = Session(codec=codec, limit=cfg.ws_send_buffer, stuck_seconds=cfg.ws_stuck_seconds)
         self.principal: Principal | None = None
@@ -99,7 +109,7 @@ class Connection:
 
     async def run(self) -> None:
         self.s.push.add(self.session)
-        self.s.connections[self.session] = self
+        self.gw.connections[self.session] = self
         self.session.notify = self.ws.wake
         self.ws.source = self._frames
         try:
@@ -109,7 +119,7 @@ class Connection:
                 nursery.cancel_scope.cancel()
         finally:
             self.s.push.remove(self.session)
-            self.s.connections.pop(self.session, None)
+            self.gw.connections.pop(self.session, None)
             self.session.close()
             for topic in self.session.topics:
                 self.s.hub.topics.unsubscribe(topic, self.session)
@@ -123,7 +133,7 @@ class Connection:
         if self.close_code is None:
             self.close_code = code
             self.close_reason = reason
-            self.session.offer(bye or Outbound({"op": "bye", "code": code, "reason": reason}))
+            self.session.offer(bye or Outbound(wire(Bye(code, reason))))
             self.session.close()
             if self._timer is not None:
                 self._timer.cancel()  # the reader stops waiting for the client
@@ -160,16 +170,14 @@ class Connection:
         """Read and run frames until the connection closes, or its auth or idle time runs out.
 
         Signed in, the connection parks with the read poller, which reads and runs its frames and
-        closes it idle; the task runs only the frames that wait (auth, resume; docs/architecture.md,
-        "Read poller"). Otherwise one timer (a cancel scope's deadline), moved lazily: a frame only
-        notes when the reader went back to waiting, and the deadline moves when less than half the
-        timeout is left, or when it fires and a frame came since. Each move is an entry in Trio's
-        deadline heap.
+        closes it idle; the task runs only the frames that wait (auth, resume; docs/gateway.md,
+        "Read poller"). Before that, the ``auth`` frame must arrive within ``AUTH_TIMEOUT`` of the
+        connection opening (4001); the time the hub then takes to check the token and send the
+        stream does not count against the client. Only the wait for a frame has a deadline.
         """
         idle = self.s.config.ws_idle_timeout_seconds
         ws = self.ws
-        since = trio.current_time()  # when the reader last went back to waiting for a frame
-        deadline = since + AUTH_TIMEOUT  # kept here: reading CancelScope.deadline is not cheap
+        auth_deadline = trio.current_time() + AUTH_TIMEOUT
         while self.close_code is None:
             if self.principal is not None and ws.can_park():
                 with trio.CancelScope() as parked:  # close() and kick() end it
@@ -180,42 +188,28 @@ class Connection:
                 if idled:
                     self.close(CLOSE_IDLE, "连接空闲超时 (idle timeout)")
                     return
-                since = trio.current_time()
-                deadline = since + idle
-            waiting = False
-            with trio.CancelScope(deadline=deadline) as timer:
+            deadline = auth_deadline if self.principal is None else trio.current_time() + idle
+            with trio.CancelScope(deadline=deadline) as timer:  # close() and kick() end it too
                 self._timer = timer
-                while self.close_code is None:
-                    waiting = True
-                    message = await ws.receive()
-                    waiting = False
-                    if message is None:
-                        self.close_code = ws.close_code or 1005
-                        return
-                    try:
-                        frame = self._decode(message)
-                        await self._dispatch(frame)
-                    except FrameError as err:
-                        if not self._bad_frame(err):
-                            return
-                    since = trio.current_time()
-                    if self.principal is not None and ws.can_park():
-                        break  # back to the poller
-                    wait = AUTH_TIMEOUT if self.principal is None else idle
-                    if not since + wait * TIMER_REARM <= deadline <= since + wait:  # or now signed in: shorter
-                        timer.deadline = deadline = since + wait
+                message = await ws.receive()
+            self._timer = None
             if self.close_code is not None:
                 return
-            if not timer.cancelled_caught:
-                continue  # parks
-            wait = AUTH_TIMEOUT if self.principal is None else idle
-            if waiting and since + wait > trio.current_time():
-                deadline = since + wait  # a frame came since the deadline was set: wait on from it
-                continue
-            if self.principal is None:
-                self.close(CLOSE_AUTH, "未在规定时间内完成认证 (authenticate within 10 s)")
-            else:
-                self.close(CLOSE_IDLE, "连接空闲超时 (idle timeout)")
+            if timer.cancelled_caught:
+                if self.principal is None:
+                    self.close(CLOSE_AUTH, "未在规定时间内完成认证 (authenticate within 10 s)")
+                else:
+                    self.close(CLOSE_IDLE, "连接空闲超时 (idle timeout)")
+                return
+            if message is None:
+                self.close_code = ws.close_code or 1005
+                return
+            try:
+                frame = self._decode(message)
+                await self._dispatch(frame)
+            except FrameError as err:
+                if not self._bad_frame(err):
+                    return
 
     def _run_polled(self, message: str | bytes) -> bool:
         """Run a message the read poller read, in its task; False when it needs the reader's (auth, resume)."""
@@ -230,7 +224,7 @@ class Connection:
     def _bad_frame(self, err: FrameError) -> bool:
         """Answer a bad frame with an error frame; False once there were too many (the connection closes)."""
         self.bad_frames += 1
-        self.s.stats.bad_frames += 1
+        self.gw.stats.bad_frames += 1
         self.session.offer(_error(err.code, err.message))
         if self.bad_frames >= MAX_BAD_FRAMES:
             self.close(CLOSE_POLICY, "错误帧过多 (too many bad frames)")
@@ -239,86 +233,62 @@ class Connection:
 
     # ---- frames ---------------------------------------------------------------------------
 
-    def _decode(self, message: str | bytes) -> dict[str, Any]:
-        text = message if isinstance(message, str) else None
-        data = message if isinstance(message, bytes) else None
-        size = len(text.encode()) if text is not None else len(data or b"")
-        if size > self.s.config.ws_max_frame_bytes:
-            self.close(CLOSE_TOO_BIG, f"帧过大: {size} 字节, 上限 {self.s.config.ws_max_frame_bytes}")
-            raise FrameError("frame_too_large", f"frame of {size} bytes exceeds {self.s.config.ws_max_frame_bytes}")
-        try:
-            if self.codec == "json":
-                if text is None:
-                    raise FrameError("bad_frame", "this connection speaks JSON text frames; got a binary frame")
-                frame = orjson.loads(text)
-            else:
-                if data is None:
-                    raise FrameError("bad_frame", "this connection speaks MessagePack binary frames; got text")
-                frame = msgpack.unpackb(data, raw=False, strict_map_key=True)
-        except (orjson.JSONDecodeError, ValueError, msgpack.UnpackException) as err:
-            raise FrameError("bad_frame", f"frame is not valid {self.codec}: {err}") from None
-        if not isinstance(frame, dict):
-            raise FrameError("bad_frame", "a frame must be an object with an 'op' field")
-        if not isinstance(frame.get("op"), str):
-            raise FrameError("bad_frame", "a frame needs an 'op' string")
-        return frame
+    def _decode(self, message: str | bytes) -> ClientFrame:
+        size = len(message.encode()) if isinstance(message, str) else len(message)
+        limit = self.s.config.ws_max_frame_bytes
+        if size > limit:
+            self.close(CLOSE_TOO_BIG, f"帧过大: {size} 字节, 上限 {limit}")
+            raise FrameError("frame_too_large", f"frame of {size} bytes exceeds {limit}")
+        return self.decoder.decode(message, self.principal is not None)
 
-    async def _dispatch(self, frame: dict[str, Any]) -> None:
+    async def _dispatch(self, frame: ClientFrame) -> None:
+        """Run a frame, waiting for what it waits for (auth, resume: the database)."""
         if self._dispatch_now(frame):
             return
-        if frame["op"] == "auth":
+        if isinstance(frame, Auth):
             await self._auth(frame)
-            return
-        after = frame.get("after")  # resume
-        if after is not None and (not isinstance(after, int) or isinstance(after, bool) or after < 0):
-            raise FrameError("bad_frame", "resume 'after' must be a sequence number >= 0")
-        await self._resume(after)
+        elif isinstance(frame, Resume):
+            await self._resume(frame.after)
 
-    def _dispatch_now(self, frame: dict[str, Any]) -> bool:
+    def _dispatch_now(self, frame: ClientFrame) -> bool:
         """Run a frame that needs no waiting; False for the two that wait (auth, resume: see ``_dispatch``)."""
-        op = frame["op"]
-        if op == "ping":
-            self.session.offer(Outbound({"op": "pong", "t": frame.get("t")}))
-            return True
-        if op == "pong":
-            return True
-        if op == "auth":
-            return False
-        if op not in ("call", "command", "ack", "resume", "subscribe", "unsubscribe", "publish"):
-            raise FrameError(
-                "unknown_op", f"unknown op {op!r}; ops are auth, call, command, ack, resume, subscribe,"
-                " unsubscribe, publish, ping, pong"
-            )
-        if self.principal is None:
-            raise FrameError("not_authenticated", f"send an auth frame before {op!r}")
-        if op == "call":
-            self._call(frame)
-        elif op == "command":
-            self._command(frame)
-        elif op == "ack":
-            self._ack(frame)
-        elif op == "resume":
-            return False
-        elif op in ("subscribe", "unsubscribe"):
-            self._subscribe(op, frame)
-        else:
-            self._publish(frame)
+        principal = self.principal
+        match frame:
+            case wire_frames.Command() if principal is not None:
+                self._command(frame)
+            case Ack() if principal is not None:
+                self._ack(frame)
+            case Ping(t=t):
+                self.session.offer(Outbound(wire(ServerPong(t))))
+            case Pong():
+                pass
+            case Auth():
+                if principal is not None:
+                    raise FrameError("already_authenticated", "this connection is already authenticated")
+                return False
+            case _ if principal is None:
+                op = type(frame).__struct_config__.tag
+                raise FrameError("not_authenticated", f"send an auth frame before {op!r}")
+            case Call():
+                self._call(frame)
+            case Resume():
+                return False
+            case Subscribe():
+                self._subscribe(frame)
+            case Unsubscribe():
+                self._unsubscribe(frame)
+            case Publish():
+                self._publish(frame)
+            case wire_frames.Command() | Ack():
+                raise AssertionError("signed in: run above")
+            case _:
+                assert_never(frame)
         return True
 
-    async def _auth(self, frame: dict[str, Any]) -> None:
-        if self.principal is not None:
-            raise FrameError("already_authenticated", "this connection is already authenticated")
-        token = frame.get("token")
-        device = frame.get("device", "default")
-        if not isinstance(token, str):
-            raise FrameError("bad_frame", "auth needs a 'token' string")
-        if not isinstance(device, str) or not 1 <= len(device) <= 100:
-            raise FrameError("bad_frame", "auth 'device' must be a string of 1-100 characters")
-        resume_after = frame.get("resume_after")
-        if resume_after is not None and (not isinstance(resume_after, int) or resume_after < 0):
-            raise FrameError("bad_frame", "auth 'resume_after' must be a sequence number >= 0")
+    async def _auth(self, frame: Auth) -> None:
+        device, resume_after = frame.device, frame.resume_after
         try:
-            principal = await self.s.identity.authenticate(token)
+            principal = await self.s.identity.authenticate(frame.token)
         except AuthFailed as err:
             self.session.offer(_error("auth_failed", str(err)))
             self.close(CLOSE_AUTH, "认证失败 (authentication failed)")
@@ -331,33 +301,22 @@ class Connection:
         self.session.device = device
         self.session.roles = principal.roles
         self.s.push.bind(self.session, principal.account_id)
-        first, last = await self.s.store.stream_bounds(principal.account_id)
+        # one read for every connection signing in now (a reconnect storm: docs/gateway.md)
+        first, last, stored = await self.gw.streams.open(principal.account_id, device)
         if resume_after is None:
             # the node's own memory first: a phone that reconnects at once may beat the old
             # connection's cursor write (or its close may not even be noticed yet)
-            cursor = max(
-                self.s.push.acked(principal.account_id, device),
-                await self.s.store.load_cursor(principal.account_id, device),
-            )
+            cursor = max(self.s.push.acked(principal.account_id, device), stored)
             resume_after = cursor if cursor else last
         self.session.acked_seq = self.session.acked_saved = min(resume_after, last)
-        self.session.offer(
-            Outbound(
-                {
-                    "op": "welcome",
-                    "protocol": PROTOCOL_VERSION,
-                    "account": {
-                        "id": principal.account_id,
-                        "name": principal.display_name,
-                        "roles": sorted(principal.roles),
-                    },
-                    "stream": {"first_seq": first, "last_seq": last, "resume_after": resume_after},
-                    "heartbeat_ms": int(self.s.config.ws_heartbeat_seconds * 1000),
-                    "idle_timeout_ms": int(self.s.config.ws_idle_timeout_seconds * 1000),
-                    "reconnect": {"min_ms": 500, "max_ms": 15000},
-                }
-            )
-        )
+        self.session.offer(Outbound(wire(Welcome(
+            protocol=PROTOCOL_VERSION,
+            account={"id": principal.account_id, "name": principal.display_name, "roles": sorted(principal.roles)},
+            stream={"first_seq": first, "last_seq": last, "resume_after": resume_after},
+            heartbeat_ms=int(self.s.config.ws_heartbeat_seconds * 1000),
+            idle_timeout_ms=int(self.s.config.ws_idle_timeout_seconds * 1000),
+            reconnect={"min_ms": 500, "max_ms": 15000},
+        ))))
         await self._resume(resume_after)
 
     async def _resume(self, after: int | None) -> None:
@@ -381,13 +340,21 @@ class Connection:
                 await trio.sleep(0.01)
         session.caught_up(backlog)
 
-    def _ack(self, frame: dict[str, Any]) -> None:
-        seq = frame.get("seq")
-        if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-            raise FrameError("bad_frame", "ack needs 'seq', the highest sequence number received")
-        if seq > self.session.acked_seq:
-            self.session.acked_seq = min(seq, self.session.last_sent_seq)
-            self.s.push.note_ack(self.session)
+    def _ack(self, frame: Ack) -> None:
+        """Remember the device's place in the stream; an ack past what this connection sent is refused.
+
+        The cursor never passes the last message sent here (a device that acked ahead would skip,
+        on its next connection, messages it never had); the client hears why (docs/protocol.md).
+        """
+        session = self.session
+        seq = frame.seq
+        if seq > session.last_sent_seq:
+            session.offer(_error("ack_beyond_stream", f"ack {seq} is past the last message sent on this connection"
+                                 f" ({session.last_sent_seq}); the cursor stays there", seq))
+            seq = session.last_sent_seq
+        if seq > session.acked_seq:
+            session.acked_seq = seq
+            self.s.push.note_ack(session)
 
     async def _save_cursor(self) -> None:
         session = self.session
@@ -400,13 +367,6 @@ class Connection:
             except Exception as err:
                 log.warning("could not save the stream cursor of %s: %s", session.account_id, err)
 
-    @staticmethod
-    def _ref(frame: dict[str, Any], op: str) -> str | int:
-        ref = frame.get("id")
-        if not isinstance(ref, str | int) or isinstance(ref, bool):
-            raise FrameError("bad_frame", f"{op} needs an 'id' (string or number) to match its reply")
-        return ref
-
     def _no_room_for(self, ref: Any) -> bool:
         """True (and the caller told so) when the connection's calls and commands in flight are at the limit."""
         if self.calls < MAX_CALLS_IN_FLIGHT:
@@ -416,11 +376,8 @@ class Connection:
         )
         return True
 
-    def _call(self, frame: dict[str, Any]) -> None:
-        ref = self._ref(frame, "call")
-        to, type_name = frame.get("to"), frame.get("type")
-        if not isinstance(to, str) or not isinstance(type_name, str):
-            raise FrameError("bad_frame", "call needs 'to' (an actor address) and 'type' (a message type)")
+    def _call(self, frame: Call) -> None:
+        ref, to, type_name = frame.id, frame.to, frame.type
         assert self.principal is not None and self.nursery is not None
         if not self.principal.can("actor.call"):
             self.session.offer(self._reply_error(ref, "forbidden", "this account may not call actors"))
@@ -428,7 +385,7 @@ class Connection:
         if self._no_room_for(ref):
             return
         try:
-            address, message = self.s.hub.parse(to, type_name, frame.get("body"))
+            address, message = self.s.hub.parse(to, type_name, frame.body)
         except (BadMessage, UnknownActorKind) as err:
             self.session.offer(self._reply_error(ref, err.code, err.message))
             return
@@ -450,44 +407,42 @@ class Connection:
         except HubError as err:
             self.session.offer(self._reply_error(ref, err.code, err.message, retryable=err.retryable))
         else:
-            self.session.offer(Outbound({"op": "reply", "id": ref, "ok": True, "result": result}))
+            self.session.offer(Outbound(wire(Reply(ref, True, result=result))))
         finally:
             self.calls -= 1
 
-    def _command(self, frame: dict[str, Any]) -> None:
-        ref = self._ref(frame, "command")
-        name = frame.get("name")
-        if not isinstance(name, str):
-            raise FrameError("bad_frame", "command needs a 'name' (see docs/protocol.md for the commands)")
-        command = self.s.commands.get(name)
+    def _command(self, frame: wire_frames.Command) -> None:
+        ref, name = frame.id, frame.name
+        command = self.gw.commands.get(name)
         if command is None:
             self.session.offer(self._reply_error(ref, "unknown_command", f"no command {name[:64]!r}", status=404))
             return
         assert self.nursery is not None and self.principal is not None
-        ctx = RequestContext(self.s, self.principal)
+        ctx = RequestContext(self.principal)
         try:
-            payload = command.checked(self.principal, frame.get("body"))
+            payload = command.checked(self.principal, frame.body)
         except ApiError as err:
             self.session.offer(self._command_error(ref, err))
             return
         if self._no_room_for(ref):
             return
         self.calls += 1
-        go = functools.partial(self._start_command, ref, command, ctx, payload)
         if command.admit is None:
-            go()
+            self._start_command(ref, command, ctx, payload, None)
             return
-        ctx.admitted = True
+        waiter = _CommandWaiter(self, ref, command, ctx, payload)
         try:  # the command may wait without a task, and be answered without one (e.g. "full" in a release)
-            command.admit(ctx, payload, go, functools.partial(self._refuse_command, ref))
+            command.admit(ctx, payload, waiter)
         except ApiError as err:
             self._refuse_command(ref, err)
+        except (CareHubError, HubError) as err:
+            self._refuse_command(ref, from_error(err))
 
-    def _start_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> bool:
+    def _start_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any, ticket: object) -> bool:
         """Start the command's task (False, and the call no longer counted, once the connection is closing)."""
         if self.close_code is None and self.nursery is not None:
             try:
-                self.nursery.start_soon(self._run_command, ref, command, ctx, payload)
+                self.nursery.start_soon(self._run_command, ref, command, ctx, payload, ticket)
                 return True
             except RuntimeError:  # the connection's nursery is closing
                 pass
@@ -501,9 +456,10 @@ class Connection:
     def _command_error(self, ref: Any, err: ApiError) -> Outbound:
         return self._reply_error(ref, err.code, err.message, retryable=err.status in (429, 503), status=err.status)
 
-    async def _run_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> None:
+    async def _run_command(self, ref: Any, command: Command, ctx: RequestContext, payload: Any,
+                           ticket: object) -> None:
         try:
-            answer = await command.run(ctx, payload)
+            answer = await command.run(ctx, payload, ticket)
         except ApiError as err:
             self.session.offer(self._command_error(ref, err))
         except Exception:
@@ -512,9 +468,7 @@ class Connection:
                 self._reply_error(ref, "internal_error", "服务器内部错误 (logged for the operators)", status=500)
             )
         else:
-            self.session.offer(
-                Outbound({"op": "reply", "id": ref, "ok": True, "status": answer.status, "result": answer.payload})
-            )
+            self.session.offer(Outbound(wire(Reply(ref, True, status=answer.status, result=answer.payload))))
         finally:
             self.calls -= 1
 
@@ -525,19 +479,11 @@ class Connection:
         error: dict[str, Any] = {"code": code, "message": message, "retryable": retryable}
         if status is not None:
             error["status"] = status
-        return Outbound({"op": "reply", "id": ref, "ok": False, "error": error})
+        return Outbound(wire(Reply(ref, False, error=error)))
 
-    def _subscribe(self, op: str, frame: dict[str, Any]) -> None:
-        topic = frame.get("topic")
-        if not isinstance(topic, str) or not topic:
-            raise FrameError("bad_frame", f"{op} needs a 'topic' string")
+    def _subscribe(self, frame: Subscribe) -> None:
+        topic = frame.topic
         assert self.principal is not None
-        topics = self.s.hub.topics
-        if op == "unsubscribe":
-            self.session.topics.discard(topic)
-            topics.unsubscribe(topic, self.session)
-            self.session.offer(Outbound({"op": "unsubscribed", "topic": topic}))
-            return
         if not may_subscribe(self.principal.permissions, self.principal.account_id, topic):
             self.session.offer(_error("forbidden", f"you may not subscribe to {topic!r}", topic))
             return
@@ -545,31 +491,52 @@ class Connection:
             self.session.offer(_error("too_many_topics", f"at most {MAX_TOPICS} topics per connection", topic))
             return
         self.session.topics.add(topic)
-        topics.subscribe(topic, self.session)
-        self.session.offer(Outbound({"op": "subscribed", "topic": topic}))
+        self.s.hub.topics.subscribe(topic, self.session)
+        self.session.offer(Outbound(wire(Subscribed(topic))))
         if topic == "ops":
-            self.s.publish_ops_now()
+            self.gw.ops.publish_now()
 
-    def _publish(self, frame: dict[str, Any]) -> None:
-        topic, type_name, body = frame.get("topic"), frame.get("type"), frame.get("body")
-        if not isinstance(topic, str) or not isinstance(type_name, str):
-            raise FrameError("bad_frame", "publish needs 'topic' and 'type' strings")
+    def _unsubscribe(self, frame: Unsubscribe) -> None:
+        self.session.topics.discard(frame.topic)
+        self.s.hub.topics.unsubscribe(frame.topic, self.session)
+        self.session.offer(Outbound(wire(Unsubscribed(frame.topic))))
+
+    def _publish(self, frame: Publish) -> None:
+        topic, ref = frame.topic, frame.id
         assert self.principal is not None
-        ref = frame.get("id")
         if not may_publish(self.principal.permissions, topic):
             if ref is not None:
                 self.session.offer(self._reply_error(ref, "forbidden", f"you may not publish to {topic!r}"))
             else:
                 self.session.offer(_error("forbidden", f"you may not publish to {topic!r}", topic))
             return
-        coalesce = frame.get("coalesce")
         count = self.s.hub.topics.publish(
-            topic, type_name, body if body is not None else {},
-            coalesce=coalesce if isinstance(coalesce, str) else None,
-            priority=Priority.CRITICAL if frame.get("critical") is True else Priority.LOW,
+            topic, frame.type, frame.body if frame.body is not None else {},
+            coalesce=frame.coalesce if isinstance(frame.coalesce, str) else None,
+            priority=Priority.CRITICAL if frame.critical is True else Priority.LOW,
         )
         if ref is not None:
-            self.session.offer(Outbound({"op": "reply", "id": ref, "ok": True, "result": {"subscribers": count}}))
+            self.session.offer(Outbound(wire(Reply(ref, True, result={"subscribers": count}))))
+
+
+class _CommandWaiter:
+    """A command waiting for its admission without a task (the routing's ``CommandWaiter``): started or answered
+    on this connection when the domain says."""
+
+    __slots__ = ("command", "conn", "ctx", "payload", "ref")
+
+    def __init__(self, conn: Connection, ref: Any, command: Command, ctx: RequestContext, payload: Any) -> None:
+        self.conn = conn
+        self.ref = ref
+        self.command = command
+        self.ctx = ctx
+        self.payload = payload
+
+    def admitted(self, ticket: object) -> bool:
+        return self.conn._start_command(self.ref, self.command, self.ctx, self.payload, ticket)
+
+    def refused(self, err: ApiError) -> None:
+        self.conn._refuse_command(self.ref, err)
 
 
 def choose_codec(offered: Sequence[str]) -> tuple[str, str | None]:
@@ -592,12 +559,13 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
     """``/ws``: accept the upgrade and run the connection until either side closes it."""
     codec, subprotocol = choose_codec(upgrade.subprotocols)
     await stream.send_all(upgrade.accept(subprotocol))
-    ws = WebSocket(stream, services.flusher, upgrade.rest, services.pacer, services.poller)
-    if services.draining:
+    gateway = services.gateway
+    ws = WebSocket(stream, gateway.flusher, upgrade.rest, gateway.pacer, gateway.poller)
+    if gateway.draining:
         await ws.close(CLOSE_RESTART, "server restarting")
         return
     conn = Connection(services, ws, _peer(stream), codec)
-    services.stats.connections_opened += 1
+    gateway.stats.connections_opened += 1
     try:
         await conn.run()
     except Exception:  # e.g. storage gone during a resume: this connection ends with 1011, the hub goes on
@@ -614,7 +582,7 @@ async def websocket_gateway(services: Services, stream: trio.SocketStream, upgra
 async def echo_gateway(services: Services, stream: trio.SocketStream, upgrade: Upgrade) -> None:
     """Echo every message back unchanged (conformance testing; CAREHUB_WS_ECHO=1)."""
     await stream.send_all(upgrade.accept(None))
-    ws = WebSocket(stream, services.flusher, upgrade.rest, services.pacer)
+    ws = WebSocket(stream, services.gateway.flusher, upgrade.rest, services.gateway.pacer)
     try:
         while (message := await ws.receive()) is not None:
             ws.send_message(message)
@@ -628,12 +596,4 @@ def reconnect_advice() -> int:
 
 
 def bye_frame(reason: str) -> Outbound:
-    return Outbound(
-        {
-            "op": "bye",
-            "code": CLOSE_RESTART,
-            "reason": reason,
-            "reconnect_after_ms": reconnect_advice(),
-            "at": dt.datetime.now(dt.UTC).isoformat(),
-        }
-    )
+    return Outbound(wire(Bye(CLOSE_RESTART, reason, reconnect_advice(), dt.datetime.now(dt.UTC).isoformat())))

@@ -1,4 +1,4 @@
-"""Python's cyclic garbage collector, run at the event loop's quiet moments (docs/architecture.md, "Collector").
+"""Python's cyclic garbage collector, run at the event loop's quiet moments (docs/gateway.md, "Collector").
 
 CPython collects the young generation whenever tracked allocations pass its threshold, wherever the
 program is at that moment: in a release burst that was four or five passes of 25-100 ms inside the
@@ -6,7 +6,7 @@ program is at that moment: in a release burst that was four or five passes of 25
 generation, which with 10,000 connections held is millions of objects. Here automatic collection
 is off and a task runs the same collections itself: every ``interval`` it looks at the allocation
 counts and collects the generation CPython would have, unless the loop is busy (people are waiting
-for answers, :mod:`carehub.hub.loop`); then the collection waits, at most ``max_wait`` seconds; past
+for answers, :mod:`carehub.eventloop.load`); then the collection waits, at most ``max_wait`` seconds; past
 ``hard_factor`` thresholds of young allocations only the young generation is collected meanwhile (a
 few ms), so what garbage cycles hold stays bounded. While the loop is idle it collects what is
 ``ahead`` (half) way to due, so that a burst starts with room before the next pass.
@@ -19,10 +19,12 @@ import time
 
 import trio
 
-from .loop import loop_load
+from .load import loop_load
 
 
 class Collector:
+    """Runs CPython's collections itself, at the loop's quiet moments (see the module docstring)."""
+
     def __init__(self, *, interval: float = 0.1, max_wait: float = 5.0, hard_factor: int = 20,
                  ahead: float = 0.5) -> None:
         self.interval = interval
@@ -36,6 +38,8 @@ class Collector:
         #: time spent collecting
         self.seconds = 0.0
         self._scope = trio.CancelScope()
+        #: collecting in place of CPython now (between :meth:`run` starting and stopping)
+        self.running = False
 
     def due(self, ahead: float = 1.0) -> int | None:
         """The generation CPython's own rule would collect now (None: nothing is due); without CPython's extra
@@ -56,11 +60,13 @@ class Collector:
         """Collect in place of CPython until :meth:`stop` or cancelled (automatic collection is back on after)."""
         loop_load()  # measuring from now
         gc.disable()
+        self.running = True
         task_status.started()
         try:
             with self._scope:
                 await self._collect()
         finally:
+            self.running = False
             gc.enable()
 
     async def _collect(self) -> None:

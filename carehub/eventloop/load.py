@@ -1,9 +1,11 @@
-"""How busy the event loop is, for the work that should give way to people waiting (docs/architecture.md, "Loop load").
+"""How busy the event loop is, for the work that should give way to people waiting (docs/gateway.md, "Loop load").
 
 Trio runs, in one turn, every task that became ready; between turns it waits for I/O. The share of
-recent time spent running rather than waiting says whether people's frames are queued: in a release
-burst the loop never waits. Housekeeping (a garbage collection, a HIS push, an SMS) then waits for a
-quieter moment, and the WebSocket reader paces itself by when the current turn began.
+recent time spent running rather than waiting says whether people's work is queued: in a release
+burst the loop never waits. Housekeeping (a garbage collection, a stored effect, a heartbeat pass)
+then waits for a quieter moment, and whoever reads requests paces itself by when the current turn
+began. Work that a reader held back for a later turn counts as busy too: it registers its count
+with :meth:`LoopLoad.hold` (anything with a length, e.g. a :class:`Backlog` or a parking lot).
 
 One :class:`LoopLoad` per ``trio.run``, from :func:`loop_load` (it installs itself as an instrument).
 """
@@ -11,6 +13,7 @@ One :class:`LoopLoad` per ``trio.run``, from :func:`loop_load` (it installs itse
 from __future__ import annotations
 
 import time
+from collections.abc import Sized
 
 import trio
 
@@ -35,10 +38,21 @@ class LoopLoad(trio.abc.Instrument):
         self._wait_started: float | None = None
         #: the share of the last whole window spent running tasks
         self.share = 0.0
-        #: work ready and held back for a later turn (e.g. WebSocket readers the read pacer holds): busy
-        self.backlog = 0
-        #: connections read by the WebSocket read poller, when it stopped a turn with more ready: busy
-        self.polled_backlog = 0
+        #: counts of work ready and held back for a later turn (:meth:`hold`): busy while any is non-empty
+        self._held: list[Sized] = []
+
+    def hold(self, work: Sized) -> None:
+        """Count ``work`` as held back for a later turn: the loop is busy while ``len(work)`` > 0."""
+        if not any(w is work for w in self._held):
+            self._held.append(work)
+
+    def release(self, work: Sized) -> None:
+        """Stop counting ``work`` (its holder stopped)."""
+        self._held = [w for w in self._held if w is not work]
+
+    def held_back(self) -> int:
+        """How much work is held back for a later turn now."""
+        return sum(len(w) for w in self._held)
 
     def before_io_wait(self, timeout: float) -> None:
         self._wait_started = time.perf_counter()
@@ -61,7 +75,7 @@ class LoopLoad(trio.abc.Instrument):
     def busy(self) -> bool:
         """People's work is queued: some is held back for a later turn, the loop ran (nearly) all of the last
         window, or this turn is slow."""
-        if self.backlog or self.polled_backlog or self.share >= self.busy_share:
+        if self.share >= self.busy_share or self.held_back():
             return True
         now = time.perf_counter()
         if now - self.turn_started >= self.slow_turn:
@@ -71,7 +85,7 @@ class LoopLoad(trio.abc.Instrument):
 
     def idle(self) -> bool:
         """The loop mostly waits: it ran under a third of the last window and of the current one so far."""
-        if self.backlog or self.polled_backlog or self.share >= 1 / 3:
+        if self.share >= 1 / 3 or self.held_back():
             return False
         elapsed = time.perf_counter() - self._window_started
         return elapsed < self.window / 5 or 1.0 - self._waited / elapsed < 1 / 3
@@ -86,3 +100,15 @@ def loop_load() -> LoopLoad:
         trio.lowlevel.add_instrument(load)
         _LOAD.set(load)
         return load
+
+
+class Backlog:
+    """A count of work its holder left for a later turn (e.g. connections ready to read), for :meth:`LoopLoad.hold`."""
+
+    __slots__ = ("count",)
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __len__(self) -> int:
+        return self.count

@@ -1,4 +1,4 @@
-"""How busy the event loop is: what housekeeping (GC, effects) asks before it runs (docs/architecture.md)."""
+"""How busy the event loop is: what housekeeping (GC, effects) asks before it runs (docs/gateway.md)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import time
 
 import trio
 
-from carehub.hub.loop import loop_load
+from carehub.eventloop import Backlog, loop_load
 
 
 async def run_without_waiting(seconds: float) -> None:
@@ -34,7 +34,12 @@ async def test_the_loop_is_busy_while_it_runs_without_waiting_and_quiet_again_af
 async def test_the_loop_is_busy_while_work_is_held_back_for_a_later_turn() -> None:
     load = loop_load()
     await trio.sleep(0.25)
-    load.backlog = 3
-    assert load.busy()
-    load.backlog = 0
+    held = Backlog()
+    load.hold(held)
+    held.count = 3
+    assert load.busy() and not load.idle()
+    held.count = 0
+    assert not load.busy()
+    held.count = 2
+    load.release(held)
     assert not load.busy()
