@@ -1,7 +1,7 @@
 """The WebSocket gateway at ``/ws`` (protocol: docs/protocol.md) and the ``/ws/echo`` route.
 
-Both run on CareHub's own WebSocket server side (``websocket.py``: one task per connection, frames
-written by one flusher for the whole hub), not through Hypercorn and ASGI; ``/ws/echo`` runs on
+Both run on CareHub's own WebSocket server side (``carehub/http/websocket/``: one task per connection,
+frames written by one flusher for the whole hub), not through Hypercorn and ASGI; ``/ws/echo`` runs on
 exactly the stack ``/ws`` does.
 """
 
