@@ -26,7 +26,10 @@ _ERROR = {
 
 def openapi_document(specs: Sequence[RouteSpec]) -> dict[str, Any]:
     bodies = sorted({s.body for s in specs if s.body is not None}, key=lambda t: t.__name__)
-    schemas, components = msgspec.json.schema_components(bodies, ref_template="#/components/schemas/{name}")
+    answers = list(dict.fromkeys(s.response for s in specs if s.response is not None))
+    schemas, components = msgspec.json.schema_components(
+        [*bodies, *answers], ref_template="#/components/schemas/{name}")
+    answer_schemas = dict(zip(answers, schemas[len(bodies):], strict=True))
     components = dict(components)
     components["Error"] = _ERROR
     paths: dict[str, dict[str, Any]] = {}
@@ -39,7 +42,9 @@ def openapi_document(specs: Sequence[RouteSpec]) -> dict[str, Any]:
             "content": {"application/json": {"schema": schema}},
         }
     for spec in specs:
-        _operation(paths, spec)
+        op = _operation(paths, spec)
+        if spec.response is not None:
+            op["responses"]["200"]["content"] = {spec.content_type: {"schema": answer_schemas[spec.response]}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "CareHub", "version": carehub.__version__},

@@ -65,6 +65,9 @@ class RouteSpec:
     partner_op: str | None = None
     #: set when the route is also a command on ``/ws`` (``{"op": "command", "name": ...}``)
     command: str | None = None
+    #: the answer's shape for the OpenAPI document (a msgspec type: a Struct, or e.g. ``list[Struct]``);
+    #: documentation only: handlers still return plain data
+    response: Any = None
 
     @property
     def openapi_path(self) -> str:
@@ -181,8 +184,10 @@ class Router:
         partner_op: str | None = None,
         command: str | None = None,
         admit: Admitting | None = None,
+        response: Any = None,
     ) -> Callable[[Handler], Handler]:
-        spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type, partner_op, command)
+        spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type, partner_op, command,
+                         response)
         self.specs.append(spec)
 
         def decorate(fn: Handler) -> Handler:

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import httpx
+import msgspec
 import pytest
 import trio
 from trio_websocket import ConnectionClosed
@@ -86,6 +87,21 @@ async def test_openapi_describes_every_rest_route(server: Server) -> None:
     described = {(method, path) for path, ops in doc["paths"].items() for method in ops}
     assert routes == described
     assert doc["paths"]["/api/v1/auth/login"]["post"]["requestBody"]["required"] is True
+
+
+async def test_every_declared_public_answer_matches_its_openapi_schema(server: Server) -> None:
+    """A route that declares ``response=`` documents its real answer: the public GETs answer exactly that shape."""
+    specs = [s for s in server.app.router.specs if s.response is not None]
+    assert specs, "no route declares its answer"
+    async with server.http() as http:
+        doc = (await http.get("/openapi.json")).json()
+        for spec in specs:
+            schema = doc["paths"][spec.openapi_path][spec.method.lower()]["responses"]["200"]["content"]
+            assert schema[spec.content_type]["schema"], spec.path
+            if spec.method == "GET" and spec.permission is None and not spec.path_params:
+                answer = await http.get(spec.path)
+                assert answer.status_code == 200, spec.path
+                msgspec.json.decode(answer.content, type=spec.response)  # raises if the shape differs
 
 
 @pytest.mark.parametrize(

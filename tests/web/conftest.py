@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pyotp
 import pytest
 import trio
 
@@ -51,3 +53,23 @@ async def sms_code(gateway: str, phone: str, after: int = 0) -> str:
                 if len(messages) > after:
                     return str(messages[0]["params"]["code"])
                 await trio.sleep(0.05)
+
+
+#: the demo hospital's staff TOTP secret (README)
+STAFF_TOTP_SECRET = "CAREHUBDEMOSTAFFTOTPSECRET234567"
+
+
+def sign_in_staff(page: Any, url: str, login: str, password: str = "carehub-demo") -> None:
+    """On the browser thread: open a staff page ``url`` (it shows the sign-in form) and sign in with TOTP.
+
+    The demo staff share one TOTP secret and a code is accepted once per account, so each login here
+    is a different account or waits for the next 30-second step (the hub says "已使用").
+    """
+    from playwright.sync_api import expect
+
+    page.goto(url)
+    page.get_by_label("账号").fill(login)
+    page.get_by_label("密码", exact=True).fill(password)
+    page.get_by_label("动态验证码").fill(pyotp.TOTP(STAFF_TOTP_SECRET).now())
+    page.get_by_role("button", name="登录").click()
+    expect(page.get_by_role("button", name="退出")).to_be_visible(timeout=15_000)

@@ -16,6 +16,7 @@ from playwright.sync_api import Page, expect
 
 from ..servers import Server
 from .browser import DESKTOP, PHONE, Chromium
+from .conftest import sign_in_staff
 from .test_patient_shell import csp_or_script_errors, departments, sign_in
 
 
@@ -69,9 +70,12 @@ async def test_every_main_page_renders_for_a_screenshot(
 
     def staff_pages() -> None:
         pc.goto(hub.base + "/doctor/")
+        expect(pc.get_by_role("heading", name="员工登录")).to_be_visible()
+        shot(pc, "doctor-0-sign-in")
+        sign_in_staff(pc, hub.base + "/doctor/", "doctor1")
         expect(pc.get_by_role("heading", name="医生工作站")).to_be_visible()
         shot(pc, "doctor-1-home")
-        pc.goto(hub.base + "/admin/")
+        sign_in_staff(pc, hub.base + "/admin/", "admin")
         expect(pc.get_by_role("heading", name="各科室医生数")).to_be_visible()
         expect(pc.get_by_role("img", name="各科室医生数")).to_be_visible()
         shot(pc, "admin-1-home")

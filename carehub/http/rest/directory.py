@@ -72,6 +72,29 @@ def _triage_query(body: TriageRequest) -> TriageQuery:
     return TriageQuery(body.body_part, tuple(symptoms), body.sex, body.age)
 
 
+class DepartmentView(msgspec.Struct):
+    """A department as the patient app lists it (``GET /api/v1/departments``)."""
+
+    id: str
+    name: str
+    campus: str | None
+    location: str | None
+    floor_id: str | None
+    room: str | None
+    intro: str | None
+    phone: str | None
+    sort_order: int
+    disabled: bool
+    campus_id: str | None
+    building: str | None
+    floor: str | None
+    level: int | None
+
+
+class DepartmentsView(msgspec.Struct):
+    departments: list[DepartmentView]
+
+
 def register(r: RouteDecorator, *, directory: Directory) -> None:
     @r("GET", "/api/v1/hospital", summary="Hospital introduction, images, campuses, map link (PUB-1, PUB-6)",
        permission=None, tag="directory")
@@ -84,7 +107,7 @@ def register(r: RouteDecorator, *, directory: Directory) -> None:
         return {"campuses": await directory.hospital.campuses()}
 
     @r("GET", "/api/v1/departments", summary="Departments of the hospital and where they are (PUB-2)",
-       permission=None, tag="directory")
+       permission=None, tag="directory", response=DepartmentsView)
     async def departments(ctx: RequestContext) -> Any:
         return {"departments": await directory.departments.departments()}
 
