@@ -309,6 +309,47 @@ async def test_a_patient_books_pays_checks_in_and_follows_the_queue_live(
             msgspec.json.decode(answer.content, type=specs[("GET", route)])
 
 
+async def test_a_patient_pays_with_medical_insurance_and_cash(chromium: Chromium, booking_hub: Hospital) -> None:
+    """OUT-6 mixed: the 医保电子凭证 authorization and the HIS pre-settlement come back to the booking
+    page (payAuthNo, payOrdId, insFen in its address); the patient pays the rest in WeChat."""
+    hub, pay = booking_hub.hub, booking_hub.pay
+    chen = await doctor_id(hub, "陈静")
+    tomorrow = dt.datetime.combine(dt.datetime.now(BEIJING).date() + dt.timedelta(days=1), dt.time(8, 0), BEIJING)
+    await open_clinic(hub, chen, "陈静", tomorrow, period="am", fee_fen=1000, department="peds", room="儿科1诊室")
+    booked = await api_book(hub, "patient1", chen, tomorrow.date(), "am")
+    assert booked.status_code == 201 and booked.json()["status"] == "held", booked.text
+    booking_id = booked.json()["booking_id"]
+    async with httpx.AsyncClient(base_url=pay.base_url) as sim:
+        auth = (await sim.post("/_sim/nhsa/auth", json={})).json()["pay_auth_no"]
+        pre = (await sim.post("/_sim/nhsa/presettle", json={
+            "pay_auth_no": auth, "total_fee": 1000, "med_ins_gov_fee": 600, "med_ins_self_fee": 0,
+            "med_ins_other_fee": 0, "med_ins_cash_fee": 400})).json()
+    page = await chromium.page(**PHONE)
+    await sign_in(chromium, page, hub, booking_hub.sms)
+
+    def pay_mixed() -> None:
+        page.goto(f"{hub.base}/h5/bookings/{booking_id}?payAuthNo={auth}&payOrdId={pre['pay_order_id']}&insFen=600")
+        expect(page.get_by_text("待支付", exact=True)).to_be_visible()
+        page.get_by_text("医保 + 自费").click()
+        expect(page.get_by_text("医保 ¥6.00 + 自费 ¥4.00")).to_be_visible()
+        shot(page, "15-mixed")
+        page.get_by_role("button", name="去支付").click()
+        expect(page.get_by_text("等待支付结果…")).to_be_visible()
+
+    await chromium.run(pay_mixed)
+    token = await hub.token("patient1")
+    order = (await booking_status(hub, token, booking_id))["order"]
+    assert (order["method"], order["insurance_fen"], order["cash_fen"]) == ("mixed", 600, 400)
+    await pay_in_wechat(pay, order["out_trade_no"])
+
+    def confirmed() -> None:
+        expect(page.get_by_text("已预约", exact=True)).to_be_visible(timeout=15_000)
+        expect(page.get_by_role("img", name="就诊二维码")).to_be_visible()
+
+    await chromium.run(confirmed)
+    assert csp_or_script_errors(chromium) == []
+
+
 async def test_a_patient_cancels_a_booking_from_my_bookings(chromium: Chromium, booking_hub: Hospital) -> None:
     hub = booking_hub.hub
     zhang = await doctor_id(hub, "张明")
@@ -382,7 +423,16 @@ async def test_the_triage_picker_leads_to_a_department(chromium: Chromium, booki
     def triage() -> None:
         page.get_by_role("link", name="智能导诊").click()
         page.get_by_role("group", name="身体部位").get_by_role("button", name=part["name"], exact=True).click()
-        page.get_by_role("group", name="症状").get_by_role("button", name=symptom, exact=True).click()
+        picked = page.get_by_role("group", name="症状").get_by_role("button", name=symptom, exact=True)
+        picked.click()
+        # offline: the banner says so, the ask fails with a message, and the picks stay
+        page.context.set_offline(True)
+        expect(page.get_by_role("status").first).to_contain_text("网络已断开")
+        page.get_by_role("button", name="推荐科室").click()
+        expect(page.get_by_role("alert").filter(has_text="网络连接失败")).to_be_visible()
+        expect(picked).to_have_attribute("aria-pressed", "true")
+        page.context.set_offline(False)
+        expect(page.get_by_role("status").first).to_have_text("", timeout=20_000)
         page.get_by_role("button", name="推荐科室").click()
         recommended = page.get_by_role("region", name="推荐科室")
         expect(recommended).to_contain_text(department["name"])

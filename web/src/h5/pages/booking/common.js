@@ -21,12 +21,12 @@ export const STATUS_NAMES = {
 }
 
 export const STATUS_TAGS = {
-  held: 'warning', booked: 'primary', checked_in: 'success', seen: 'default', cancelled: 'default', released: 'default',
+  held: 'warning', booked: 'primary', checked_in: 'success', seen: 'success', cancelled: 'default', released: 'default',
   no_show: 'danger',
 }
 
 /** The visit assistant's steps (OUT-8), in the server's order. */
-export const STEP_NAMES = { booked: '预约挂号', paid: '缴纳挂号费', checked_in: '到院签到', called: '叫号就诊', seen: '就诊完成' }
+export const STEP_NAMES = { booked: '预约', paid: '缴费', checked_in: '签到', called: '叫号', seen: '完成' }
 
 const dayKey = new Intl.DateTimeFormat('en-CA', { timeZone: TIME_ZONE, year: 'numeric', month: '2-digit', day: '2-digit' })
 const dayLabel = new Intl.DateTimeFormat('zh-CN', { timeZone: TIME_ZONE, month: 'numeric', day: 'numeric' })
