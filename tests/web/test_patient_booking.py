@@ -36,7 +36,7 @@ from ..outpatient.conftest import SETTINGS
 from ..outpatient.helpers import plan
 from ..servers import Server
 from .browser import DESKTOP, PHONE, Chromium
-from .conftest import STAFF_TOTP_SECRET
+from .conftest import STAFF_TOTP_SECRET, sms_code
 from .test_patient_shell import csp_or_script_errors, measure, sign_in
 
 SHOTS = Path("/tmp/p1-shots")
@@ -351,22 +351,32 @@ async def test_a_patient_pays_with_medical_insurance_and_cash(chromium: Chromium
 
 
 async def test_a_patient_cancels_a_booking_from_my_bookings(chromium: Chromium, booking_hub: Hospital) -> None:
+    """ME-5: a booking of tomorrow is cancelled after a confirmation; one whose visit time has come
+    cannot be, and the server's Chinese reason is shown."""
     hub = booking_hub.hub
-    zhang = await doctor_id(hub, "张明")
+    zhang, liu = await doctor_id(hub, "张明"), await doctor_id(hub, "刘洋")
     tomorrow = dt.datetime.combine(dt.datetime.now(BEIJING).date() + dt.timedelta(days=1), dt.time(8, 0), BEIJING)
     await open_clinic(hub, zhang, "张明", tomorrow, period="am", fee_fen=0, department="resp", room="呼吸科2诊室")
     booked = await api_book(hub, "patient1", zhang, tomorrow.date(), "am")
     assert booked.status_code == 201 and booked.json()["status"] == "booked", booked.text
+    # a visit starting at the next full minute: booked now, its time has come by the time the patient cancels
+    now = dt.datetime.now(BEIJING)
+    starts = (now + dt.timedelta(seconds=70)).replace(second=0, microsecond=0)
+    if starts.date() != now.date():
+        pytest.skip("too close to midnight in Beijing for a same-day session")
+    await open_clinic(hub, liu, "刘洋", starts, period="pm", fee_fen=0, department="ortho", room="骨科1诊室")
+    due = await api_book(hub, "patient1", liu, starts.date(), "pm")
+    assert due.status_code == 201, due.text
     page = await chromium.page(**PHONE)
     await sign_in(chromium, page, hub, booking_hub.sms)
 
     def cancel() -> None:
-        page.get_by_role("link", name="我的预约").click()
+        page.get_by_role("link", name="预约记录").click()
         item = page.get_by_role("listitem", name=re.compile("张明医生"))
         expect(item).to_contain_text("已预约")
         item.get_by_role("button", name="取消预约").click()
         dialog = page.get_by_role("dialog").filter(has_text="确定取消")
-        expect(dialog).to_contain_text("确定取消")
+        expect(dialog).to_contain_text("张明医生")
         shot(page, "20-cancel-confirm")
         dialog.get_by_role("button", name="取消预约").click()
         expect(item).to_contain_text("已取消")
@@ -376,6 +386,60 @@ async def test_a_patient_cancels_a_booking_from_my_bookings(chromium: Chromium, 
     await chromium.run(cancel)
     token = await hub.token("patient1")
     assert (await booking_status(hub, token, booked.json()["booking_id"]))["status"] == "cancelled"
+    with trio.fail_after(90):
+        while dt.datetime.now(BEIJING) < starts + dt.timedelta(seconds=1):
+            await trio.sleep(0.5)
+
+    def too_late() -> None:
+        item = page.get_by_role("listitem", name=re.compile("刘洋医生"))
+        item.get_by_role("button", name="取消预约").click()
+        page.get_by_role("dialog").filter(has_text="确定取消").get_by_role("button", name="取消预约").click()
+        refusal = page.get_by_role("dialog").filter(has_text="无法取消")
+        expect(refusal).to_contain_text("就诊时间已到, 不能取消")
+        expect(refusal).not_to_contain_text("too late")  # the operators' English stays out
+        shot(page, "22-too-late")
+        refusal.get_by_role("button", name="确认").click()
+        expect(item).to_contain_text("已预约")
+
+    await chromium.run(too_late)
+    assert csp_or_script_errors(chromium) == []
+
+
+async def test_a_shared_doctor_card_opens_without_sign_in_and_booking_asks_to_sign_in_first(
+    chromium: Chromium, booking_hub: Hospital
+) -> None:
+    """The card link (GET /api/v1/doctors/<id>/card gives /doctors/<id>) opens the doctor's page for
+    anyone; choosing a time asks to sign in and comes back to the same doctor and day."""
+    hub = booking_hub.hub
+    zhao = await doctor_id(hub, "赵丽")
+    tomorrow = dt.datetime.combine(dt.datetime.now(BEIJING).date() + dt.timedelta(days=1), dt.time(8, 0), BEIJING)
+    await open_clinic(hub, zhao, "赵丽", tomorrow, period="am", department="derm", room="皮肤科1诊室")
+    async with hub.http() as http:
+        card = (await http.get(f"/api/v1/doctors/{zhao}/card")).json()
+    assert card["link"] == f"/doctors/{zhao}"
+    page = await chromium.page(**PHONE)
+    phone = "13800138001"
+
+    def open_link() -> None:
+        page.goto(f"{hub.base}/h5{card['link']}?day={tomorrow.date().isoformat()}")
+        expect(page.get_by_role("region", name="医生名片")).to_contain_text("皮肤科")
+        expect(page.get_by_role("region", name="医生名片")).to_contain_text("本周余号 20")
+        page.get_by_role("group", name="上午可预约时间").get_by_role("button").first.click()
+        expect(page.get_by_role("heading", name="手机号登录")).to_be_visible()
+        page.get_by_label("手机号").fill(phone)
+        page.get_by_role("button", name="获取验证码").click()
+        expect(page.get_by_text("秒后重发")).to_be_visible()
+
+    await chromium.run(open_link)
+    code = await sms_code(booking_hub.sms, phone)
+
+    def back_to_the_doctor() -> None:
+        page.get_by_label("验证码").fill(code)
+        page.get_by_role("button", name="登录", exact=True).click()
+        expect(page.get_by_role("heading", name=re.compile("赵丽"))).to_be_visible()
+        expect(page.get_by_role("tab", selected=True)).to_contain_text("明天")
+
+    await chromium.run(back_to_the_doctor)
     assert csp_or_script_errors(chromium) == []
 
 
