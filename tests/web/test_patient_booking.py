@@ -473,6 +473,43 @@ async def test_a_refused_booking_shows_the_servers_chinese_message(chromium: Chr
     assert csp_or_script_errors(chromium) == []
 
 
+async def test_a_booking_retried_after_a_lost_answer_books_once(chromium: Chromium, booking_hub: Hospital) -> None:
+    """OUT-2: the server books but the answer is lost on the way; the patient taps again and the same
+    client_ref finds the same booking instead of a second one (or a 'duplicate' refusal)."""
+    hub = booking_hub.hub
+    liu = await doctor_id(hub, "刘洋")
+    tomorrow = dt.datetime.combine(dt.datetime.now(BEIJING).date() + dt.timedelta(days=1), dt.time(14, 0), BEIJING)
+    await open_clinic(hub, liu, "刘洋", tomorrow, period="pm", department="ortho", room="骨科1诊室")
+    page = await chromium.page(**PHONE)
+    await sign_in(chromium, page, hub, booking_hub.sms)
+    lost: list[str] = []
+
+    def lose_the_first_answer(route: Any) -> None:
+        if route.request.method == "POST" and not lost:
+            lost.append(route.fetch().text())  # the hub did book
+            route.abort("connectionreset")
+        else:
+            route.continue_()
+
+    def tap_twice() -> None:
+        page.route("**/api/v1/me/bookings", lose_the_first_answer)
+        page.goto(f"{hub.base}/h5/doctors/{liu}?day={tomorrow.date().isoformat()}")
+        page.get_by_role("group", name="下午可预约时间").get_by_role("button").first.click()
+        sheet = page.get_by_role("dialog", name="确认预约")
+        sheet.get_by_role("button", name="确认预约").click()
+        expect(sheet.get_by_role("alert")).to_contain_text("网络连接失败")
+        sheet.get_by_role("button", name="确认预约").click()
+        expect(page.get_by_text("待支付", exact=True)).to_be_visible()
+
+    await chromium.run(tap_twice)
+    first = msgspec.json.decode(lost[0])
+    async with hub.http(await hub.token("patient1")) as http:
+        mine = (await http.get("/api/v1/me/bookings")).json()["bookings"]
+    assert [b["booking_id"] for b in mine if b["doctor_id"] == liu] == [first["booking_id"]]
+    assert await chromium.run(lambda: page.url.endswith(f"/h5/bookings/{first['booking_id']}"))
+    assert csp_or_script_errors(chromium) == []
+
+
 async def test_the_triage_picker_leads_to_a_department(chromium: Chromium, booking_hub: Hospital) -> None:
     hub = booking_hub.hub
     async with hub.http() as http:
