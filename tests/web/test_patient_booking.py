@@ -250,11 +250,21 @@ async def test_a_patient_books_pays_checks_in_and_follows_the_queue_live(
         shot(page, "08-queue-1")
 
     await chromium.run(moved_up)
+
+    def offline() -> None:
+        page.context.set_offline(True)
+        expect(page.get_by_role("status").first).to_contain_text("网络已断开")
+
+    await chromium.run(offline)
+    # called while the phone is offline: back online, the page reads what moved meanwhile
     called = await chromium.run(doctor_calls_next, doctor, hub.base, doctor_token, period)
     assert called["calling"]["booking_id"] == booking_id
 
     def called_in() -> None:
         queue = page.get_by_role("region", name="候诊队列")
+        expect(queue).to_contain_text("您排在第 1 位")  # what it knew stays on screen
+        page.context.set_offline(False)
+        expect(page.get_by_role("status").first).to_have_text("", timeout=20_000)
         expect(queue).to_contain_text("请到 心内科3诊室 就诊", timeout=10_000)
         assert same_document(page), "the page was reloaded"
         shot(page, "09-called")
@@ -287,6 +297,11 @@ async def test_a_patient_books_pays_checks_in_and_follows_the_queue_live(
         page.goto(f"{hub.base}/h5/booking")
         expect(page.get_by_role("link", name=re.compile("李建国"))).to_be_visible()
         shot(page, "14-search-elder")
+        page.goto(f"{hub.base}/h5/bookings")
+        page.get_by_role("button", name="今日就诊助手").click()
+        visit = page.get_by_role("region", name="李建国医生")
+        expect(visit).to_contain_text("下一步：请查看并缴纳检查、药品费用")
+        shot(page, "16-visits-today-elder")
 
     await chromium.run(elder_mode)
     assert csp_or_script_errors(chromium) == []
