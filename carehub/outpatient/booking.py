@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+import segno
 import trio
 
 from carehub.actors.slot_pool import (
@@ -225,6 +226,11 @@ class Bookings:
     def visit_code(self, booking: dict[str, Any]) -> str:
         """The signed visit QR payload: booking id and day, sealed with HMAC-SM3 (OUT-11)."""
         return seal(self.keyring, QR_DOMAIN, "CH1.", ".", booking["booking_id"], str(booking["day"]))
+
+    @staticmethod
+    def visit_qr(code: str) -> str:
+        """The visit code as a QR image: an SVG ``data:`` URI (the pages' CSP allows ``img-src data:``)."""
+        return str(segno.make(code, error="m", micro=False).svg_data_uri(scale=8, border=2))
 
     def read_visit_code(self, code: str) -> str:
         try:
