@@ -46,7 +46,7 @@ async def test_the_doctor_sees_own_sessions_and_the_waiting_list_with_sex_and_ag
     people = {w["label"]: (w["sex"], w["age"]) for w in view["waiting"]}
     # 张三 born 1980-01-01 (ID 110101198001010109), 赵六 born 1955-04-04: masked names only
     assert set(people) == {"张*", "赵*"}, people
-    assert people["张*"][0] in ("女", "F", "female") or people["张*"][0]
+    assert people["张*"][0] == "女" and people["赵*"][0] == "女", people  # even 17th digits of their ID numbers
     assert people["张*"][1] == day.year - 1980 - (0 if (day.month, day.day) >= (1, 1) else 1)
     assert people["赵*"][1] == day.year - 1955 - (0 if (day.month, day.day) >= (4, 4) else 1)
     assert "张三" not in line.text and "赵六" not in line.text
@@ -59,7 +59,7 @@ async def test_another_doctor_cannot_read_a_waiting_list_that_is_not_theirs(serv
 
 
 async def test_a_waiting_hall_screen_is_answered_as_soon_as_the_doctor_calls(server: Server) -> None:
-    await checked_in_today(server, ["patient1"])
+    await checked_in_today(server, ["patient1", "patient4"])
     async with server.http() as screen:
         first = (await screen.get("/api/v1/display/cardio/calls/wait")).json()
         assert first["calls"] == []
@@ -79,6 +79,8 @@ async def test_a_waiting_hall_screen_is_answered_as_soon_as_the_doctor_calls(ser
                 assert called.status_code == 200, called.text
             pressed = trio.current_time()
     assert answer["calls"][0]["label"] == "张*" and "诊室" in answer["calls"][0]["room"]
+    assert answer["rooms"] == [{"room": "心内科3诊室", "doctor_name": "李建国", "calling": "张*", "next": ["赵*"],
+                                "waiting": 1}]
     assert answer["at"] - pressed < 1.0
 
 

@@ -7,6 +7,9 @@ queue publishes one on that topic (the route listens to the topic on this node),
 ``wait`` seconds with the same calls. The screen asks again at once, so a call reaches it within
 one round trip; after a restart its next request simply reaches the new process. A draining
 node (restart) answers its waiting screens within a quarter of a second.
+
+Each answer also carries ``rooms``: for every session of the department today with someone in
+line, who is being seen and the next few (masked names, as the calls carry them).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ import msgspec
 import trio
 from quart import request
 
+from carehub.actors.slot_pool import BEIJING
+from carehub.actors.waiting_queue import GetQueue
 from carehub.hub import Hub
 from carehub.hub.topics import Outbound
 from carehub.outpatient import Outpatient
@@ -36,10 +41,21 @@ class DisplayCall(msgspec.Struct):
     text: str
 
 
+class DisplayRoom(msgspec.Struct):
+    room: str
+    doctor_name: str
+    #: the masked name being seen now, if anyone
+    calling: str | None
+    #: the next few in line
+    next: list[str]
+    waiting: int
+
+
 class DisplayCallsView(msgspec.Struct):
     department_id: str
     topic: str
     calls: list[DisplayCall]
+    rooms: list[DisplayRoom]
 
 
 class _Wake:
@@ -70,6 +86,20 @@ def _newer(calls: list[dict[str, Any]], after: dt.datetime | None) -> bool:
 
 
 def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, draining: Callable[[], bool]) -> None:
+    async def rooms(department_id: str) -> list[dict[str, Any]]:
+        today = dt.datetime.now(BEIJING).date()
+        sessions = await outpatient.bookings.sessions(department_id=department_id, doctor_id=None, name=None,
+                                                      specialty=None, day_from=today, days=1)
+        found = []
+        for s in sessions:
+            line = await hub.ask(f"queue/{s['session_id']}", GetQueue())
+            if line["calling"] is None and not line["waiting"]:
+                continue
+            found.append({"room": s["room"], "doctor_name": s["doctor_name"],
+                          "calling": None if line["calling"] is None else line["calling"]["label"],
+                          "next": [w["label"] for w in line["waiting"][:3]], "waiting": len(line["waiting"])})
+        return found
+
     @r("GET", "/api/v1/display/<department_id>/calls/wait",
        summary="Hall screen: the latest calls once there is one newer than `after` (long poll, at most `wait` s)",
        permission=None, tag="queue", query=("after", "wait", "limit"), response=DisplayCallsView)
@@ -90,4 +120,4 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, draining: C
                 calls = await outpatient.bookings.calls(department_id, limit)
         finally:
             hub.topics.unsubscribe(topic, wake)
-        return {"department_id": department_id, "topic": topic, "calls": calls}
+        return {"department_id": department_id, "topic": topic, "calls": calls, "rooms": await rooms(department_id)}
