@@ -127,6 +127,7 @@ async def test_a_message_to_the_doctor_pops_up_as_an_alert(chromium: Chromium, h
         expect(note).to_be_visible(timeout=5000)
         expect(note).to_contain_text("新消息")
         expect(note).to_contain_text(TEXT)
+        page.wait_for_timeout(500)  # the notification's slide-in, for the picture
         page.screenshot(path=str(SHOTS / "doctor-alert.png"))
 
     await chromium.run(alert)
