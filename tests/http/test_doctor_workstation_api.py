@@ -52,10 +52,17 @@ async def test_the_doctor_sees_own_sessions_and_the_waiting_list_with_sex_and_ag
     assert "张三" not in line.text and "赵六" not in line.text
 
 
-async def test_another_doctor_cannot_read_a_waiting_list_that_is_not_theirs(server: Server) -> None:
+async def test_only_doctors_read_a_waiting_list_and_bad_input_is_a_4xx_in_chinese(server: Server) -> None:
     async with server.http(await server.token("patient1")) as http:
         refused = await http.get("/api/v1/doctor/waiting/am")
     assert refused.status_code == 403
+    async with server.http(await server.token("doctor2")) as http:
+        odd = await http.get("/api/v1/doctor/waiting/x:y")
+        bad_day = await http.get("/api/v1/doctor/waiting/am", params={"day": "someday"})
+        many = await http.get("/api/v1/doctor/sessions", params={"days": "999"})
+    assert odd.status_code == 404 and "时段" in odd.json()["error"]["message"]
+    assert bad_day.status_code == 400 and "日期" in bad_day.json()["error"]["message"]
+    assert many.status_code == 400
 
 
 async def test_a_waiting_hall_screen_is_answered_as_soon_as_the_doctor_calls(server: Server) -> None:

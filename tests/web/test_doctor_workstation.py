@@ -134,7 +134,7 @@ async def test_a_message_to_the_doctor_pops_up_as_an_alert(chromium: Chromium, h
     assert csp_or_script_errors(chromium) == []
 
 
-async def test_the_doctor_asks_for_leave_and_sees_it_pending(chromium: Chromium, hub: Server) -> None:
+async def test_the_doctor_asks_for_leave_and_sees_it_pending_then_decided(chromium: Chromium, hub: Server) -> None:
     page = await chromium.page(**DESKTOP)
     day = (dt.date.today() + dt.timedelta(days=10)).isoformat()
 
@@ -160,5 +160,17 @@ async def test_the_doctor_asks_for_leave_and_sees_it_pending(chromium: Chromium,
     await chromium.run(ask_for_leave)
     async with hub.http(await hub.token("admin")) as http:
         pending = (await http.get("/api/v1/admin/rosters", params={"status": "submitted"})).json()["rosters"]
-    assert any(r["kind"] == "leave" and r["sessions"][0]["day"] == day for r in pending)
+        (mine,) = [r for r in pending if r["kind"] == "leave" and r["sessions"][0]["day"] == day]
+        decided = await http.post(f"/api/v1/admin/rosters/{mine['id']}/decide",
+                                  json={"approve": False, "reason": "当天门诊量大，请改期"})
+        assert decided.status_code == 200, decided.text
+
+    def decision_shown() -> None:
+        page.get_by_role("menuitem", name="我的出诊").click()
+        page.get_by_role("menuitem", name="我的排班").click()
+        row = page.locator(".el-card").filter(has_text="我的申请").locator("tbody tr").first
+        expect(row).to_contain_text("已驳回")
+        expect(row).to_contain_text("当天门诊量大，请改期")
+
+    await chromium.run(decision_shown)
     assert csp_or_script_errors(chromium) == []

@@ -104,6 +104,8 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, draining: C
        summary="Hall screen: the latest calls once there is one newer than `after` (long poll, at most `wait` s)",
        permission=None, tag="queue", query=("after", "wait", "limit"), response=DisplayCallsView)
     async def wait_calls(ctx: RequestContext, department_id: str) -> Any:
+        if len(department_id) > 32:  # departments.id is varchar(32): no such department
+            raise ApiError(404, "not_found", "没有这个科室 (no such department)")
         after = _after_arg()
         wait = int_arg("wait", 20, 0, 25)
         limit = int_arg("limit", 10, 1, 50)

@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 from quart import request
 
-from carehub.actors.slot_pool import BEIJING
+from carehub.actors.slot_pool import BEIJING, PERIODS
 from carehub.actors.waiting_queue import GetQueue
 from carehub.hub import Caller, Hub
 from carehub.identity.care import CareAccess
@@ -116,6 +116,8 @@ def register(r: RouteDecorator, *, care: CareAccess, patients: Patients, hub: Hu
     async def waiting_list(ctx: RequestContext, period: str) -> Any:
         assert ctx.principal is not None
         me = ctx.principal.account_id
+        if period not in PERIODS:
+            raise ApiError(404, "not_found", f"没有这个出诊时段, 时段为 {'、'.join(PERIODS)} (no such period)")
         day = _day_arg()
         address = f"queue/{me}:{day.isoformat()}:{period}"
         caller = Caller(me, frozenset(ctx.principal.roles))
