@@ -47,7 +47,13 @@ async def test_the_doctor_runs_the_waiting_list_live(chromium: Chromium, hub: Se
 
     def waiting_list() -> None:
         SHOTS.mkdir(exist_ok=True)
-        sign_in_staff(page, hub.base + "/doctor/queue", "doctor1")
+        sign_in_staff(page, hub.base + "/doctor/", "doctor1")
+        tonight = page.get_by_role("row").filter(has_text="今天")
+        expect(tonight).to_contain_text("夜间")
+        expect(tonight).to_contain_text("心内科3诊室")
+        expect(tonight).to_contain_text("2 / 20")
+        page.screenshot(path=str(SHOTS / "doctor-home.png"))
+        tonight.get_by_role("link", name="进入叫号").click()
         waiting = waiting_rows(page)
         expect(waiting).to_have_count(2)
         # DOC-1: masked name, sex, age, slot time; never the full name
@@ -129,6 +135,9 @@ async def test_a_message_to_the_doctor_pops_up_as_an_alert(chromium: Chromium, h
         expect(note).to_contain_text(TEXT)
         page.wait_for_timeout(500)  # the notification's slide-in, for the picture
         page.screenshot(path=str(SHOTS / "doctor-alert.png"))
+        # no session today: the queue page says so instead of an empty table
+        page.get_by_role("menuitem", name="候诊叫号").click()
+        expect(page.get_by_text("今天没有出诊安排")).to_be_visible()
 
     await chromium.run(alert)
     assert csp_or_script_errors(chromium) == []
