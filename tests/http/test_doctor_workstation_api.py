@@ -95,3 +95,23 @@ async def test_a_bad_after_is_a_400_in_chinese(server: Server) -> None:
     async with server.http() as screen:
         bad = await screen.get("/api/v1/display/cardio/calls/wait", params={"after": "yesterday"})
     assert bad.status_code == 400 and "ISO" in bad.json()["error"]["message"]
+
+
+async def test_a_draining_hub_lets_its_waiting_screens_go_at_once(server: Server) -> None:
+    """A restart is not held up by hall screens: draining answers their long polls within a moment."""
+    after = dt.datetime.now(dt.UTC).isoformat()
+    answered: list[float] = []
+    async with server.http() as screen:
+
+        async def wait() -> None:
+            got = await screen.get("/api/v1/display/cardio/calls/wait", params={"after": after, "wait": 20})
+            assert got.status_code == 200
+            answered.append(trio.current_time())
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(wait)
+            await trio.sleep(0.5)
+            assert not answered
+            server.app.services.gateway.draining = True
+            drained = trio.current_time()
+    assert answered[0] - drained < 1.0
