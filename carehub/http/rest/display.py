@@ -22,11 +22,10 @@ import msgspec
 import trio
 from quart import request
 
-from carehub.actors.slot_pool import BEIJING
-from carehub.actors.waiting_queue import GetQueue
 from carehub.hub import Hub
 from carehub.hub.topics import Outbound
 from carehub.outpatient import Outpatient
+from carehub.outpatient.hall import HallScreens
 
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
@@ -86,19 +85,7 @@ def _newer(calls: list[dict[str, Any]], after: dt.datetime | None) -> bool:
 
 
 def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, draining: Callable[[], bool]) -> None:
-    async def rooms(department_id: str) -> list[dict[str, Any]]:
-        today = dt.datetime.now(BEIJING).date()
-        sessions = await outpatient.bookings.sessions(department_id=department_id, doctor_id=None, name=None,
-                                                      specialty=None, day_from=today, days=1)
-        found = []
-        for s in sessions:
-            line = await hub.ask(f"queue/{s['session_id']}", GetQueue())
-            if line["calling"] is None and not line["waiting"]:
-                continue
-            found.append({"room": s["room"], "doctor_name": s["doctor_name"],
-                          "calling": None if line["calling"] is None else line["calling"]["label"],
-                          "next": [w["label"] for w in line["waiting"][:3]], "waiting": len(line["waiting"])})
-        return found
+    hall = HallScreens(outpatient.bookings, hub)
 
     @r("GET", "/api/v1/display/<department_id>/calls/wait",
        summary="Hall screen: the latest calls once there is one newer than `after` (long poll, at most `wait` s)",
@@ -113,13 +100,14 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, draining: C
         wake = _Wake()
         hub.topics.subscribe(topic, wake)  # before reading, so a call committed meanwhile wakes us
         try:
-            calls = await outpatient.bookings.calls(department_id, limit)
+            calls = await hall.calls(department_id, limit)
             if not _newer(calls, after):
                 with trio.move_on_after(wait):
                     while not wake.event.is_set() and not draining():
                         with trio.move_on_after(0.25):
                             await wake.event.wait()
-                calls = await outpatient.bookings.calls(department_id, limit)
+                calls = await hall.calls(department_id, limit)
         finally:
             hub.topics.unsubscribe(topic, wake)
-        return {"department_id": department_id, "topic": topic, "calls": calls, "rooms": await rooms(department_id)}
+        rooms = await hall.rooms(department_id)
+        return {"department_id": department_id, "topic": topic, "calls": calls, "rooms": rooms}
