@@ -94,7 +94,10 @@ async def test_a_waiting_hall_screen_is_answered_as_soon_as_the_doctor_calls(ser
 async def test_a_bad_after_is_a_400_in_chinese(server: Server) -> None:
     async with server.http() as screen:
         bad = await screen.get("/api/v1/display/cardio/calls/wait", params={"after": "yesterday"})
+        nul = await screen.get("/api/v1/display/%00/calls/wait")
+        long = await screen.get("/api/v1/display/" + "x" * 40 + "/calls/wait")
     assert bad.status_code == 400 and "ISO" in bad.json()["error"]["message"]
+    assert nul.status_code in (400, 404) and long.status_code == 404 and "科室" in long.json()["error"]["message"]
 
 
 async def test_a_draining_hub_lets_its_waiting_screens_go_at_once(server: Server) -> None:

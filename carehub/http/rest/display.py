@@ -15,6 +15,7 @@ line, who is being seen and the next few (masked names, as the calls carry them)
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,8 @@ from carehub.outpatient.hall import HallScreens
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator
 from .args import int_arg
+
+DEPARTMENT_ID = re.compile(r"[A-Za-z0-9_.-]{1,32}")
 
 
 class DisplayCall(msgspec.Struct):
@@ -91,7 +94,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, draining: C
        summary="Hall screen: the latest calls once there is one newer than `after` (long poll, at most `wait` s)",
        permission=None, tag="queue", query=("after", "wait", "limit"), response=DisplayCallsView)
     async def wait_calls(ctx: RequestContext, department_id: str) -> Any:
-        if len(department_id) > 32:  # departments.id is varchar(32): no such department
+        if not DEPARTMENT_ID.fullmatch(department_id):  # departments.id: varchar(32), letters and digits
             raise ApiError(404, "not_found", "没有这个科室 (no such department)")
         after = _after_arg()
         wait = int_arg("wait", 20, 0, 25)
