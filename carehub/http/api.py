@@ -20,7 +20,7 @@ from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
 from .pages import register_pages
-from .rest import admin, auth, bills, content_admin, doctor, hub, open, ops, outpatient, patients
+from .rest import admin, auth, bills, content_admin, display, doctor, hub, open, ops, outpatient, patients
 from .rest import directory as directory_routes
 from .routing import RequestContext, Router, error_response, json_response
 
@@ -149,7 +149,9 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     gateway = services.gateway
     auth.register(r, identity=services.identity, store=services.store, close_sessions=gateway.close_sessions)
     patients.register(r, patients=services.patients, identity=services.identity)
-    doctor.register(r, care=services.care, patients=services.patients, hub=services.hub)
+    doctor.register(r, care=services.care, patients=services.patients, hub=services.hub,
+                    outpatient=services.outpatient)
+    display.register(r, outpatient=services.outpatient, hub=services.hub, draining=lambda: gateway.draining)
     hub.register(r, hub=services.hub)
     admin.register(r, identity=services.identity, patients=services.patients, partners=services.partners,
                    signatures=services.signatures, close_sessions=gateway.close_sessions)
