@@ -84,6 +84,15 @@ class BlacklistStore:
         )
         return [dict(r) for r in rows]
 
+    async def rule(self) -> dict[str, Any]:
+        """The no-show rule (one row, seeded by the migration) and the name of who set it last."""
+        row = await self.db.fetchrow(
+            "SELECT r.max_no_shows, r.window_days, r.ban_days, r.enabled, r.updated_at, r.updated_by,"
+            " a.display_name AS updated_by_name FROM no_show_rule r LEFT JOIN accounts a ON a.id = r.updated_by"
+            " WHERE r.id = 1")
+        assert row is not None, "migration 0009 seeds the no-show rule"
+        return dict(row)
+
     async def set_rule(self, *, max_no_shows: int, window_days: int, ban_days: int, enabled: bool,
                        now: dt.datetime, by: str) -> None:
         await self.db.execute(
