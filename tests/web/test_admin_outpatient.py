@@ -317,3 +317,56 @@ async def test_lifting_a_blacklist_entry_asks_for_a_reason_and_the_current_no_sh
     rule = await hub.app.services.db.fetchrow("SELECT max_no_shows, window_days FROM no_show_rule")
     assert (rule["max_no_shows"], rule["window_days"]) == (2, 60)
     assert csp_or_script_errors(chromium) == []
+
+
+async def test_a_slot_rule_set_in_the_console_shapes_the_sessions_of_a_roster_submitted_and_approved_there(
+    chromium: Chromium, sms_hub: tuple[Server, str]
+) -> None:
+    """SCH-2, SCH-3: the rule saved on 号源规则 (15-minute slots, ¥30) gives the slots of the roster an admin
+    submits for the doctor on 排班审批 and approves."""
+    hub, _ = sms_hub
+    day = beijing_now().date() + dt.timedelta(days=4)
+    doctor = await hub.account_id("doctor2")
+    pc = await chromium.page(**DESKTOP)
+    code = await hub.totp("admin")
+
+    def set_rule_and_submit() -> None:
+        sign_in_admin(pc, hub.base + "/admin/outpatient/slot-rules", code)
+        expect(pc.get_by_role("heading", name="号源规则")).to_be_visible()
+        choose(pc, pc.locator(".panel__bar .el-select"), "王晓燕")
+        slot = pc.locator(".el-form-item", has_text="每号时长").locator(".el-select")
+        expect(slot).to_contain_text("10 分钟")
+        choose(pc, slot, "15 分钟")
+        fee = pc.locator(".el-form-item", has_text="挂号费").locator("input")
+        fee.fill("30")
+        fee.press("Tab")
+        shot(pc, "9-slot-rule")
+        pc.get_by_role("button", name="保存").click()
+        expect(pc.get_by_text("已保存王晓燕的号源规则")).to_be_visible()
+
+        pc.get_by_role("menuitem", name="排班审批").click()
+        pc.get_by_role("button", name="为医生提交排班").click()
+        dialog = pc.get_by_role("dialog", name="为医生提交排班")
+        dialog.get_by_role("button", name="提交").click()
+        expect(dialog.get_by_role("alert")).to_contain_text("请选择医生")
+        choose(pc, dialog.locator(".el-form-item", has_text="医生").locator(".el-select").first, "王晓燕")
+        when = dialog.locator(".sessions__day input")
+        when.fill(day.isoformat())
+        when.press("Enter")
+        dialog.get_by_placeholder("诊室").fill("5诊室")
+        shot(pc, "10-submit-roster")
+        dialog.get_by_role("button", name="提交").click()
+        expect(pc.get_by_text("排班申请已提交，待审批")).to_be_visible()
+        request = row(pc, "王晓燕", f"{day.isoformat()} 上午 5诊室")
+        expect(request).to_contain_text("常规排班")
+        request.get_by_role("button", name="通过").click()
+        pc.get_by_role("dialog").get_by_role("button", name="通过").click()
+        expect(pc.get_by_text("已通过，已开放 1 个出诊时段")).to_be_visible()
+
+    await chromium.run(set_rule_and_submit)
+    async with hub.http() as http:
+        pool = (await http.get(f"/api/v1/doctors/{doctor}/days/{day.isoformat()}")).json()
+    morning = next(s for s in pool["sessions"] if s["period"] == "am")
+    assert (morning["slot_minutes"], morning["capacity"], morning["fee_fen"]) == (15, 16, 3000)  # 4 hours of 15 min
+    assert morning["room"] == "5诊室"
+    assert csp_or_script_errors(chromium) == []
