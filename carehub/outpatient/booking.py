@@ -27,6 +27,7 @@ from carehub.actors.slot_pool import (
     pool_address,
 )
 from carehub.hub import Hub, Refusal
+from carehub.identity.masking import mask_name
 from carehub.identity.patients import Patients
 from carehub.storage.audit import AuditEntry, AuditLog
 from carehub.storage.keyring import KeyRing
@@ -233,7 +234,14 @@ class Bookings:
                                    "status": status}
         rows = await self.store.search(**filters, limit=limit, offset=offset)
         total = await self.store.count(**filters)
+        for row in rows:
+            row["patient_name"] = self._masked_name(row.pop("patient_name_enc"))
         return {"bookings": rows, "total": total, "limit": limit, "offset": offset}
+
+    def _masked_name(self, sealed: str | None) -> str | None:
+        """A patient's name as staff lists show it: ``张**`` (None: no such patient)."""
+        name = self.keyring.open_optional(sealed, field="patients.name")
+        return None if name is None else mask_name(name)
 
     # ---- visit day -------------------------------------------------------------------------
 
@@ -287,6 +295,8 @@ class Bookings:
 
     async def blacklist(self, *, active_only: bool = True) -> list[dict[str, Any]]:
         rows = await self.blacklist_store.entries(active_only=active_only, now=dt.datetime.now(dt.UTC))
+        for row in rows:
+            row["patient_name"] = self._masked_name(row.pop("patient_name_enc"))
         return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in rows]
 
     async def no_show_rule(self) -> dict[str, Any]:

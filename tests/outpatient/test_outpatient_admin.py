@@ -127,6 +127,7 @@ async def test_booking_records_come_a_page_at_a_time_with_the_total_the_filters_
     patient = await self_patient(server, "patient2")
     theirs = (await admin_get(server, "/api/v1/admin/bookings", patient=patient)).json()
     assert theirs["total"] == 1 and theirs["bookings"][0]["patient_id"] == patient
+    assert theirs["bookings"][0]["patient_name"] == "李*"  # 李四, masked as staff lists show names
     async with server.http(await server.token("admin")) as admin:
         backwards = await admin.get("/api/v1/admin/bookings", params={"from": "2030-01-02", "to": "2030-01-01"})
         bad_day = await admin.get("/api/v1/admin/bookings", params={"from": "yesterday"})

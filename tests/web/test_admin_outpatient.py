@@ -246,6 +246,7 @@ async def test_booking_records_filter_by_doctor_and_day_and_match_the_database(
 
     texts = await chromium.run(search)
     assert all("刘洋" in t and "已预约" in t for t in texts)
+    assert sorted(name for t in texts for name in ("张*", "李*", "王*") if name in t) == ["张*", "李*", "王*"]
     assert sorted(next(p for p in (r["patient_id"] for r in rows) if p in t) for t in texts) == sorted(
         r["patient_id"] for r in rows)
 
@@ -288,6 +289,7 @@ async def test_lifting_a_blacklist_entry_asks_for_a_reason_and_the_current_no_sh
         expect(pc.get_by_text("当前规则：60 天内爽约 1 次，限制预约 20 天")).to_be_visible()
         entry = row(pc, patient)
         expect(entry).to_contain_text("限制中")
+        expect(entry).to_contain_text("张*")  # 张三, masked
         shot(pc, "7-blacklist")
         entry.get_by_role("button", name="解除").click()
         box = pc.get_by_role("dialog", name="解除黑名单")

@@ -136,6 +136,8 @@ class BookingRecordView(msgspec.Struct):
     slot_no: int
     slot_at: str
     patient_id: str
+    #: masked (``张**``); None: the patient record is gone
+    patient_name: str | None
     account_id: str
     channel: str
     status: str
@@ -156,6 +158,8 @@ class BookingsPageView(msgspec.Struct):
 class BlacklistEntryView(msgspec.Struct):
     id: str
     patient_id: str
+    #: masked (``张**``); None: the patient record is gone
+    patient_name: str | None
     since: str
     until: str
     reason: str

@@ -78,8 +78,11 @@ class BlacklistStore:
         return not done.endswith(" 0")
 
     async def entries(self, *, active_only: bool, now: dt.datetime) -> list[dict[str, Any]]:
+        """The latest 500 entries (``active_only``: not lifted, not ended), with the patient's sealed name
+        (``patient_name_enc``)."""
         rows = await self.db.fetch(
-            "SELECT * FROM blacklist WHERE NOT $1 OR (removed_at IS NULL AND until > $2) ORDER BY since DESC LIMIT 500",
+            "SELECT l.*, pt.name_enc AS patient_name_enc FROM blacklist l LEFT JOIN patients pt ON pt.id = l.patient_id"
+            " WHERE NOT $1 OR (l.removed_at IS NULL AND l.until > $2) ORDER BY l.since DESC LIMIT 500",
             active_only, now,
         )
         return [dict(r) for r in rows]

@@ -60,12 +60,15 @@ class BookingStore:
         doctor_id: str | None, department_id: str | None, status: str | None, limit: int, offset: int = 0,
     ) -> list[dict[str, Any]]:
         """Booking records by time, channel, patient, doctor, department and status (SCH-7), newest first;
-        ``offset`` rows skipped (a page of the admin console)."""
+        ``offset`` rows skipped (a page of the admin console); ``patient_name_enc``: the sealed name."""
         rows = await self.db.fetch(
-            _LIST + " WHERE" + _SEARCH + " ORDER BY b.created_at DESC, b.id LIMIT $8 OFFSET $9",
+            "SELECT b.*, a.display_name AS doctor_name, s.room, pt.name_enc AS patient_name_enc FROM bookings b"
+            " JOIN accounts a ON a.id = b.doctor_id JOIN clinic_sessions s ON s.id = b.session_id"
+            " LEFT JOIN patients pt ON pt.id = b.patient_id"
+            " WHERE" + _SEARCH + " ORDER BY b.created_at DESC, b.id LIMIT $8 OFFSET $9",
             day_from, day_to, channel, patient_id, doctor_id, department_id, status, limit, offset,
         )
-        return [_view(r) for r in rows]
+        return [{**_view(r), "patient_name_enc": r["patient_name_enc"]} for r in rows]
 
     async def count(
         self, *, day_from: dt.date | None, day_to: dt.date | None, channel: str | None, patient_id: str | None,
