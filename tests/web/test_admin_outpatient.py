@@ -372,3 +372,33 @@ async def test_a_slot_rule_set_in_the_console_shapes_the_sessions_of_a_roster_su
     assert (morning["slot_minutes"], morning["capacity"], morning["fee_fen"]) == (15, 16, 3000)  # 4 hours of 15 min
     assert morning["room"] == "5诊室"
     assert csp_or_script_errors(chromium) == []
+
+
+async def test_an_approval_the_slot_pool_refuses_shows_the_servers_message_and_the_request_stays_pending(
+    chromium: Chromium, sms_hub: tuple[Server, str]
+) -> None:
+    """A failed call shows the server's Chinese message (SCH-3): an extra session smaller than the one
+    already open cannot be approved; the request stays 待审批 to be rejected or approved later."""
+    hub, _ = sms_hub
+    day = beijing_now().date() + dt.timedelta(days=5)
+    await approve_roster(hub, "doctor3", [{"day": day.isoformat(), "period": "am", "capacity": 20}])
+    async with hub.http(await hub.token("doctor3")) as http:
+        response = await http.post("/api/v1/doctor/rosters", json={
+            "kind": "extra", "sessions": [{"day": day.isoformat(), "period": "am", "capacity": 5}]})
+    assert response.status_code == 201, response.text
+    pc = await chromium.page(**DESKTOP)
+    code = await hub.totp("admin")
+
+    def approve() -> None:
+        sign_in_admin(pc, hub.base + "/admin/outpatient/rosters", code)
+        request = row(pc, "张明", f"{day.isoformat()} 上午")
+        request.get_by_role("button", name="通过").click()
+        pc.get_by_role("dialog").get_by_role("button", name="通过").click()
+        expect(pc.locator(".el-message--error")).to_contain_text("审批未完成")
+        shot(pc, "11-approval-refused")
+        expect(row(pc, "张明", f"{day.isoformat()} 上午")).to_contain_text("待审批")
+
+    await chromium.run(approve)
+    status = await hub.app.services.db.fetchval("SELECT status FROM rosters WHERE id = $1", response.json()["id"])
+    assert status == "submitted"
+    assert csp_or_script_errors(chromium) == []
