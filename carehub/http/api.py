@@ -22,6 +22,7 @@ from .openapi import openapi_document
 from .pages import register_pages
 from .rest import admin, auth, bills, content_admin, display, doctor, hub, open, ops, outpatient, patients
 from .rest import directory as directory_routes
+from .rest import outpatient_admin as outpatient_admin_routes
 from .routing import RequestContext, Router, error_response, json_response
 
 log = logging.getLogger("carehub.http")
@@ -160,6 +161,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     directory_routes.register(r, directory=directory)
     content_admin.register(r, directory=directory, identity=services.identity, signatures=services.signatures)
     outpatient.register(r, outpatient=services.outpatient, hub=services.hub, patients=services.patients)
+    outpatient_admin_routes.register(r, outpatient=services.outpatient)
     bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
     register_pages(app, services.config.web_dist)
     return app, router

@@ -135,6 +135,10 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/admin/blacklist"): frozenset({"admin"}),
     ("POST", "/api/v1/admin/blacklist/<entry_id>/lift"): frozenset({"admin"}),
     ("PUT", "/api/v1/admin/no-show-rule"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/no-show-rule"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/sessions"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/sessions/<session_id>/cancel"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/sessions/<session_id>/substitute"): frozenset({"admin"}),
     # outpatient bills and self-service test orders (carehub/http/rest/bills.py)
     ("GET", "/api/v1/me/bills"): SIGNED_IN_PEOPLE,
     ("GET", "/api/v1/me/bills/visits"): SIGNED_IN_PEOPLE,

@@ -40,7 +40,7 @@ from carehub.hub import Caller, Hub, HubError, Refusal
 from carehub.identity.patients import Patients
 from carehub.outpatient import BookingRefused, Outpatient
 from carehub.outpatient.admission import Admission, Place
-from carehub.outpatient.schedule import RosterRequest, SlotRule
+from carehub.outpatient.schedule import RosterRequest
 
 from ..errors import ApiError, from_error
 from ..routing import Answer, CommandWaiter, RequestContext, RouteDecorator, json_response
@@ -121,22 +121,6 @@ class RecallBody(msgspec.Struct, forbid_unknown_fields=True):
 class PriorityBody(msgspec.Struct, forbid_unknown_fields=True):
     booking_id: str
     priority: bool = True
-
-
-class DecisionBody(msgspec.Struct, forbid_unknown_fields=True):
-    approve: bool
-    reason: str = ""
-
-
-class LiftBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str
-
-
-class NoShowRuleBody(msgspec.Struct, forbid_unknown_fields=True):
-    max_no_shows: int
-    window_days: int
-    ban_days: int
-    enabled: bool = True
 
 
 # ---- answers of the patient routes (OpenAPI ``response=``; the patient app reads these) --------------
@@ -646,75 +630,6 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
     async def doctor_rosters(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         return {"rosters": await outpatient.schedule.rosters(doctor_id=ctx.principal.account_id)}
-
-    # ---- administration (SCH-2..6, SCH-10, SCH-12) -------------------------------------------
-
-    @r("GET", "/api/v1/admin/doctors/<doctor_id>/slot-rule", summary="A doctor's slot rule",
-       permission="admin.schedule", tag="schedule")
-    async def get_rule(ctx: RequestContext, doctor_id: str) -> Any:
-        return msgspec.to_builtins(await outpatient.schedule.rule(doctor_id))
-
-    @r("PUT", "/api/v1/admin/doctors/<doctor_id>/slot-rule", summary="Set a doctor's slot rule",
-       permission="admin.schedule", body=SlotRule, tag="schedule")
-    async def put_rule(ctx: RequestContext, body: SlotRule, doctor_id: str) -> Any:
-        assert ctx.principal is not None
-        rule = await outpatient.schedule.set_rule(doctor_id, body, ctx.principal.account_id)
-        return msgspec.to_builtins(rule)
-
-    @r("POST", "/api/v1/admin/rosters", summary="Submit a roster or change for a doctor",
-       permission="admin.schedule", body=RosterRequest, tag="schedule")
-    async def admin_roster(ctx: RequestContext, body: RosterRequest) -> Any:
-        assert ctx.principal is not None
-        if not body.doctor_id:
-            raise ApiError(422, "invalid", "doctor_id is required")
-        view = await outpatient.schedule.submit(body, ctx.principal.account_id, doctor_id=body.doctor_id)
-        return json_response(view, 201)
-
-    @r("GET", "/api/v1/admin/rosters", summary="Roster requests, newest first", permission="admin.schedule",
-       tag="schedule", query=("status", "doctor"))
-    async def admin_rosters(ctx: RequestContext) -> Any:
-        return {"rosters": await outpatient.schedule.rosters(
-            status=request.args.get("status"), doctor_id=request.args.get("doctor"))}
-
-    @r("POST", "/api/v1/admin/rosters/<roster_id>/decide", summary="Approve (opens/changes sessions) or reject",
-       permission="admin.schedule", body=DecisionBody, tag="schedule")
-    async def decide(ctx: RequestContext, body: DecisionBody, roster_id: str) -> Any:
-        assert ctx.principal is not None
-        if body.approve:
-            return await outpatient.schedule.approve(roster_id, ctx.principal.account_id)
-        return await outpatient.schedule.reject(roster_id, ctx.principal.account_id, body.reason)
-
-    @r("GET", "/api/v1/admin/bookings", summary="Booking records by time, channel, patient, doctor, department",
-       permission="admin.bookings", tag="booking",
-       query=("from", "to", "channel", "patient", "doctor", "department", "status", "limit"))
-    async def admin_bookings(ctx: RequestContext) -> Any:
-        return {"bookings": await outpatient.bookings.search(
-            day_from=_day_arg("from"), day_to=_day_arg("to"), channel=request.args.get("channel"),
-            patient_id=request.args.get("patient"), doctor_id=request.args.get("doctor"),
-            department_id=request.args.get("department"), status=request.args.get("status"),
-            limit=int_arg("limit", 100, 1, 1000))}
-
-    @r("GET", "/api/v1/admin/blacklist", summary="No-show blacklist (active entries)", permission="admin.bookings",
-       tag="booking", query=("all",))
-    async def blacklist(ctx: RequestContext) -> Any:
-        return {"entries": await outpatient.bookings.blacklist(
-            active_only=request.args.get("all") not in ("1", "true"))}
-
-    @r("POST", "/api/v1/admin/blacklist/<entry_id>/lift", summary="Lift a blacklist entry, with a reason (audited)",
-       permission="admin.bookings", body=LiftBody, tag="booking")
-    async def lift(ctx: RequestContext, body: LiftBody, entry_id: str) -> Any:
-        assert ctx.principal is not None
-        await outpatient.bookings.lift(entry_id, ctx.principal.account_id, body.reason)
-        return {"lifted": entry_id}
-
-    @r("PUT", "/api/v1/admin/no-show-rule", summary="Set the no-show rule (e.g. 3 in 90 days -> 30 days)",
-       permission="admin.bookings", body=NoShowRuleBody, tag="booking")
-    async def no_show_rule(ctx: RequestContext, body: NoShowRuleBody) -> Any:
-        assert ctx.principal is not None
-        await outpatient.bookings.set_no_show_rule(
-            max_no_shows=body.max_no_shows, window_days=body.window_days, ban_days=body.ban_days,
-            enabled=body.enabled, by=ctx.principal.account_id)
-        return msgspec.to_builtins(body)
 
 
 def _fail(status: int, message: str) -> Response:
