@@ -86,10 +86,10 @@ async def test_a_patient_adds_a_family_member_makes_them_default_removes_one_and
 
     def add_and_default_and_remove() -> None:
         page.get_by_role("button", name="添加就诊人").click()
+        shots(page, "patient-add")
         page.get_by_label("姓名").fill("钱多多")
         page.get_by_label("身份证号").fill(number)
         page.get_by_role("radio", name="父母").click()
-        shots(page, "patient-add")
         page.get_by_role("button", name="保存").click()
         expect(page.get_by_text("已添加 2 / 5 位就诊人")).to_be_visible()
         card = page.get_by_role("listitem", name=f"就诊人 {mask_name('钱多多')}")
@@ -142,7 +142,7 @@ async def test_real_name_verification_through_the_faceid_page_ends_verified(
     person = await add_person(hospital, token, "王小明", 1995, "child")
     assert person["verified"] is False
     went_to: list[str] = []
-    page.on("framenavigated", lambda frame: went_to.append(frame.url) if frame == page.main_frame else None)
+    page.on("request", lambda request: went_to.append(request.url) if request.is_navigation_request() else None)
 
     def verify() -> None:
         page.reload()
@@ -178,7 +178,7 @@ async def test_the_inbox_shows_a_new_notice_live_with_an_unread_badge_and_marks_
     await open_session(hospital.server, "doctor1", plan(day))
 
     def no_badge() -> None:
-        expect(page.get_by_role("button", name=re.compile("^消息"))).to_be_visible()
+        expect(page.get_by_role("button", name=re.compile("消息"))).to_be_visible()
         expect(page.get_by_text("未读")).to_have_count(0)
         page.evaluate("window.notReloaded = true")
 
@@ -189,7 +189,7 @@ async def test_the_inbox_shows_a_new_notice_live_with_an_unread_badge_and_marks_
     def live_then_read() -> None:
         # on 我的, without a reload: the unread badge appears
         expect(page.get_by_label("1 条未读")).to_be_visible(timeout=15_000)
-        page.get_by_role("button", name=re.compile("^消息")).click()
+        page.get_by_role("button", name=re.compile("消息")).click()
         notice = page.get_by_role("listitem").filter(has_text=text)
         expect(notice).to_have_count(1)
         expect(notice).to_contain_text("预约通知")

@@ -77,6 +77,7 @@ export const elderTheme = {
   noticeBarLineHeight: '26px',
   switchSize: '32px',
   tagFontSize: '16px',
+  tagLineHeight: '22px',
   emptyDescriptionFontSize: '18px',
   toastFontSize: '20px',
   dialogMessageFontSize: '20px',
