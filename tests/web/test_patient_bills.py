@@ -325,3 +325,30 @@ async def test_a_slip_qr_code_opens_the_page_listing_that_slips_bills(
             (await http.get("/api/v1/me/bills", params={"slip": printed["code"]})).content, type=BillsView)
     assert sorted(b.name for b in slip.bills) == ["心电图", "腹部彩超"] and slip.slip == "ServiceRequest/SR77"
     assert csp_or_script_errors(chromium) == []
+
+
+async def test_a_patient_orders_a_self_service_test_and_pays_it(chromium: Chromium, hospital: Hospital) -> None:
+    """OUT-14: a catalogue test ordered for oneself becomes a bill, paid at once through the same flow."""
+    async with hospital.server.http(await hospital.server.token("admin")) as http:
+        response = await http.put("/api/v1/admin/tests/HBA1C", json={
+            "name": "糖化血红蛋白", "category": "lab", "price_fen": 6500, "notice": "无需空腹"})
+    assert response.status_code == 200, response.text
+    page = await chromium.page(**PHONE)
+    paid: list[str] = []
+    await chromium.run(wechat_cashier, page, hospital.sims.pay, paid)
+    await sign_in_at(chromium, page, hospital, hospital.base + "/h5/tests", "糖化血红蛋白")
+
+    def order_and_pay() -> None:
+        expect(page.get_by_role("radio", name=re.compile("张"))).to_have_attribute("aria-checked", "true")
+        expect(page.get_by_text("¥65.00")).to_be_visible()
+        shots(page, "tests")
+        page.get_by_role("button", name="开单", exact=True).click()
+        expect(page.get_by_text(re.compile("为 张\\* 开具「糖化血红蛋白」，费用 ¥65.00"))).to_be_visible()
+        page.get_by_role("button", name="开单并缴费").click()
+        expect(page.get_by_role("heading", name="支付成功")).to_be_visible(timeout=20_000)
+        expect(page.get_by_label("费用明细")).to_contain_text("糖化血红蛋白")
+        expect(page.get_by_label("费用明细")).to_contain_text("¥65.00")
+
+    await chromium.run(order_and_pay)
+    assert len(paid) == 1
+    assert csp_or_script_errors(chromium) == []
