@@ -150,8 +150,24 @@ async def sign_in_at(chromium: Chromium, page: Page, h: Hospital, url: str, arri
     await chromium.run(enter_code)
 
 
+#: in elder mode: visible text smaller than 16 px, and buttons lower than 60 px (MIIT 2021: main text
+#: >= 18 px, the smallest secondary text 16 px; main tap targets >= 60 px)
+ELDER_MISFITS = """() => {
+  const out = []
+  for (const el of document.querySelectorAll('main *')) {
+    if (!el.getClientRects().length || getComputedStyle(el).visibility === 'hidden') continue
+    const own = [...el.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim())
+    if (own && parseFloat(getComputedStyle(el).fontSize) < 16) out.push(`${el.textContent.trim()}: small text`)
+    const low = el.matches('.van-button') && el.getBoundingClientRect().height < 60
+    if (low) out.push(`${el.textContent.trim()}: low button`)
+  }
+  return out
+}"""
+
+
 def shots(page: Page, name: str) -> None:
-    """Screenshots of the page as it is, in normal and in elder mode (then back to normal)."""
+    """Screenshots of the page as it is, in normal and in elder mode (then back to normal); in elder
+    mode nothing on the page is smaller than the elder-friendly figures allow."""
     SHOTS.mkdir(parents=True, exist_ok=True)
     expect(page.locator(".van-toast:visible")).to_have_count(0, timeout=4000)  # toasts gone
     page.wait_for_timeout(300)  # transitions settled
@@ -161,6 +177,7 @@ def shots(page: Page, name: str) -> None:
     page.wait_for_load_state("networkidle")
     page.wait_for_timeout(300)
     assert page.evaluate("document.documentElement.classList.contains('elder')")
+    assert page.evaluate(ELDER_MISFITS) == [], name
     page.screenshot(path=str(SHOTS / f"{name}-elder.png"), full_page=True)
     page.evaluate(f"localStorage.setItem('{ELDER_KEY}', '0')")
     page.reload()
