@@ -93,6 +93,9 @@ async def test_the_hospital_page_and_announcements_for_a_signed_in_patient(
     assert announcements and announcements[0]["read"] is False
 
     def hospital_page() -> None:
+        for tile in ("门诊缴费", "消息", "就医指南"):  # the home page's ways to the new areas
+            expect(page.get_by_role("link", name=tile)).to_be_visible()
+        shots(page, "home")
         page.get_by_role("link", name="医院介绍").click()
         expect(page.get_by_role("heading", name=hospital["name"])).to_be_visible()
         expect(page.get_by_text(hospital["intro"][:20])).to_be_visible()
