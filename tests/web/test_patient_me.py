@@ -97,6 +97,9 @@ async def test_a_patient_adds_a_family_member_makes_them_default_removes_one_and
         expect(card).to_contain_text("未实名")
         expect(card).to_contain_text(number[:3])
         expect(card).not_to_contain_text(number)  # the ID number is shown masked
+        card.get_by_role("button", name="修改关系").click()
+        page.get_by_role("button", name="配偶").click()
+        expect(card).to_contain_text("配偶")
         card.get_by_role("button", name="设为默认").click()
         expect(card).to_contain_text("默认")
         me = page.get_by_role("listitem", name=f"就诊人 {mask_name('张三')}")
