@@ -11,10 +11,12 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 import trio
 from playwright.sync_api import expect
 
+from carehub.http.rest.patients import PatientsView
 from carehub.identity.masking import mask_name
 
 from ..outpatient.helpers import beijing_now, open_session, plan
@@ -127,9 +129,9 @@ async def test_a_patient_adds_a_family_member_makes_them_default_removes_one_and
         shots(page, "patient-sixth-refused")
 
     await chromium.run(sixth_is_refused)
-    async with hospital.server.http(token) as http:
-        people = (await http.get("/api/v1/me/patients")).json()["patients"]
-    assert len(people) == 5 and all(p["name"] != mask_name("钱多多") for p in people)
+    async with hospital.server.http(token) as http:  # the answer has the shape the OpenAPI document says
+        people = msgspec.json.decode((await http.get("/api/v1/me/patients")).content, type=PatientsView).patients
+    assert len(people) == 5 and all(p.name != mask_name("钱多多") for p in people)
     assert csp_or_script_errors(chromium) == []
 
 
