@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgspec
 import pytest
 import trio
@@ -167,6 +168,34 @@ async def test_real_name_verification_through_the_faceid_page_ends_verified(
     async with hospital.server.http(token) as http:
         people = (await http.get("/api/v1/me/patients")).json()["patients"]
     assert next(p for p in people if p["id"] == person["id"])["verified"] is True
+    assert csp_or_script_errors(chromium) == []
+
+
+async def test_a_failed_face_check_says_why_and_the_person_stays_unverified(
+    chromium: Chromium, hospital: Hospital
+) -> None:
+    page = await chromium.page(**PHONE)
+    await sign_in_at(chromium, page, hospital, hospital.base + "/h5/me/patients", "已添加 1 / 5 位就诊人")
+    token = await page_token(chromium, page)
+    number = random_id_number(1988)
+    async with hospital.server.http(token) as http:
+        added = await http.post("/api/v1/me/patients",
+                                json={"name": "李小红", "id_number": number, "relation": "spouse"})
+    assert added.status_code == 201, added.text
+    async with httpx.AsyncClient(base_url=hospital.sims.face) as face:  # the person is not who they say
+        scripted = await face.post("/_sim/script", json={"id_number": number, "outcome": "liveness_fail"})
+    assert scripted.status_code == 200, scripted.text
+
+    def fails() -> None:
+        page.reload()
+        card = page.get_by_role("listitem", name=f"就诊人 {added.json()['name']}")
+        card.get_by_role("button", name="实名认证").click()
+        expect(page.get_by_text("未通过实名认证")).to_be_visible(timeout=15_000)
+        expect(page.get_by_text("疑似非真人录制")).to_be_visible()
+        page.get_by_role("button", name="返回就诊人管理").click()
+        expect(card).to_contain_text("未实名")
+
+    await chromium.run(fails)
     assert csp_or_script_errors(chromium) == []
 
 
