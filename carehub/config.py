@@ -52,7 +52,8 @@ class Config:
     faceid_secret_id: str = ""
     faceid_secret_key: str = ""
     faceid_rule_id: str = "1"
-    faceid_redirect_url: str = "http://127.0.0.1:8080/"
+    #: where the provider sends the person back: the patient app's return page (ME-1)
+    faceid_redirect_url: str = "http://127.0.0.1:8080/h5/me/verify"
     #: WeChat Pay API v3 (and its med-ins mixed orders): the gateway, the merchant and its keys
     pay_url: str = ""
     pay_mchid: str = ""

@@ -95,14 +95,148 @@ class DepartmentsView(msgspec.Struct):
     departments: list[DepartmentView]
 
 
+class ImageView(msgspec.Struct):
+    url: str
+    caption: str
+
+
+class CampusView(msgspec.Struct):
+    id: str
+    name: str
+    address: str
+    phone: str
+    map_url: str
+
+
+class HospitalView(msgspec.Struct):
+    """The hospital's introduction (``GET /api/v1/hospital``, PUB-1, PUB-6)."""
+
+    name: str
+    intro: str
+    address: str
+    phone: str
+    updated_at: dt.datetime | None
+    images: list[ImageView]
+    campuses: list[CampusView]
+    #: directions to the hospital (PUB-6); empty when not set
+    map_url: str
+
+
+class FloorDepartmentView(msgspec.Struct):
+    id: str
+    name: str
+    room: str
+
+
+class FloorView(msgspec.Struct):
+    id: str
+    building: str
+    name: str
+    level: int
+    plan_url: str
+    departments: list[FloorDepartmentView]
+
+
+class CampusFloorsView(msgspec.Struct):
+    id: str
+    name: str
+    address: str
+    phone: str
+    map_url: str
+    sort_order: int
+    floors: list[FloorView]
+
+
+class CampusesView(msgspec.Struct):
+    """Campuses, floors and the departments on each floor (PUB-2)."""
+
+    campuses: list[CampusFloorsView]
+
+
+class DoctorView(msgspec.Struct):
+    id: str
+    name: str
+    department_id: str
+    department: str
+    title: str
+    specialty: str
+    intro: str
+    photo_url: str
+    expert: bool
+    disabled: bool
+
+
+class DoctorsView(msgspec.Struct):
+    doctors: list[DoctorView]
+
+
+class NewsSummaryView(msgspec.Struct):
+    id: str
+    title: str
+    summary: str
+    cover_url: str
+    published_at: dt.datetime
+
+
+class NewsListView(msgspec.Struct):
+    news: list[NewsSummaryView]
+
+
+class NewsItemView(msgspec.Struct):
+    id: str
+    title: str
+    summary: str
+    body: str
+    cover_url: str
+    published_at: dt.datetime
+
+
+class GuideSummaryView(msgspec.Struct):
+    slug: str
+    title: str
+    sort_order: int
+    updated_at: dt.datetime
+
+
+class GuideView(msgspec.Struct):
+    pages: list[GuideSummaryView]
+
+
+class GuidePageView(msgspec.Struct):
+    slug: str
+    title: str
+    body: str
+    updated_at: dt.datetime
+
+
+class AnnouncementView(msgspec.Struct):
+    id: str
+    title: str
+    body: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    #: whether the signed-in caller marked it read (absent for an anonymous caller)
+    read: bool | None = None
+
+
+class AnnouncementsView(msgspec.Struct):
+    announcements: list[AnnouncementView]
+
+
+class AnnouncementReadView(msgspec.Struct):
+    id: str
+    read: bool
+    first_time: bool
+
+
 def register(r: RouteDecorator, *, directory: Directory) -> None:
     @r("GET", "/api/v1/hospital", summary="Hospital introduction, images, campuses, map link (PUB-1, PUB-6)",
-       permission=None, tag="directory")
+       permission=None, tag="directory", response=HospitalView)
     async def hospital(ctx: RequestContext) -> Any:
         return await directory.hospital.hospital()
 
     @r("GET", "/api/v1/campuses", summary="Campuses, floors and the departments on each floor (PUB-2)",
-       permission=None, tag="directory")
+       permission=None, tag="directory", response=CampusesView)
     async def campuses(ctx: RequestContext) -> Any:
         return {"campuses": await directory.hospital.campuses()}
 
@@ -117,7 +251,7 @@ def register(r: RouteDecorator, *, directory: Directory) -> None:
         return await directory.departments.department(path_id(department_id, "科室"))
 
     @r("GET", "/api/v1/doctors", summary="Doctors, optionally by department or experts only (PUB-4)",
-       permission=None, tag="directory", query=("department", "expert"))
+       permission=None, tag="directory", query=("department", "expert"), response=DoctorsView)
     async def doctors(ctx: RequestContext) -> Any:
         found = await directory.doctors.doctors(
             department=_text_arg("department", 32), expert_only=_flag("expert")
@@ -125,34 +259,36 @@ def register(r: RouteDecorator, *, directory: Directory) -> None:
         return {"doctors": found}
 
     @r("GET", "/api/v1/doctors/<doctor_id>", summary="A doctor's expert profile (PUB-4)", permission=None,
-       tag="directory")
+       tag="directory", response=DoctorView)
     async def doctor(ctx: RequestContext, doctor_id: str) -> Any:
         return await directory.doctors.doctor(path_id(doctor_id, "医生"))
 
     @r("GET", "/api/v1/news", summary="Hospital news, newest first (PUB-3)", permission=None, tag="directory",
-       query=("limit", "offset"))
+       query=("limit", "offset"), response=NewsListView)
     async def news(ctx: RequestContext) -> Any:
         items = await directory.news.news(
             now=dt.datetime.now(dt.UTC), limit=int_arg("limit", 20, 1, 100), offset=int_arg("offset", 0, 0, 10**6)
         )
         return {"news": [{k: v for k, v in item.items() if k != "hidden"} for item in items]}
 
-    @r("GET", "/api/v1/news/<news_id>", summary="One news article (PUB-3)", permission=None, tag="directory")
+    @r("GET", "/api/v1/news/<news_id>", summary="One news article (PUB-3)", permission=None, tag="directory",
+       response=NewsItemView)
     async def news_item(ctx: RequestContext, news_id: str) -> Any:
         return await directory.news.news_item(path_id(news_id, "新闻"), now=dt.datetime.now(dt.UTC))
 
-    @r("GET", "/api/v1/guide", summary="Visit guide pages (PUB-5, GUIDE-1)", permission=None, tag="directory")
+    @r("GET", "/api/v1/guide", summary="Visit guide pages (PUB-5, GUIDE-1)", permission=None, tag="directory",
+       response=GuideView)
     async def guide(ctx: RequestContext) -> Any:
         pages = await directory.guide.guide()
         return {"pages": [{k: v for k, v in page.items() if k != "hidden"} for page in pages]}
 
     @r("GET", "/api/v1/guide/<slug>", summary="One visit guide page (PUB-5, GUIDE-1)", permission=None,
-       tag="directory")
+       tag="directory", response=GuidePageView)
     async def guide_page(ctx: RequestContext, slug: str) -> Any:
         return await directory.guide.guide_page(path_id(slug, "就医指南"))
 
     @r("GET", "/api/v1/announcements", summary="Announcements showing now; 'read' for a signed-in caller (ADM-5)",
-       permission=None, tag="directory")
+       permission=None, tag="directory", response=AnnouncementsView)
     async def announcements(ctx: RequestContext) -> Any:
         reader = ctx.principal.account_id if ctx.principal is not None else None
         items = await directory.announcements.current_announcements(now=dt.datetime.now(dt.UTC), reader=reader)
@@ -160,7 +296,7 @@ def register(r: RouteDecorator, *, directory: Directory) -> None:
 
     @r("POST", "/api/v1/announcements/<announcement_id>/read",
        summary="Mark an announcement read (counted once per account, ADM-5)", permission="account.self",
-       tag="directory")
+       tag="directory", response=AnnouncementReadView)
     async def read_announcement(ctx: RequestContext, announcement_id: str) -> Any:
         assert ctx.principal is not None
         first = await directory.announcements.mark_read(

@@ -37,15 +37,52 @@ class ReviewDecision(msgspec.Struct, forbid_unknown_fields=True):
     reason: str | None = None
 
 
+class PatientView(msgspec.Struct):
+    """A family member as the app shows them: name and ID number masked."""
+
+    id: str
+    name: str
+    id_number: str
+    sex: str
+    #: self, child, parent, spouse or other
+    relation: str
+    is_default: bool
+    #: real-name verified (ME-1)
+    verified: bool
+    #: granted, or pending while the person has not agreed to be linked
+    consent: str
+
+
+class PatientsView(msgspec.Struct):
+    patients: list[PatientView]
+
+
+class FaceStartView(msgspec.Struct):
+    #: the verification provider's page to open (it comes back to the app's return page)
+    url: str
+
+
+class FaceResultView(msgspec.Struct):
+    #: pending, passed or failed
+    status: str
+    reason: str | None
+
+
+class PatientChangedView(msgspec.Struct):
+    updated: str | None = None
+    removed: str | None = None
+    default: str | None = None
+
+
 def register(r: RouteDecorator, *, patients: Patients, identity: Identity) -> None:
     @r("GET", "/api/v1/me/patients", summary="My family members (就诊人), masked", permission="account.self",
-       tag="patients", command="patients.list")
+       tag="patients", command="patients.list", response=PatientsView)
     async def my_patients(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         return {"patients": await patients.list_for(ctx.principal.account_id)}
 
     @r("POST", "/api/v1/me/patients", summary="Add myself or a family member (at most 5)",
-       permission="account.self", body=AddPatient, tag="patients")
+       permission="account.self", body=AddPatient, tag="patients", response=PatientView)
     async def add_patient(ctx: RequestContext, body: AddPatient) -> Any:
         assert ctx.principal is not None
         view = await patients.add(
@@ -55,34 +92,34 @@ def register(r: RouteDecorator, *, patients: Patients, identity: Identity) -> No
         return json_response(view, 201)
 
     @r("PATCH", "/api/v1/me/patients/<patient_id>", summary="Change how a family member is related to me",
-       permission="account.self", body=PatientUpdate, tag="patients")
+       permission="account.self", body=PatientUpdate, tag="patients", response=PatientChangedView)
     async def update_patient(ctx: RequestContext, body: PatientUpdate, patient_id: str) -> Any:
         assert ctx.principal is not None
         await patients.set_relation(ctx.principal.account_id, patient_id, body.relation)
         return {"updated": patient_id}
 
     @r("DELETE", "/api/v1/me/patients/<patient_id>", summary="Remove a family member from my account",
-       permission="account.self", tag="patients")
+       permission="account.self", tag="patients", response=PatientChangedView)
     async def remove_patient(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
         await patients.remove(ctx.principal.account_id, patient_id, ip=client_ip())
         return {"removed": patient_id}
 
     @r("POST", "/api/v1/me/patients/<patient_id>/default", summary="Make a family member my default",
-       permission="account.self", tag="patients")
+       permission="account.self", tag="patients", response=PatientChangedView)
     async def default_patient(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
         await patients.set_default(ctx.principal.account_id, patient_id)
         return {"default": patient_id}
 
     @r("POST", "/api/v1/me/patients/<patient_id>/face", summary="Start a face check (real-name verification)",
-       permission="account.self", tag="patients")
+       permission="account.self", tag="patients", response=FaceStartView)
     async def start_face(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
         return await patients.start_face(ctx.principal.account_id, patient_id)
 
     @r("POST", "/api/v1/me/patients/<patient_id>/face/result", summary="Read the face check's outcome",
-       permission="account.self", tag="patients")
+       permission="account.self", tag="patients", response=FaceResultView)
     async def face_result(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
         outcome = await patients.finish_face(ctx.principal.account_id, patient_id, ip=client_ip())

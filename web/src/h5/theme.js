@@ -48,6 +48,7 @@ export const elderTheme = {
   primaryColor: '#0b57c5',
   dangerColor: '#b3261e',
   successColor: '#1b6e2d',
+  warningColor: '#9a4a00',
   // cells: 60 px tall at least
   cellFontSize: '20px',
   cellLineHeight: '30px',
@@ -77,6 +78,7 @@ export const elderTheme = {
   noticeBarLineHeight: '26px',
   switchSize: '32px',
   tagFontSize: '16px',
+  tagLineHeight: '22px',
   emptyDescriptionFontSize: '18px',
   toastFontSize: '20px',
   dialogMessageFontSize: '20px',
