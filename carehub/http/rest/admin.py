@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import msgspec
@@ -9,7 +10,7 @@ import pyotp
 from quart import Response
 
 from carehub.identity import STAFF_ROLES, Identity, NewAccount
-from carehub.identity.partners import Partners
+from carehub.identity.partners import OPERATIONS, Partners
 from carehub.identity.patients import Patients
 from carehub.identity.permissions import ALL_PERMISSIONS
 from carehub.identity.signatures import SIGNER_ROLES, Signatures
@@ -48,6 +49,82 @@ class AccountRoles(msgspec.Struct, forbid_unknown_fields=True):
 
 class NewPartnerKey(msgspec.Struct, forbid_unknown_fields=True):
     operations: list[str]
+
+
+# ---- answers (OpenAPI response schemas of the routes the admin console uses) ---------------------
+
+
+class PartnerKeyView(msgspec.Struct):
+    key_id: str
+    operations: list[str]
+    created_at: dt.datetime
+    #: revoked: signed requests with it are refused
+    revoked: bool
+
+
+class PartnerView(msgspec.Struct):
+    id: str
+    login: str
+    name: str
+    disabled: bool
+    keys: list[PartnerKeyView]
+
+
+class PartnersView(msgspec.Struct):
+    partners: list[PartnerView]
+    #: what a key may be allowed to do
+    operations: list[str]
+
+
+class IssuedKeyView(msgspec.Struct):
+    key_id: str
+    #: shown once, never again
+    secret: str
+    operations: list[str]
+
+
+class RevokedKeyView(msgspec.Struct):
+    key_id: str
+    revoked: bool
+    #: False: it was revoked before
+    changed: bool
+
+
+class AuditEntryView(msgspec.Struct):
+    id: int
+    at: str
+    actor: str | None
+    roles: list[str]
+    action: str
+    target: str
+    outcome: str
+    ip: str | None
+    detail: dict[str, Any]
+
+
+class AuditView(msgspec.Struct):
+    entries: list[AuditEntryView]
+
+
+class AuditVerifyView(msgspec.Struct):
+    ok: bool
+    checked: int
+    first_bad_id: int | None
+    problem: str | None
+    message: str
+
+
+class RoleView(msgspec.Struct):
+    name: str
+    description: str
+    builtin: bool
+    permissions: list[str]
+    menus: list[str]
+
+
+class RolesView(msgspec.Struct):
+    roles: list[RoleView]
+    all_permissions: list[str]
 
 
 def register(
@@ -95,18 +172,55 @@ def register(
         close_sessions(set(revoked), "账号已停用 (account disabled)")
         return {"disabled": account_id, "sessions_revoked": len(revoked)}
 
-    @r("POST", "/api/v1/admin/partners/<account_id>/keys", summary="Issue a signing key to a partner (SCH-9)",
-       permission="admin.accounts", body=NewPartnerKey, tag="admin")
-    async def partner_key(ctx: RequestContext, body: NewPartnerKey, account_id: str) -> Any:
+    async def partner_account(account_id: str) -> None:
         account = await identity.accounts.by_id(account_id)
         if account is None or "partner" not in account.roles:
-            raise ApiError(404, "not_found", f"no partner account {account_id}")
+            raise ApiError(404, "not_found", f"合作方账号 {account_id[:64]} 不存在 (no partner account)")
+
+    async def audited(ctx: RequestContext, action: str, target: str, detail: dict[str, Any]) -> None:
+        assert ctx.principal is not None
+        await identity.audit.append(
+            AuditEntry(action=action, target=target, actor_id=ctx.principal.account_id,
+                       actor_roles=sorted(ctx.principal.roles), source_ip=client_ip(), detail=detail)
+        )
+
+    @r("GET", "/api/v1/admin/partners", summary="Partner accounts and their signing keys, never the secrets (SCH-9)",
+       permission="admin.accounts", tag="admin", response=PartnersView)
+    async def list_partners(ctx: RequestContext) -> Any:
+        accounts = await identity.accounts.with_role("partner")
+        keys = await partners.list_keys([a.id for a in accounts])
+        return {
+            "partners": [
+                {"id": a.id, "login": a.login, "name": a.display_name, "disabled": a.disabled,
+                 "keys": [{"key_id": k.key_id, "operations": sorted(k.operations), "created_at": k.created_at,
+                           "revoked": k.disabled} for k in keys if k.account_id == a.id]}
+                for a in accounts
+            ],
+            "operations": list(OPERATIONS),
+        }
+
+    @r("POST", "/api/v1/admin/partners/<account_id>/keys", summary="Issue a signing key to a partner (SCH-9)",
+       permission="admin.accounts", body=NewPartnerKey, tag="admin", response=IssuedKeyView)
+    async def partner_key(ctx: RequestContext, body: NewPartnerKey, account_id: str) -> Any:
+        await partner_account(account_id)
         key_id, secret = await partners.create_key(account_id, body.operations)
+        await audited(ctx, "partner.key_issue", f"account/{account_id}",
+                      {"key_id": key_id, "operations": ",".join(sorted(body.operations))})
         # the secret is shown once; CareHub keeps it sealed
         return json_response({"key_id": key_id, "secret": secret, "operations": sorted(body.operations)}, 201)
 
+    @r("DELETE", "/api/v1/admin/partners/<account_id>/keys/<key_id>",
+       summary="Revoke a partner's signing key for good (SCH-9)", permission="admin.accounts", tag="admin",
+       response=RevokedKeyView)
+    async def revoke_partner_key(ctx: RequestContext, account_id: str, key_id: str) -> Any:
+        await partner_account(account_id)
+        changed = await partners.revoke_key(account_id, key_id)
+        if changed:
+            await audited(ctx, "partner.key_revoke", f"account/{account_id}", {"key_id": key_id})
+        return {"key_id": key_id, "revoked": True, "changed": changed}
+
     @r("GET", "/api/v1/admin/audit", summary="Search the audit trail (ADM-7), newest first",
-       permission="admin.audit", tag="admin", query=AUDIT_QUERY)
+       permission="admin.audit", tag="admin", query=AUDIT_QUERY, response=AuditView)
     async def audit_search(ctx: RequestContext) -> Any:
         filters = audit_filters()
         records = await identity.audit.search(
@@ -132,14 +246,14 @@ def register(
         )
 
     @r("GET", "/api/v1/admin/audit/verify", summary="Check the audit chain for edited or deleted entries",
-       permission="admin.audit", tag="admin")
+       permission="admin.audit", tag="admin", response=AuditVerifyView)
     async def audit_verify(ctx: RequestContext) -> Any:
         report = await identity.audit.verify_chain()
         return {"ok": report.ok, "checked": report.checked, "first_bad_id": report.first_bad_id,
                 "problem": report.problem, "message": report.message}
 
     @r("GET", "/api/v1/admin/roles", summary="Roles with their permissions and menus", permission="admin.roles",
-       tag="admin")
+       tag="admin", response=RolesView)
     async def list_roles(ctx: RequestContext) -> Any:
         table = identity.roles
         assert table is not None

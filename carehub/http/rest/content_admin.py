@@ -36,7 +36,7 @@ from carehub.identity.signatures import Signatures
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
 from .args import int_arg
-from .directory import editor, path_id
+from .directory import DepartmentView, editor, path_id
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -186,6 +186,147 @@ class TriageRuleBody(msgspec.Struct, forbid_unknown_fields=True):
     max_age: int | None = None
     priority: int = 0
     note: str = ""
+
+
+# ---- answers (OpenAPI response schemas of the routes the admin console uses) ---------------------
+
+
+class AdminDoctorView(msgspec.Struct):
+    id: str
+    name: str
+    department_id: str
+    department: str
+    title: str
+    specialty: str
+    intro: str
+    photo_url: str
+    expert: bool
+    #: left out of the directory (the doctor or their account is disabled)
+    disabled: bool
+
+
+class AdminDirectoryView(msgspec.Struct):
+    departments: list[DepartmentView]
+    doctors: list[AdminDoctorView]
+
+
+class CreatedView(msgspec.Struct):
+    id: str
+
+
+class ChangedView(msgspec.Struct):
+    id: str
+    changed: list[str]
+
+
+class NewDoctorView(msgspec.Struct):
+    id: str
+    login: str
+    name: str
+    #: the first password and the TOTP enrolment link: shown once
+    password: str
+    totp_enrolment: str
+
+
+class ImportLineView(msgspec.Struct):
+    line: int
+    message: str
+
+
+class ImportedDoctorsView(msgspec.Struct):
+    imported: int
+    doctors: list[NewDoctorView]
+    #: lines left out (skip_invalid=1) and why
+    skipped: list[ImportLineView]
+
+
+class AdminAnnouncementView(msgspec.Struct):
+    id: str
+    title: str
+    body: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    withdrawn: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    #: accounts that marked it read
+    read_count: int
+    #: not withdrawn and within its period now
+    showing: bool
+
+
+class AdminAnnouncementsView(msgspec.Struct):
+    announcements: list[AdminAnnouncementView]
+
+
+class PriceChangeView(msgspec.Struct):
+    id: int
+    code: str
+    changed_at: dt.datetime
+    changed_by: str | None
+    changed_by_name: str | None
+    old_name: str | None
+    new_name: str
+    old_category: str | None
+    new_category: str
+    old_unit: str | None
+    new_unit: str
+    old_price_fen: int | None
+    new_price_fen: int
+    old_active: bool | None
+    new_active: bool
+
+
+class PriceHistoryView(msgspec.Struct):
+    changes: list[PriceChangeView]
+
+
+class PriceSetView(msgspec.Struct):
+    code: str
+    #: False: the item already had these values
+    changed: bool
+
+
+class TriageRuleView(msgspec.Struct):
+    id: str
+    body_part: str
+    keywords: list[str]
+    sex: str | None
+    min_age: int | None
+    max_age: int | None
+    priority: int
+    note: str
+    departments: list[str]
+
+
+class TriageRulesView(msgspec.Struct):
+    rules: list[TriageRuleView]
+    body_parts: list[str]
+
+
+class AdminNewsItemView(msgspec.Struct):
+    id: str
+    title: str
+    summary: str
+    cover_url: str
+    published_at: dt.datetime
+    hidden: bool
+
+
+class AdminNewsView(msgspec.Struct):
+    news: list[AdminNewsItemView]
+
+
+class AdminGuidePageView(msgspec.Struct):
+    slug: str
+    title: str
+    sort_order: int
+    hidden: bool
+    updated_at: dt.datetime
+
+
+class AdminGuideView(msgspec.Struct):
+    pages: list[AdminGuidePageView]
 
 
 def _given(body: msgspec.Struct) -> dict[str, Any]:
@@ -358,9 +499,10 @@ async def _create_doctors(
     return [{"id": account_id, **s} for account_id, s in zip(ids, shown, strict=True)]
 
 
-def _import_refused(err: ImportRefused) -> Any:
+def _import_refused(err: ImportRefused, *, valid: int = 0) -> Any:
+    """422 with the errors by line and how many lines were fine (``valid``: what skip_invalid would import)."""
     lines = [{"line": line, "message": f"第 {line} 行：{message}"} for line, message in err.lines]
-    return json_response({"error": {"code": "invalid", "message": err.message, "lines": lines}}, 422)
+    return json_response({"error": {"code": "invalid", "message": err.message, "lines": lines, "valid": valid}}, 422)
 
 
 # ---- routes -------------------------------------------------------------------------------------
@@ -398,13 +540,13 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"campuses": await directory.hospital.campuses()}
 
     @r("GET", "/api/v1/admin/directory", summary="All departments and doctors, disabled ones too (ADM-2, ADM-3)",
-       permission="admin.directory", tag="admin-directory")
+       permission="admin.directory", tag="admin-directory", response=AdminDirectoryView)
     async def admin_directory(ctx: RequestContext) -> Any:
         return {"departments": await directory.departments.departments(include_disabled=True),
                 "doctors": await directory.doctors.doctors(include_disabled=True)}
 
     @r("POST", "/api/v1/admin/departments", summary="Create a department (ADM-2)", permission="admin.directory",
-       body=NewDepartment, tag="admin-directory")
+       body=NewDepartment, tag="admin-directory", response=CreatedView)
     async def create_department(ctx: RequestContext, body: NewDepartment) -> Any:
         department = clean("department", msgspec.structs.asdict(body))
         await directory.departments.create_department(editor(ctx), department)
@@ -412,7 +554,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
 
     @r("PATCH", "/api/v1/admin/departments/<department_id>",
        summary="Change a department: name, place, introduction, or disable it (ADM-2)",
-       permission="admin.directory", body=DepartmentChange, tag="admin-directory")
+       permission="admin.directory", body=DepartmentChange, tag="admin-directory", response=ChangedView)
     async def change_department(ctx: RequestContext, body: DepartmentChange, department_id: str) -> Any:
         changes = clean("department", _given(body))
         await directory.departments.change_department(
@@ -433,18 +575,21 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
 
     @r("PATCH", "/api/v1/admin/doctors/<doctor_id>",
        summary="Change a doctor's department or profile, or disable them in the directory (ADM-3)",
-       permission="admin.directory", body=DoctorChange, tag="admin-directory")
+       permission="admin.directory", body=DoctorChange, tag="admin-directory", response=ChangedView)
     async def change_doctor(ctx: RequestContext, body: DoctorChange, doctor_id: str) -> Any:
         changes = clean("doctor", _given(body))
         await directory.doctors.change_doctor(editor(ctx), path_id(doctor_id, "医生"), changes)
         return {"id": doctor_id, "changed": sorted(changes)}
 
     @r("POST", "/api/v1/admin/doctors/import",
-       summary="Import doctors from a CSV file: all or none, errors by line (ADM-3)",
-       permission="admin.directory", tag="admin-directory")
+       summary="Import doctors from a CSV file: all or none (errors by line), or skip_invalid=1: the good lines",
+       permission="admin.directory", tag="admin-directory", query=("skip_invalid",), response=ImportedDoctorsView)
     async def import_doctors(ctx: RequestContext) -> Any:
+        skip_invalid = request.args.get("skip_invalid", "") in ("1", "true")
         raw = await request.get_data(cache=True)
         assert isinstance(raw, bytes)
+        cleaned: list[dict[str, Any]] = []
+        errors: list[tuple[int, str]] = []
         try:
             columns, rows = _read_csv(_decode(raw))
             entries = []
@@ -453,15 +598,22 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
                 fields["expert"] = _YES.get(str(fields.get("expert", "")).lower(), None)
                 entries.append((line, fields))
             cleaned, errors = await _check_doctors(identity, directory, entries)
-            if errors:
-                raise ImportRefused(f"导入失败：{len(errors)} 行有错误，未导入任何医生，请修改后重新上传", errors)
+            if errors and not skip_invalid:
+                raise ImportRefused(
+                    f"导入失败：{len(errors)} 行有错误，未导入任何医生；请修改后重新上传，"
+                    f"或跳过错误行导入其余 {len(cleaned)} 行",
+                    errors,
+                )
+            if not cleaned:
+                raise ImportRefused(f"没有可导入的行：{len(errors)} 行都有错误", errors)
         except ImportRefused as err:
-            return _import_refused(err)
+            return _import_refused(err, valid=len(cleaned))
         created = await _create_doctors(ctx, identity, directory, signatures, cleaned)
-        return json_response({"imported": len(created), "doctors": created}, 201)
+        skipped = [{"line": line, "message": f"第 {line} 行：{message}"} for line, message in errors]
+        return json_response({"imported": len(created), "doctors": created, "skipped": skipped}, 201)
 
     @r("GET", "/api/v1/admin/news", summary="All news, hidden and scheduled too (PUB-3)",
-       permission="admin.directory", tag="admin-directory", query=("limit", "offset"))
+       permission="admin.directory", tag="admin-directory", query=("limit", "offset"), response=AdminNewsView)
     async def admin_news(ctx: RequestContext) -> Any:
         items = await directory.news.news(
             now=dt.datetime.now(dt.UTC), limit=int_arg("limit", 100, 1, 1000),
@@ -470,7 +622,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"news": items}
 
     @r("POST", "/api/v1/admin/news", summary="Publish a news article (PUB-3)", permission="admin.directory",
-       body=NewsBody, tag="admin-directory")
+       body=NewsBody, tag="admin-directory", response=CreatedView)
     async def create_news(ctx: RequestContext, body: NewsBody) -> Any:
         item = clean("news", msgspec.structs.asdict(body))
         item["published_at"] = _aware(body.published_at) or dt.datetime.now(dt.UTC)
@@ -478,7 +630,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return json_response({"id": news_id}, 201)
 
     @r("PATCH", "/api/v1/admin/news/<news_id>", summary="Change or hide a news article (PUB-3)",
-       permission="admin.directory", body=NewsChange, tag="admin-directory")
+       permission="admin.directory", body=NewsChange, tag="admin-directory", response=ChangedView)
     async def change_news(ctx: RequestContext, body: NewsChange, news_id: str) -> Any:
         changes = clean("news", _given(body))
         if "published_at" in changes:
@@ -487,7 +639,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": news_id, "changed": sorted(changes)}
 
     @r("GET", "/api/v1/admin/guide", summary="All visit guide pages, hidden ones too (PUB-5, GUIDE-1)",
-       permission="admin.directory", tag="admin-directory")
+       permission="admin.directory", tag="admin-directory", response=AdminGuideView)
     async def admin_guide(ctx: RequestContext) -> Any:
         return {"pages": await directory.guide.guide(everything=True)}
 
@@ -500,12 +652,12 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"slug": slug}
 
     @r("GET", "/api/v1/admin/announcements", summary="All announcements with read counts (ADM-5)",
-       permission="admin.directory", tag="admin-directory")
+       permission="admin.directory", tag="admin-directory", response=AdminAnnouncementsView)
     async def admin_announcements(ctx: RequestContext) -> Any:
         return {"announcements": await directory.announcements.all_announcements(now=dt.datetime.now(dt.UTC))}
 
     @r("POST", "/api/v1/admin/announcements", summary="Create an announcement shown from start to end (ADM-5)",
-       permission="admin.directory", body=AnnouncementBody, tag="admin-directory")
+       permission="admin.directory", body=AnnouncementBody, tag="admin-directory", response=CreatedView)
     async def create_announcement(ctx: RequestContext, body: AnnouncementBody) -> Any:
         item = clean("announcement", msgspec.structs.asdict(body))
         _aware(body.starts_at)
@@ -515,7 +667,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
 
     @r("PATCH", "/api/v1/admin/announcements/<announcement_id>",
        summary="Change an announcement, its period, or withdraw it (ADM-5)", permission="admin.directory",
-       body=AnnouncementChange, tag="admin-directory")
+       body=AnnouncementChange, tag="admin-directory", response=ChangedView)
     async def change_announcement(ctx: RequestContext, body: AnnouncementChange, announcement_id: str) -> Any:
         changes = clean("announcement", _given(body))
         for name in ("starts_at", "ends_at"):
@@ -527,7 +679,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": announcement_id, "changed": sorted(changes)}
 
     @r("PUT", "/api/v1/admin/prices/<code>", summary="Create or change a price item; the change is kept (ADM-6)",
-       permission="admin.directory", body=PriceBody, tag="admin-directory")
+       permission="admin.directory", body=PriceBody, tag="admin-directory", response=PriceSetView)
     async def put_price(ctx: RequestContext, body: PriceBody, code: str) -> Any:
         code = check_id(code, "项目编码")
         item = clean("price", msgspec.structs.asdict(body))
@@ -535,7 +687,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"code": code, "changed": change is not None}
 
     @r("GET", "/api/v1/admin/prices/history", summary="Price list changes: who, when, old and new (ADM-6)",
-       permission="admin.directory", tag="admin-directory", query=("code", "limit"))
+       permission="admin.directory", tag="admin-directory", query=("code", "limit"), response=PriceHistoryView)
     async def price_history(ctx: RequestContext) -> Any:
         code = request.args.get("code") or None
         if code is not None:
@@ -544,7 +696,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"changes": changes}
 
     @r("GET", "/api/v1/admin/triage/rules", summary="The smart triage rules (OUT-1)", permission="admin.directory",
-       tag="admin-directory")
+       tag="admin-directory", response=TriageRulesView)
     async def triage_rules(ctx: RequestContext) -> Any:
         return {"rules": await directory.triage.triage_rules_json(), "body_parts": list(BODY_PARTS)}
 

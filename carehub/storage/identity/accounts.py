@@ -283,6 +283,15 @@ class AccountStore:
         )
         return status == "UPDATE 1"
 
+    async def with_role(self, role: str, limit: int = 500) -> list[AccountRow]:
+        """Accounts holding ``role`` (disabled ones too), by login."""
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM accounts a WHERE $1 = ANY(string_to_array(a.roles, ','))"
+            " ORDER BY a.login LIMIT $2",
+            role, limit,
+        )
+        return [_row(r, self.keyring) for r in rows]
+
     async def taken_logins(self, logins: Sequence[str]) -> set[str]:
         """Which of ``logins`` already name an account."""
         rows = await self.db.fetch("SELECT login FROM accounts WHERE login = ANY($1::varchar[])", list(logins))

@@ -1,0 +1,30 @@
+"""The admin console's list routes answer exactly the shape their OpenAPI schema (``response=``) declares."""
+
+from __future__ import annotations
+
+import msgspec
+
+from ..servers import Server
+
+ADMIN_LISTS = (
+    "/api/v1/admin/directory", "/api/v1/admin/announcements", "/api/v1/admin/prices/history",
+    "/api/v1/admin/triage/rules", "/api/v1/admin/news", "/api/v1/admin/guide", "/api/v1/admin/partners",
+    "/api/v1/admin/audit", "/api/v1/admin/audit/verify", "/api/v1/admin/roles",
+)
+
+
+async def test_the_admin_lists_answer_their_declared_shape(server: Server) -> None:
+    specs = {s.path: s for s in server.app.router.specs if s.method == "GET"}
+    async with server.http(await server.token("admin")) as http:
+        # something in each list: a price change and a partner key
+        assert (await http.put("/api/v1/admin/prices/T-ANSWER", json={
+            "name": "测试项目", "unit": "次", "price_fen": 100})).status_code == 200
+        partner = await server.account_id("partner1")
+        assert (await http.post(f"/api/v1/admin/partners/{partner}/keys",
+                                json={"operations": ["directory.read"]})).status_code == 201
+        for path in ADMIN_LISTS:
+            spec = specs[path]
+            assert spec.response is not None, path
+            answer = await http.get(path)
+            assert answer.status_code == 200, (path, answer.text)
+            msgspec.json.decode(answer.content, type=spec.response)  # raises if the shape differs
