@@ -1,0 +1,261 @@
+"""The admin console's 医院信息 and 系统管理 pages in Chromium on a PC (issue 17).
+
+An administrator signs in with password + TOTP and works through the pages as a person does, by
+role and visible Chinese text: a new department reaches the patient app (ADM-2), a CSV import with
+a bad line names that line and imports the others (ADM-3), an announcement with its period shows
+its read count (ADM-5), a price change lands in the history (ADM-6), the audit log shows those
+actions and its CSV export matches (ADM-7), a partner key is issued, shown once and revoked (SCH-9).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+from pathlib import Path
+from typing import Any
+
+from playwright.sync_api import Page, expect
+
+from ..servers import Server
+from .browser import DESKTOP, PHONE, Chromium
+from .conftest import sign_in_staff
+from .test_patient_shell import csp_or_script_errors, sign_in
+
+SHOTS = Path("/tmp/a1-shots")
+
+
+def shot(page: Page, name: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
+
+
+def admin_token(page: Page) -> str:
+    """The console's own session token (sessionStorage), for the checks made over HTTP."""
+    return str(page.evaluate("() => JSON.parse(sessionStorage.getItem('carehub.admin.session')).token"))
+
+
+def table(page: Any, label: str) -> Any:
+    """An Element Plus table by its aria-label (its header and body are separate <table>s inside)."""
+    return page.locator(f'.el-table[aria-label="{label}"]')
+
+
+def body_rows(page: Any, label: str) -> Any:
+    return table(page, label).locator(".el-table__body tr")
+
+
+def menu(page: Page, title: str) -> None:
+    page.get_by_role("menuitem", name=title).click()
+    expect(page.get_by_role("heading", name=title)).to_be_visible()
+
+
+async def test_departments_and_doctors_reach_the_patient_app(
+    chromium: Chromium, sms_hub: tuple[Server, str], tmp_path: Path
+) -> None:
+    hub, gateway = sms_hub
+    page = await chromium.page(**DESKTOP)
+    csv_file = tmp_path / "doctors.csv"
+    csv_file.write_text(
+        "账号,姓名,科室,职称,擅长,专家\n"
+        "doc_lin,林静,endo,主治医师,糖尿病,否\n"
+        "doc_bad,坏行,nowhere,主治医师,甲状腺,否\n"
+        "doc_qian,钱多,内分泌科,副主任医师,甲状腺结节,是\n",
+        encoding="gbk",
+    )
+
+    def create_department() -> None:
+        sign_in_staff(page, hub.base + "/admin/", "admin")
+        menu(page, "科室管理")
+        page.get_by_role("button", name="新增科室").click()
+        dialog = page.get_by_role("dialog", name="新增科室")
+        # the form checks before sending: an id with spaces is refused in Chinese
+        dialog.get_by_label("科室编号").fill("内 分泌")
+        dialog.get_by_label("科室名称").fill("内分泌科")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog.get_by_text("科室编号只能包含字母、数字")).to_be_visible()
+        dialog.get_by_label("科室编号").fill("endo")
+        dialog.get_by_label("房间").fill("B区 305")
+        dialog.get_by_label("科室电话").fill("010-12345678")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_role("row", name=re.compile("endo.*内分泌科.*启用中"))).to_be_visible()
+        # the server's own Chinese refusal is shown in the form: the id is taken
+        page.get_by_role("button", name="新增科室").click()
+        dialog.get_by_label("科室编号").fill("endo")
+        dialog.get_by_label("科室名称").fill("内分泌二科")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog.get_by_role("alert")).to_contain_text("科室编号 endo 已存在")
+        shot(page, "admin-department-form")
+        dialog.get_by_role("button", name="取消").click()
+        shot(page, "admin-departments")
+
+    await chromium.run(create_department)
+    async with hub.http() as http:
+        listed = (await http.get("/api/v1/departments")).json()["departments"]
+    assert [d["name"] for d in listed if d["id"] == "endo"] == ["内分泌科"]
+
+    def import_doctors() -> None:
+        menu(page, "医生管理")
+        page.get_by_role("button", name="批量导入").click()
+        dialog = page.get_by_role("dialog", name="批量导入医生")
+        dialog.get_by_label("选择 CSV 文件").set_input_files(str(csv_file))
+        dialog.get_by_role("button", name="上传并导入").click()
+        # all or none: nothing imported yet, and the bad line is named with its error
+        expect(dialog.get_by_role("alert")).to_contain_text("1 行有错误，未导入任何医生")
+        errors = table(dialog, "导入错误")
+        expect(errors.get_by_role("row", name=re.compile("3.*第 3 行：科室“nowhere”不存在"))).to_be_visible()
+        shot(page, "admin-doctors-import-errors")
+        dialog.get_by_role("button", name="跳过错误行，导入其余 2 行").click()
+        expect(dialog.get_by_text("已导入 2 名医生，跳过 1 行")).to_be_visible()
+        expect(dialog.get_by_role("row", name=re.compile("doc_lin.*林静"))).to_be_visible()
+        expect(dialog.get_by_role("row", name=re.compile("doc_qian.*钱多"))).to_be_visible()
+        shot(page, "admin-doctors-imported")
+        dialog.get_by_role("button", name="完成").click()
+        expect(page.get_by_role("row", name=re.compile("林静.*内分泌科"))).to_be_visible()
+        expect(page.get_by_role("row", name=re.compile("钱多.*内分泌科"))).to_be_visible()
+        expect(page.get_by_role("row", name=re.compile("坏行"))).to_have_count(0)
+        # disable one: the directory leaves them out
+        page.get_by_role("row", name=re.compile("钱多")).get_by_role("button", name="停用").click()
+        expect(page.get_by_role("row", name=re.compile("钱多.*已停用"))).to_be_visible()
+        shot(page, "admin-doctors")
+
+    await chromium.run(import_doctors)
+    async with hub.http() as http:
+        endo = (await http.get("/api/v1/departments/endo")).json()
+    assert [d["name"] for d in endo["doctors"]] == ["林静"]
+
+    # the patient app lists the new department
+    phone = await chromium.page(**PHONE)
+    await sign_in(chromium, phone, hub, gateway)
+
+    def patient_sees_it() -> None:
+        phone.goto(hub.base + "/h5/departments")
+        expect(phone.get_by_text("内分泌科").first).to_be_visible()
+
+    await chromium.run(patient_sees_it)
+    assert csp_or_script_errors(chromium) == []
+
+
+def read_csv(path: str) -> list[dict[str, str]]:
+    return list(csv.DictReader(io.StringIO(Path(path).read_text(encoding="utf-8-sig"))))
+
+
+async def test_announcement_price_audit_and_partner_keys(chromium: Chromium, sms_hub: tuple[Server, str]) -> None:
+    hub, _ = sms_hub
+    page = await chromium.page(**DESKTOP, accept_downloads=True)
+
+    def announce() -> None:
+        sign_in_staff(page, hub.base + "/admin/", "admin")
+        menu(page, "公告管理")
+        page.get_by_role("button", name="发布公告").click()
+        dialog = page.get_by_role("dialog", name="发布公告")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog.get_by_text("请填写公告标题")).to_be_visible()
+        dialog.get_by_label("公告标题").fill("门诊楼电梯检修")
+        dialog.get_by_label("公告内容").fill("本周六 8:00-12:00 门诊楼 2 号电梯停用，请走扶梯。")
+        end = dialog.get_by_label("结束时间")
+        end.fill("2020-01-01 08:00")
+        end.press("Enter")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog.get_by_text("结束时间必须晚于开始时间")).to_be_visible()
+        end.fill("2099-12-31 18:00")
+        end.press("Enter")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_role("row", name=re.compile("门诊楼电梯检修.*2099.12.31 18:00.*展示中.*0"))).to_be_visible()
+
+    await chromium.run(announce)
+    token = await chromium.run(admin_token, page)
+    async with hub.http(token) as http:
+        listed = (await http.get("/api/v1/admin/announcements")).json()["announcements"]
+    (item,) = [a for a in listed if a["title"] == "门诊楼电梯检修"]
+    assert item["read_count"] == 0 and item["ends_at"].startswith("2099-12-31T10:00:00")  # 18:00 in Shanghai
+    async with hub.http(await hub.token("patient1")) as http:
+        assert (await http.post(f"/api/v1/announcements/{item['id']}/read")).status_code == 200
+
+    def read_count_and_price() -> None:
+        page.get_by_role("button", name="刷新").click()
+        expect(page.get_by_role("row", name=re.compile("门诊楼电梯检修.*展示中.*1"))).to_be_visible()
+        shot(page, "admin-announcements")
+        menu(page, "价格公示")
+        page.get_by_role("button", name="新增项目").click()
+        dialog = page.get_by_role("dialog", name="新增价格项目")
+        dialog.get_by_label("项目编码").fill("LAB-A1C")
+        dialog.get_by_label("项目名称").fill("糖化血红蛋白")
+        dialog.get_by_label("类别").fill("检验")
+        dialog.get_by_label("单位").fill("次")
+        dialog.get_by_label("价格（元）").fill("45.5")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog).to_be_hidden()
+        page.get_by_role("row", name=re.compile("LAB-A1C")).get_by_role("button", name="修改").click()
+        dialog = page.get_by_role("dialog", name="修改价格：糖化血红蛋白")
+        dialog.get_by_label("价格（元）").fill("50")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog).to_be_hidden()
+        expect(table(page, "价格列表").get_by_role("row", name=re.compile("LAB-A1C.*¥50.00"))).to_be_visible()
+        history = table(page, "变更记录")
+        expect(history.get_by_role("row", name=re.compile("LAB-A1C.*系统管理员.*¥45.50 → ¥50.00"))).to_be_visible()
+        expect(history.get_by_role("row", name=re.compile("LAB-A1C.*（新增）¥45.50"))).to_be_visible()
+        shot(page, "admin-prices")
+
+    await chromium.run(read_count_and_price)
+
+    def audit() -> dict[str, Any]:
+        menu(page, "审计日志")
+        rows = table(page, "审计记录")
+        expect(rows.get_by_role("row", name=re.compile("price.change.*price.LAB-A1C")).first).to_be_visible()
+        expect(rows.get_by_role("row", name=re.compile("发布公告.*announcement.create"))).to_be_visible()
+        page.get_by_role("button", name="校验日志完整性").click()
+        expect(page.get_by_role("status").filter(has_text="日志完整")).to_be_visible()
+        # filter to the price changes, then export exactly those
+        page.get_by_label("对象").fill("price/")
+        page.get_by_role("button", name="查询").click()
+        expect(body_rows(page, "审计记录")).to_have_count(2)  # the two changes
+        shown = [r.inner_text() for r in body_rows(page, "审计记录").all()]
+        with page.expect_download() as download:
+            page.get_by_role("button", name="导出 CSV").click()
+        shot(page, "admin-audit")
+        return {"path": download.value.path(), "name": download.value.suggested_filename, "shown": shown}
+
+    exported = await chromium.run(audit)
+    assert exported["name"].startswith("审计日志-") and exported["name"].endswith(".csv")
+    rows = read_csv(exported["path"])
+    assert [(r["action"], r["target"]) for r in rows] == [("price.change", "price/LAB-A1C")] * 2
+    # the file holds the rows the page shows (oldest first, the page newest first)
+    assert [r["id"] for r in rows] == [s.split()[0] for s in reversed(exported["shown"])]
+
+    def partner_keys() -> tuple[str, str]:
+        menu(page, "合作方密钥")
+        card = page.get_by_label("合作方 区域挂号平台")
+        card.get_by_role("button", name="签发密钥").click()
+        dialog = page.get_by_role("dialog", name="签发密钥：区域挂号平台")
+        dialog.get_by_role("button", name="签发").click()
+        expect(dialog.get_by_role("alert")).to_contain_text("请至少选择一项允许的操作")
+        dialog.get_by_text("读取科室与医生").click()
+        dialog.get_by_role("button", name="签发").click()
+        expect(dialog.get_by_text("密钥秘密只显示这一次")).to_be_visible()
+        key_id = dialog.get_by_test_id("key-id").inner_text()
+        secret = dialog.get_by_test_id("key-secret").inner_text()
+        shot(page, "admin-partner-key-issued")
+        dialog.get_by_role("button", name="我已保存，关闭").click()
+        expect(dialog).to_be_hidden()
+        row = card.get_by_role("row", name=re.compile(key_id))
+        expect(row).to_contain_text("有效")
+        # the secret is nowhere on the page once the dialog is closed
+        assert secret not in page.content()
+        row.get_by_role("button", name="吊销").click()
+        page.get_by_role("button", name="吊销", exact=True).last.click()
+        expect(row).to_contain_text("已吊销")
+        shot(page, "admin-partner-keys")
+        menu(page, "审计日志")
+        audit = table(page, "审计记录")
+        expect(audit.get_by_role("row", name=re.compile("吊销合作方密钥"))).to_contain_text(key_id)
+        expect(audit.get_by_role("row", name=re.compile("签发合作方密钥"))).to_contain_text(key_id)
+        return key_id, secret
+
+    key_id, secret = await chromium.run(partner_keys)
+    assert re.fullmatch(r"pk_[0-9a-f]{16}", key_id) and len(secret) >= 32
+    async with hub.http(token) as http:
+        listed = (await http.get("/api/v1/admin/partners")).json()
+    assert [k["revoked"] for p in listed["partners"] for k in p["keys"] if k["key_id"] == key_id] == [True]
+    assert csp_or_script_errors(chromium) == []
