@@ -28,3 +28,24 @@ async def test_the_admin_lists_answer_their_declared_shape(server: Server) -> No
             answer = await http.get(path)
             assert answer.status_code == 200, (path, answer.text)
             msgspec.json.decode(answer.content, type=spec.response)  # raises if the shape differs
+
+
+async def test_an_admin_reads_a_hidden_news_article_and_guide_page_with_their_bodies(server: Server) -> None:
+    """PUB-3, PUB-5: the console edits what patients cannot see yet."""
+    async with server.http(await server.token("admin")) as http:
+        created = await http.post("/api/v1/admin/news", json={"title": "内部预告", "body": "正文 A", "hidden": True})
+        news_id = created.json()["id"]
+        guide = await http.put(
+            "/api/v1/admin/guide/hidden-page", json={"title": "草稿", "body": "正文 B", "hidden": True}
+        )
+        assert guide.status_code == 200
+        article = await http.get(f"/api/v1/admin/news/{news_id}")
+        page = await http.get("/api/v1/admin/guide/hidden-page")
+        missing = await http.get("/api/v1/admin/news/nothing")
+    async with server.http() as http:
+        public_article = await http.get(f"/api/v1/news/{news_id}")
+        public_page = await http.get("/api/v1/guide/hidden-page")
+    assert article.status_code == 200 and article.json()["body"] == "正文 A" and article.json()["hidden"] is True
+    assert page.status_code == 200 and page.json()["body"] == "正文 B" and page.json()["hidden"] is True
+    assert missing.status_code == 404
+    assert public_article.status_code == 404 and public_page.status_code == 404

@@ -203,7 +203,8 @@ async def test_announcement_price_audit_and_partner_keys(chromium: Chromium, sms
     def audit() -> dict[str, Any]:
         menu(page, "审计日志")
         rows = table(page, "审计记录")
-        expect(rows.get_by_role("row", name=re.compile("price.change.*price.LAB-A1C")).first).to_be_visible()
+        price_rows = rows.get_by_role("row", name=re.compile("系统管理员.*price.change.*price.LAB-A1C"))
+        expect(price_rows.first).to_be_visible()
         expect(rows.get_by_role("row", name=re.compile("发布公告.*announcement.create"))).to_be_visible()
         page.get_by_role("button", name="校验日志完整性").click()
         expect(page.get_by_role("status").filter(has_text="日志完整")).to_be_visible()

@@ -94,6 +94,8 @@ class AuditEntryView(msgspec.Struct):
     id: int
     at: str
     actor: str | None
+    #: the actor's name as others may see it (a patient's is masked)
+    actor_name: str | None
     roles: list[str]
     action: str
     target: str
@@ -226,9 +228,11 @@ def register(
         records = await identity.audit.search(
             **filters, limit=int_arg("limit", 100, 1, 1000), offset=int_arg("offset", 0, 0, 10**9)
         )
+        names = await identity.accounts.listed_names([e.actor_id for e in records if e.actor_id])
         return {
             "entries": [
-                {"id": e.id, "at": e.at.isoformat(), "actor": e.actor_id, "roles": list(e.actor_roles),
+                {"id": e.id, "at": e.at.isoformat(), "actor": e.actor_id,
+                 "actor_name": names.get(e.actor_id) if e.actor_id else None, "roles": list(e.actor_roles),
                  "action": e.action, "target": e.target, "outcome": str(e.outcome), "ip": e.source_ip,
                  "detail": e.detail}
                 for e in records

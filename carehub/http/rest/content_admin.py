@@ -313,6 +313,16 @@ class AdminNewsItemView(msgspec.Struct):
     hidden: bool
 
 
+class AdminNewsArticleView(msgspec.Struct):
+    id: str
+    title: str
+    summary: str
+    body: str
+    cover_url: str
+    published_at: dt.datetime
+    hidden: bool
+
+
 class AdminNewsView(msgspec.Struct):
     news: list[AdminNewsItemView]
 
@@ -320,6 +330,15 @@ class AdminNewsView(msgspec.Struct):
 class AdminGuidePageView(msgspec.Struct):
     slug: str
     title: str
+    sort_order: int
+    hidden: bool
+    updated_at: dt.datetime
+
+
+class AdminGuideArticleView(msgspec.Struct):
+    slug: str
+    title: str
+    body: str
     sort_order: int
     hidden: bool
     updated_at: dt.datetime
@@ -621,6 +640,11 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         )
         return {"news": items}
 
+    @r("GET", "/api/v1/admin/news/<news_id>", summary="One news article with its body, hidden or scheduled too (PUB-3)",
+       permission="admin.directory", tag="admin-directory", response=AdminNewsArticleView)
+    async def admin_news_item(ctx: RequestContext, news_id: str) -> Any:
+        return await directory.news.news_item(path_id(news_id, "新闻"), now=dt.datetime.now(dt.UTC), everything=True)
+
     @r("POST", "/api/v1/admin/news", summary="Publish a news article (PUB-3)", permission="admin.directory",
        body=NewsBody, tag="admin-directory", response=CreatedView)
     async def create_news(ctx: RequestContext, body: NewsBody) -> Any:
@@ -642,6 +666,11 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
        permission="admin.directory", tag="admin-directory", response=AdminGuideView)
     async def admin_guide(ctx: RequestContext) -> Any:
         return {"pages": await directory.guide.guide(everything=True)}
+
+    @r("GET", "/api/v1/admin/guide/<slug>", summary="One visit guide page with its body, hidden too (PUB-5)",
+       permission="admin.directory", tag="admin-directory", response=AdminGuideArticleView)
+    async def admin_guide_page(ctx: RequestContext, slug: str) -> Any:
+        return await directory.guide.guide_page(path_id(slug, "就医指南"), everything=True)
 
     @r("PUT", "/api/v1/admin/guide/<slug>", summary="Create or replace a visit guide page (PUB-5, GUIDE-1)",
        permission="admin.directory", body=GuideBody, tag="admin-directory")

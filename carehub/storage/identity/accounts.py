@@ -292,6 +292,13 @@ class AccountStore:
         )
         return [_row(r, self.keyring) for r in rows]
 
+    async def listed_names(self, account_ids: Sequence[str]) -> dict[str, str]:
+        """The names others may be shown (a person's masked name, a staff member's name), by account id."""
+        rows = await self.db.fetch(
+            "SELECT id, display_name FROM accounts WHERE id = ANY($1::varchar[])", list(set(account_ids))
+        )
+        return {r["id"]: r["display_name"] for r in rows}
+
     async def taken_logins(self, logins: Sequence[str]) -> set[str]:
         """Which of ``logins`` already name an account."""
         rows = await self.db.fetch("SELECT login FROM accounts WHERE login = ANY($1::varchar[])", list(logins))
