@@ -44,6 +44,13 @@ def body_rows(page: Any, label: str) -> Any:
     return table(page, label).locator(".el-table__body tr")
 
 
+def choose(page: Page, within: Any, label: str, option: str | None = None) -> None:
+    """Pick an option of an Element Plus select (by the select's aria-label); the first when not named."""
+    within.locator(".el-select__wrapper", has=page.get_by_label(label)).click()
+    options = page.locator(".el-select-dropdown__item:visible")
+    (options.filter(has_text=option).first if option else options.first).click()
+
+
 def menu(page: Page, title: str) -> None:
     page.get_by_role("menuitem", name=title).click()
     expect(page.get_by_role("heading", name=title)).to_be_visible()
@@ -259,4 +266,95 @@ async def test_announcement_price_audit_and_partner_keys(chromium: Chromium, sms
     async with hub.http(token) as http:
         listed = (await http.get("/api/v1/admin/partners")).json()
     assert [k["revoked"] for p in listed["partners"] for k in p["keys"] if k["key_id"] == key_id] == [True]
+    assert csp_or_script_errors(chromium) == []
+
+
+async def test_hospital_news_guide_triage_and_tests_pages_change_what_patients_see(
+    chromium: Chromium, sms_hub: tuple[Server, str]
+) -> None:
+    """ADM-4, PUB-3, PUB-5, OUT-1, OUT-14: each page saves through its form and the public API shows it."""
+    hub, _ = sms_hub
+    page = await chromium.page(**DESKTOP)
+
+    def edit_everything() -> None:
+        sign_in_staff(page, hub.base + "/admin/", "admin")
+        menu(page, "医院介绍")
+        page.get_by_label("电话", exact=True).fill("010-88886666")
+        page.get_by_role("button", name="添加图片").click()
+        image = page.get_by_label(re.compile(r"第 \d+ 张图片地址")).last
+        image.fill("ftp://wrong")
+        page.get_by_role("button", name="保存医院介绍").click()
+        expect(page.get_by_role("alert").filter(has_text="图片的地址必须是 http:// 或 https://")).to_be_visible()
+        image.fill("https://hospital.example.cn/lobby.jpg")
+        page.get_by_role("button", name="保存医院介绍").click()
+        expect(page.get_by_text("医院介绍已保存")).to_be_visible()
+        expect(page.get_by_role("alert").filter(has_text="图片的地址")).to_have_count(0)
+        shot(page, "admin-hospital")
+
+        menu(page, "新闻资讯")
+        page.get_by_role("button", name="发布新闻").click()
+        dialog = page.get_by_role("dialog", name="发布新闻")
+        dialog.get_by_label("新闻标题").fill("我院开通互联网医院")
+        dialog.get_by_label("摘要").fill("足不出户复诊开药")
+        dialog.get_by_label("封面图片").fill("not a url")
+        dialog.get_by_label("新闻正文").fill("即日起，复诊患者可在手机上问诊。")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog.get_by_text("封面图片必须是 http:// 或 https:// 开头的网址")).to_be_visible()
+        dialog.get_by_label("封面图片").fill("")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_role("row", name=re.compile("我院开通互联网医院.*已发布"))).to_be_visible()
+        shot(page, "admin-news")
+
+        menu(page, "就医指南")
+        page.get_by_role("button", name="新增页面").click()
+        dialog = page.get_by_role("dialog", name="新增指南页面")
+        dialog.get_by_label("页面名").fill("parking")
+        dialog.get_by_label("指南标题").fill("停车指引")
+        dialog.get_by_label("指南正文").fill("地下停车场入口在北门。")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_role("row", name=re.compile("parking.*停车指引.*显示中"))).to_be_visible()
+        shot(page, "admin-guide")
+
+        menu(page, "智能导诊规则")
+        page.get_by_role("button", name="新增规则").click()
+        dialog = page.get_by_role("dialog", name="新增导诊规则")
+        dialog.get_by_label("规则编号").fill("eye-red")
+        choose(page, dialog, "身体部位", "头部")
+        dialog.get_by_label("症状关键词").fill("眼红，眼痒")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog.get_by_text("请至少选择一个推荐科室")).to_be_visible()
+        choose(page, dialog, "推荐科室")
+        dialog.get_by_label("症状关键词").click()  # close the options
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_role("row", name=re.compile("eye-red.*头部.*眼红、眼痒"))).to_be_visible()
+        shot(page, "admin-triage")
+
+        menu(page, "自助开单项目")
+        page.get_by_role("button", name="新增项目").click()
+        dialog = page.get_by_role("dialog", name="新增自助开单项目")
+        dialog.get_by_label("项目编码").fill("LAB-VD")
+        dialog.get_by_label("项目名称").fill("维生素D测定")
+        dialog.get_by_label("价格（元）").fill("88")
+        dialog.get_by_label("注意事项").fill("无需空腹")
+        dialog.get_by_role("button", name="保存").click()
+        expect(dialog).to_be_hidden()
+        expect(page.get_by_role("row", name=re.compile("LAB-VD.*维生素D测定.*¥88.00.*可开单"))).to_be_visible()
+        shot(page, "admin-tests")
+
+    await chromium.run(edit_everything)
+    async with hub.http() as http:
+        hospital = (await http.get("/api/v1/hospital")).json()
+        news = (await http.get("/api/v1/news")).json()["news"]
+        guide = (await http.get("/api/v1/guide/parking")).json()
+        triage = (await http.post("/api/v1/triage", json={"body_part": "头部", "symptoms": ["眼红"]})).json()
+        tests = (await http.get("/api/v1/tests")).json()["tests"]
+    assert hospital["phone"] == "010-88886666"
+    assert hospital["images"][-1]["url"] == "https://hospital.example.cn/lobby.jpg"
+    assert "我院开通互联网医院" in [n["title"] for n in news]
+    assert guide["title"] == "停车指引" and guide["body"] == "地下停车场入口在北门。"
+    assert any("眼红" in r["matched"] for r in triage["recommendations"])
+    assert [(t["name"], t["price_fen"]) for t in tests if t["code"] == "LAB-VD"] == [("维生素D测定", 8800)]
     assert csp_or_script_errors(chromium) == []
