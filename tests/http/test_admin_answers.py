@@ -9,7 +9,7 @@ from ..servers import Server
 ADMIN_LISTS = (
     "/api/v1/admin/directory", "/api/v1/admin/announcements", "/api/v1/admin/prices/history",
     "/api/v1/admin/triage/rules", "/api/v1/admin/news", "/api/v1/admin/guide", "/api/v1/admin/partners",
-    "/api/v1/admin/audit", "/api/v1/admin/audit/verify", "/api/v1/admin/roles",
+    "/api/v1/admin/audit", "/api/v1/admin/audit/verify", "/api/v1/admin/roles", "/api/v1/admin/accounts",
 )
 
 
@@ -49,3 +49,21 @@ async def test_an_admin_reads_a_hidden_news_article_and_guide_page_with_their_bo
     assert page.status_code == 200 and page.json()["body"] == "正文 B" and page.json()["hidden"] is True
     assert missing.status_code == 404
     assert public_article.status_code == 404 and public_page.status_code == 404
+
+
+async def test_accounts_are_listed_by_role_and_text_with_patients_names_masked(server: Server) -> None:
+    """ADM-1: the console's account list; a patient's full name never leaves the key ring here."""
+    async with server.http(await server.token("admin")) as http:
+        doctors = (await http.get("/api/v1/admin/accounts", params={"role": "doctor"})).json()
+        patients = (await http.get("/api/v1/admin/accounts", params={"role": "patient"})).json()
+        found = (await http.get("/api/v1/admin/accounts", params={"q": "pharm"})).json()
+        wild = (await http.get("/api/v1/admin/accounts", params={"q": "%"})).json()
+        unknown = await http.get("/api/v1/admin/accounts", params={"role": "wizard"})
+    assert [a["login"] for a in doctors["accounts"]] == [f"doctor{i}" for i in range(1, 7)]
+    assert all(a["roles"] == ["doctor"] and a["disabled"] is False for a in doctors["accounts"])
+    names = {a["login"]: a["name"] for a in patients["accounts"]}
+    assert names["patient1"] != "张三" and names["patient1"].startswith("张")
+    assert [a["login"] for a in found["accounts"]] == ["pharmacist1"]
+    assert wild["accounts"] == []  # LIKE wildcards are searched as text
+    assert unknown.status_code == 400 and "没有角色" in unknown.json()["error"]["message"]
+    assert "admin" in doctors["roles"] and "partner" in doctors["roles"]

@@ -7,7 +7,7 @@ from typing import Any
 
 import msgspec
 import pyotp
-from quart import Response
+from quart import Response, request
 
 from carehub.identity import STAFF_ROLES, Identity, NewAccount
 from carehub.identity.partners import OPERATIONS, Partners
@@ -116,6 +116,28 @@ class AuditVerifyView(msgspec.Struct):
     message: str
 
 
+class AccountView(msgspec.Struct):
+    id: str
+    login: str
+    #: what others may see: a patient's name is masked
+    name: str
+    roles: list[str]
+    disabled: bool
+    locked_until: dt.datetime | None
+
+
+class AccountsView(msgspec.Struct):
+    accounts: list[AccountView]
+    #: every role an account may be given
+    roles: list[str]
+
+
+class CreatedAccountsView(msgspec.Struct):
+    ids: list[str]
+    #: login -> otpauth:// link for staff accounts, shown once
+    totp_enrolment: dict[str, str]
+
+
 class RoleView(msgspec.Struct):
     name: str
     description: str
@@ -133,8 +155,29 @@ def register(
     r: RouteDecorator, *, identity: Identity, patients: Patients, partners: Partners, signatures: Signatures,
     close_sessions: CloseSessions,
 ) -> None:
+    @r("GET", "/api/v1/admin/accounts", summary="Accounts by login, optionally by role or login/name text",
+       permission="admin.accounts", tag="admin", query=("role", "q", "limit", "offset"), response=AccountsView)
+    async def list_accounts(ctx: RequestContext) -> Any:
+        role = request.args.get("role") or None
+        if role is not None and role not in identity.known_roles():
+            raise ApiError(400, "bad_request", f"没有角色 {role[:40]} (unknown role)")
+        search = (request.args.get("q") or "").strip() or None
+        if search is not None and (len(search) > 64 or "\x00" in search):
+            raise ApiError(400, "bad_request", "搜索内容过长或含有不允许的字符 (q is too long)")
+        found = await identity.accounts.listing(
+            role=role, search=search, limit=int_arg("limit", 50, 1, 500), offset=int_arg("offset", 0, 0, 10**7)
+        )
+        return {
+            "accounts": [
+                {"id": a.id, "login": a.login, "name": a.listed_name, "roles": sorted(a.roles), "disabled": a.disabled,
+                 "locked_until": a.locked_until}
+                for a in found
+            ],
+            "roles": sorted(identity.known_roles()),
+        }
+
     @r("POST", "/api/v1/admin/accounts", summary="Create accounts (bulk, all or none)",
-       permission="admin.accounts", body=NewAccounts, tag="admin")
+       permission="admin.accounts", body=NewAccounts, tag="admin", response=CreatedAccountsView)
     async def create_accounts(ctx: RequestContext, body: NewAccounts) -> Any:
         if not 1 <= len(body.accounts) <= 1000:
             raise ApiError(422, "invalid", "send between 1 and 1000 accounts")
