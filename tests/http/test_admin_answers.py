@@ -7,7 +7,7 @@ import msgspec
 from ..servers import Server
 
 ADMIN_LISTS = (
-    "/api/v1/admin/directory", "/api/v1/admin/announcements", "/api/v1/admin/prices/history",
+    "/api/v1/admin/directory", "/api/v1/admin/announcements", "/api/v1/admin/prices/history", "/api/v1/admin/prices",
     "/api/v1/admin/triage/rules", "/api/v1/admin/news", "/api/v1/admin/guide", "/api/v1/admin/partners",
     "/api/v1/admin/audit", "/api/v1/admin/audit/verify", "/api/v1/admin/roles", "/api/v1/admin/accounts",
 )
@@ -67,3 +67,15 @@ async def test_accounts_are_listed_by_role_and_text_with_patients_names_masked(s
     assert wild["accounts"] == []  # LIKE wildcards are searched as text
     assert unknown.status_code == 400 and "没有角色" in unknown.json()["error"]["message"]
     assert "admin" in doctors["roles"] and "partner" in doctors["roles"]
+
+
+async def test_an_item_taken_off_the_price_list_stays_in_the_admin_list(server: Server) -> None:
+    """ADM-6: so an admin can put it back."""
+    async with server.http(await server.token("admin")) as http:
+        item = {"name": "停用项目", "unit": "次", "price_fen": 500, "active": False}
+        assert (await http.put("/api/v1/admin/prices/T-OFF", json=item)).status_code == 200
+        admin = (await http.get("/api/v1/admin/prices", params={"q": "T-OFF"})).json()["prices"]
+    async with server.http() as http:
+        public = (await http.get("/api/v1/prices", params={"q": "T-OFF"})).json()["prices"]
+    assert [(p["code"], p["active"]) for p in admin] == [("T-OFF", False)]
+    assert public == []

@@ -53,6 +53,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/admin/partners/<account_id>/keys"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/partners"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/accounts"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/prices"): frozenset({"admin"}),
     ("DELETE", "/api/v1/admin/partners/<account_id>/keys/<key_id>"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/news/<news_id>"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/guide/<slug>"): frozenset({"admin"}),

@@ -277,6 +277,21 @@ class PriceChangeView(msgspec.Struct):
     new_active: bool
 
 
+class AdminPriceView(msgspec.Struct):
+    code: str
+    name: str
+    category: str
+    unit: str
+    price_fen: int
+    #: on the public price list
+    active: bool
+    updated_at: dt.datetime
+
+
+class AdminPricesView(msgspec.Struct):
+    prices: list[AdminPriceView]
+
+
 class PriceHistoryView(msgspec.Struct):
     changes: list[PriceChangeView]
 
@@ -714,6 +729,14 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         item = clean("price", msgspec.structs.asdict(body))
         change = await directory.prices.put_price(editor(ctx), code, item)
         return {"code": code, "changed": change is not None}
+
+    @r("GET", "/api/v1/admin/prices", summary="The price list, items taken off it too (ADM-6)",
+       permission="admin.directory", tag="admin-directory", query=("q",), response=AdminPricesView)
+    async def admin_prices(ctx: RequestContext) -> Any:
+        search = (request.args.get("q") or "").strip() or None
+        if search is not None and (len(search) > 100 or "\x00" in search):
+            raise ApiError(400, "bad_request", "搜索内容过长或含有不允许的字符 (q is too long)")
+        return {"prices": await directory.prices.prices(search=search, category=None, everything=True)}
 
     @r("GET", "/api/v1/admin/prices/history", summary="Price list changes: who, when, old and new (ADM-6)",
        permission="admin.directory", tag="admin-directory", query=("code", "limit"), response=PriceHistoryView)
