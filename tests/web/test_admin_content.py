@@ -125,6 +125,11 @@ async def test_departments_and_doctors_reach_the_patient_app(
         page.get_by_role("row", name=re.compile("钱多")).get_by_role("button", name="停用").click()
         expect(page.get_by_role("row", name=re.compile("钱多.*已停用"))).to_be_visible()
         shot(page, "admin-doctors")
+        # each change is in the audit log, by the admin
+        menu(page, "审计日志")
+        audit = table(page, "审计记录")
+        for action in ("新增科室 department.create", "导入医生 doctor.import", "修改医生 doctor.change"):
+            expect(audit.get_by_role("row", name=re.compile(f"系统管理员.*{action}"))).to_be_visible()
 
     await chromium.run(import_doctors)
     async with hub.http() as http:
