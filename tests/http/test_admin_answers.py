@@ -79,3 +79,46 @@ async def test_an_item_taken_off_the_price_list_stays_in_the_admin_list(server: 
         public = (await http.get("/api/v1/prices", params={"q": "T-OFF"})).json()["prices"]
     assert [(p["code"], p["active"]) for p in admin] == [("T-OFF", False)]
     assert public == []
+
+
+async def test_the_admin_writes_answer_their_declared_shape(server: Server) -> None:
+    """The writes the console's forms make: each answer decodes as its ``response=`` schema."""
+    specs = {(s.method, s.path): s for s in server.app.router.specs}
+    async with server.http(await server.token("admin")) as http:
+        hospital = (await http.get("/api/v1/hospital")).json()
+        main = (await http.get("/api/v1/campuses")).json()["campuses"][0]
+        doctor = await server.account_id("doctor6")
+        writes = [
+            ("PUT", "/api/v1/admin/hospital", "/api/v1/admin/hospital", {
+                "name": hospital["name"], "intro": hospital["intro"], "address": hospital["address"],
+                "phone": hospital["phone"], "images": hospital["images"]}),
+            ("PUT", "/api/v1/admin/settings", "/api/v1/admin/settings", {"map_url": "https://map.example.cn/x"}),
+            ("PUT", "/api/v1/admin/campuses/<campus_id>", f"/api/v1/admin/campuses/{main['id']}", {
+                "name": main["name"], "address": main["address"], "phone": main["phone"], "map_url": main["map_url"],
+                "sort_order": main["sort_order"],
+                "floors": [{"id": f["id"], "building": f["building"], "name": f["name"], "level": f["level"],
+                            "plan_url": f["plan_url"]} for f in main["floors"]]}),
+            ("POST", "/api/v1/admin/departments", "/api/v1/admin/departments", {"id": "shape", "name": "形状科"}),
+            ("PATCH", "/api/v1/admin/departments/<department_id>", "/api/v1/admin/departments/shape",
+             {"room": "101"}),
+            ("POST", "/api/v1/admin/doctors", "/api/v1/admin/doctors", {
+                "login": "doc_shape", "name": "形医生", "department_id": "shape", "title": "医师",
+                "specialty": "形状"}),
+            ("PUT", "/api/v1/admin/guide/<slug>", "/api/v1/admin/guide/shape", {"title": "形", "body": "状"}),
+            ("PUT", "/api/v1/admin/triage/rules/<rule_id>", "/api/v1/admin/triage/rules/shape", {
+                "body_part": "头部", "keywords": ["形"], "departments": ["shape"]}),
+            ("DELETE", "/api/v1/admin/triage/rules/<rule_id>", "/api/v1/admin/triage/rules/shape", None),
+            ("PUT", "/api/v1/admin/prices/<code>", "/api/v1/admin/prices/SHAPE", {
+                "name": "形", "unit": "次", "price_fen": 1}),
+            ("PUT", "/api/v1/admin/roles/<name>", "/api/v1/admin/roles/shape", {"permissions": ["directory.read"]}),
+            ("PUT", "/api/v1/admin/accounts/<account_id>/roles", f"/api/v1/admin/accounts/{doctor}/roles",
+             {"roles": ["doctor", "shape"]}),
+            ("POST", "/api/v1/admin/accounts/<account_id>/disable", f"/api/v1/admin/accounts/{doctor}/disable", None),
+        ]
+        for method, route, path, body in writes:
+            spec = specs[(method, route)]
+            assert spec.response is not None, route
+            answer = await http.request(method, path, json=body) if body is not None else await http.request(
+                method, path)
+            assert answer.status_code in (200, 201), (path, answer.text)
+            msgspec.json.decode(answer.content, type=spec.response)

@@ -138,6 +138,22 @@ class CreatedAccountsView(msgspec.Struct):
     totp_enrolment: dict[str, str]
 
 
+class DisabledAccountView(msgspec.Struct):
+    disabled: str
+    sessions_revoked: int
+
+
+class RoleSetView(msgspec.Struct):
+    name: str
+    permissions: list[str]
+    menus: list[str]
+
+
+class AccountRolesView(msgspec.Struct):
+    id: str
+    roles: list[str]
+
+
 class RoleView(msgspec.Struct):
     name: str
     description: str
@@ -206,7 +222,7 @@ def register(
         return json_response({"ids": ids, "totp_enrolment": enrolment}, 201)
 
     @r("POST", "/api/v1/admin/accounts/<account_id>/disable", summary="Disable an account (ends its sessions)",
-       permission="admin.accounts", tag="admin")
+       permission="admin.accounts", tag="admin", response=DisabledAccountView)
     async def disable_account(ctx: RequestContext, account_id: str) -> Any:
         assert ctx.principal is not None
         if await identity.accounts.by_id(account_id) is None:
@@ -314,7 +330,7 @@ def register(
         }
 
     @r("PUT", "/api/v1/admin/roles/<name>", summary="Create a role or change its permissions and menus",
-       permission="admin.roles", body=RoleBody, tag="admin")
+       permission="admin.roles", body=RoleBody, tag="admin", response=RoleSetView)
     async def put_role(ctx: RequestContext, body: RoleBody, name: str) -> Any:
         assert ctx.principal is not None and identity.roles is not None
         role = await identity.roles.put(name, body.description or name, body.permissions, body.menus)
@@ -327,7 +343,7 @@ def register(
         return {"name": role.name, "permissions": sorted(role.permissions), "menus": list(role.menus)}
 
     @r("PUT", "/api/v1/admin/accounts/<account_id>/roles", summary="Set an account's roles",
-       permission="admin.roles", body=AccountRoles, tag="admin")
+       permission="admin.roles", body=AccountRoles, tag="admin", response=AccountRolesView)
     async def set_account_roles(ctx: RequestContext, body: AccountRoles, account_id: str) -> Any:
         assert ctx.principal is not None
         roles = frozenset(body.roles)

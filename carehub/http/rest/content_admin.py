@@ -191,6 +191,72 @@ class TriageRuleBody(msgspec.Struct, forbid_unknown_fields=True):
 # ---- answers (OpenAPI response schemas of the routes the admin console uses) ---------------------
 
 
+class ImageView(msgspec.Struct):
+    url: str
+    caption: str
+
+
+class CampusSummaryView(msgspec.Struct):
+    id: str
+    name: str
+    address: str
+    phone: str
+    map_url: str
+
+
+class HospitalView(msgspec.Struct):
+    name: str
+    intro: str
+    address: str
+    phone: str
+    updated_at: dt.datetime | None
+    images: list[ImageView]
+    campuses: list[CampusSummaryView]
+    map_url: str
+
+
+class SettingsView(msgspec.Struct):
+    map_url: str
+    triage_url: str
+
+
+class FloorDepartmentView(msgspec.Struct):
+    id: str
+    name: str
+    room: str
+
+
+class FloorView(msgspec.Struct):
+    id: str
+    building: str
+    name: str
+    level: int
+    plan_url: str
+    departments: list[FloorDepartmentView]
+
+
+class CampusView(msgspec.Struct):
+    id: str
+    name: str
+    address: str
+    phone: str
+    map_url: str
+    sort_order: int
+    floors: list[FloorView]
+
+
+class CampusesView(msgspec.Struct):
+    campuses: list[CampusView]
+
+
+class SlugView(msgspec.Struct):
+    slug: str
+
+
+class DeletedView(msgspec.Struct):
+    deleted: str
+
+
 class AdminDoctorView(msgspec.Struct):
     id: str
     name: str
@@ -544,7 +610,7 @@ def _import_refused(err: ImportRefused, *, valid: int = 0) -> Any:
 
 def register(r: RouteDecorator, *, directory: Directory, identity: Identity, signatures: Signatures) -> None:
     @r("PUT", "/api/v1/admin/hospital", summary="Set the hospital introduction and images (ADM-4, PUB-1)",
-       permission="admin.directory", body=HospitalBody, tag="admin-directory")
+       permission="admin.directory", body=HospitalBody, tag="admin-directory", response=HospitalView)
     async def put_hospital(ctx: RequestContext, body: HospitalBody) -> Any:
         if len(body.images) > 30:
             raise ApiError(422, "invalid", "图片最多 30 张 (at most 30 images)")
@@ -555,14 +621,14 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return await directory.hospital.hospital()
 
     @r("PUT", "/api/v1/admin/settings", summary="Set the map link (PUB-6) and the third-party triage link (OUT-1)",
-       permission="admin.directory", body=SettingsBody, tag="admin-directory")
+       permission="admin.directory", body=SettingsBody, tag="admin-directory", response=SettingsView)
     async def put_settings(ctx: RequestContext, body: SettingsBody) -> Any:
         values = clean("settings", _given(body))
         assert set(values) <= set(SETTINGS)
         return await directory.hospital.put_settings(editor(ctx), values)
 
     @r("PUT", "/api/v1/admin/campuses/<campus_id>", summary="Create or replace a campus with its floors (PUB-2)",
-       permission="admin.directory", body=CampusBody, tag="admin-directory")
+       permission="admin.directory", body=CampusBody, tag="admin-directory", response=CampusesView)
     async def put_campus(ctx: RequestContext, body: CampusBody, campus_id: str) -> Any:
         if len(body.floors) > 200:
             raise ApiError(422, "invalid", "一个院区最多 200 个楼层 (at most 200 floors)")
@@ -597,7 +663,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": department_id, "changed": sorted(changes)}
 
     @r("POST", "/api/v1/admin/doctors", summary="Create a doctor: account (password, TOTP) and profile (ADM-3)",
-       permission="admin.directory", body=NewDoctor, tag="admin-directory")
+       permission="admin.directory", body=NewDoctor, tag="admin-directory", response=NewDoctorView)
     async def create_doctor(ctx: RequestContext, body: NewDoctor) -> Any:
         fields = msgspec.structs.asdict(body)
         fields["department"] = fields.pop("department_id")
@@ -688,7 +754,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return await directory.guide.guide_page(path_id(slug, "就医指南"), everything=True)
 
     @r("PUT", "/api/v1/admin/guide/<slug>", summary="Create or replace a visit guide page (PUB-5, GUIDE-1)",
-       permission="admin.directory", body=GuideBody, tag="admin-directory")
+       permission="admin.directory", body=GuideBody, tag="admin-directory", response=SlugView)
     async def put_guide(ctx: RequestContext, body: GuideBody, slug: str) -> Any:
         slug = check_id(slug, "指南页面名")
         page = clean("guide", msgspec.structs.asdict(body))
@@ -753,7 +819,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"rules": await directory.triage.triage_rules_json(), "body_parts": list(BODY_PARTS)}
 
     @r("PUT", "/api/v1/admin/triage/rules/<rule_id>", summary="Create or replace a smart triage rule (OUT-1)",
-       permission="admin.directory", body=TriageRuleBody, tag="admin-directory")
+       permission="admin.directory", body=TriageRuleBody, tag="admin-directory", response=CreatedView)
     async def put_triage_rule(ctx: RequestContext, body: TriageRuleBody, rule_id: str) -> Any:
         if body.body_part not in BODY_PARTS:
             raise ApiError(422, "invalid", f"身体部位应为：{'、'.join(BODY_PARTS)} (unknown body part)")
@@ -774,7 +840,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": rule_id}
 
     @r("DELETE", "/api/v1/admin/triage/rules/<rule_id>", summary="Delete a smart triage rule (OUT-1)",
-       permission="admin.directory", tag="admin-directory")
+       permission="admin.directory", tag="admin-directory", response=DeletedView)
     async def delete_triage_rule(ctx: RequestContext, rule_id: str) -> Any:
         await directory.triage.delete_triage_rule(editor(ctx), path_id(rule_id, "分诊规则"))
         return {"deleted": rule_id}
