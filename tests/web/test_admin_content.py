@@ -161,6 +161,19 @@ async def test_departments_and_doctors_reach_the_patient_app(
         expect(phone.get_by_text("内分泌科").first).to_be_visible()
 
     await chromium.run(patient_sees_it)
+
+    def disable_department() -> None:
+        menu(page, "科室管理")
+        page.get_by_role("row", name=re.compile("endo.*内分泌科")).get_by_role("button", name="停用").click()
+        confirm = page.locator(".el-popconfirm:visible")
+        expect(confirm).to_contain_text("停用后患者端不再显示该科室")
+        confirm.get_by_role("button", name="停用").click()
+        expect(page.get_by_role("row", name=re.compile("endo.*内分泌科.*已停用"))).to_be_visible()
+
+    await chromium.run(disable_department)
+    async with hub.http() as http:
+        listed = (await http.get("/api/v1/departments")).json()["departments"]
+    assert "endo" not in [d["id"] for d in listed]
     assert csp_or_script_errors(chromium) == []
 
 
