@@ -251,7 +251,10 @@ async def test_announcement_price_audit_and_partner_keys(chromium: Chromium, sms
         expect(rows.get_by_role("row", name=re.compile("发布公告.*announcement.create"))).to_be_visible()
         page.get_by_role("button", name="校验日志完整性").click()
         expect(page.get_by_role("status").filter(has_text="日志完整")).to_be_visible()
-        # filter to the price changes, then export exactly those
+        # filter to the admin's price changes, then export exactly those
+        page.locator(".el-select__wrapper", has=page.get_by_label("操作人")).click()
+        page.get_by_role("combobox", name="操作人").fill("admin")
+        page.locator(".el-select-dropdown__item:visible").filter(has_text="系统管理员（admin）").click()
         page.get_by_label("对象").fill("price/")
         page.get_by_role("button", name="查询").click()
         expect(body_rows(page, "审计记录")).to_have_count(2)  # the two changes
@@ -259,12 +262,15 @@ async def test_announcement_price_audit_and_partner_keys(chromium: Chromium, sms
         with page.expect_download() as download:
             page.get_by_role("button", name="导出 CSV").click()
         shot(page, "admin-audit")
-        return {"path": download.value.path(), "name": download.value.suggested_filename, "shown": shown}
+        admin = page.evaluate("() => JSON.parse(sessionStorage.getItem('carehub.admin.session')).account.id")
+        return {"path": download.value.path(), "name": download.value.suggested_filename, "shown": shown,
+                "admin": admin}
 
     exported = await chromium.run(audit)
     assert exported["name"].startswith("审计日志-") and exported["name"].endswith(".csv")
     rows = read_csv(exported["path"])
     assert [(r["action"], r["target"]) for r in rows] == [("price.change", "price/LAB-A1C")] * 2
+    assert {r["actor_id"] for r in rows} == {exported["admin"]}
     # the file holds the rows the page shows (oldest first, the page newest first)
     assert [r["id"] for r in rows] == [s.split()[0] for s in reversed(exported["shown"])]
 
