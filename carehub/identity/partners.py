@@ -22,8 +22,9 @@ import secrets
 import time
 from collections.abc import Mapping, Sequence
 
+from carehub.errors import NotFound
 from carehub.storage.crypto import hmac_sm3, hmac_sm3_equal, sm3
-from carehub.storage.identity.partners import PartnerKeyStore
+from carehub.storage.identity.partners import PartnerKeyInfo, PartnerKeyStore
 from carehub.storage.keyring import KeyRing
 
 from .errors import IdentityInvalid, PartnerRefused, RateLimited
@@ -71,6 +72,17 @@ class Partners:
             dt.datetime.now(dt.UTC),
         )
         return key_id, secret
+
+    async def list_keys(self, account_ids: Sequence[str] | None = None) -> list[PartnerKeyInfo]:
+        """The keys (never their secrets), newest first."""
+        return await self.keys.keys(account_ids)
+
+    async def revoke_key(self, account_id: str, key_id: str) -> bool:
+        """Disable a partner's key for good; False when it was already revoked. Unknown key: NotFound."""
+        revoked = await self.keys.disable(key_id, account_id)
+        if revoked is None:
+            raise NotFound(f"密钥 {key_id[:40]} 不存在 (no such key for this partner)")
+        return revoked
 
     async def verify(
         self, method: str, path: str, headers: Mapping[str, str], body: bytes, operation: str

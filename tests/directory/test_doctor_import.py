@@ -73,3 +73,26 @@ async def test_an_empty_upload_is_refused_with_what_the_header_should_be(server:
     """ADM-3."""
     response = await upload(server, b"")
     assert response.status_code == 422 and "表头" in error_message(response)
+
+
+async def test_skip_invalid_imports_the_good_lines_and_reports_the_bad_ones(server: Server) -> None:
+    """ADM-3: after seeing the errors an admin may import the rest (the console's "跳过错误行导入")."""
+    text = GOOD + "doc_feng,冯雪,nowhere,主治医师,甲状腺\n"
+    refused = await upload(server, text.encode())
+    assert refused.status_code == 422 and refused.json()["error"]["valid"] == 2
+    async with await as_admin(server) as http:
+        response = await http.post(
+            "/api/v1/admin/doctors/import", params={"skip_invalid": "1"}, content=text.encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+        nothing_good = await http.post(
+            "/api/v1/admin/doctors/import", params={"skip_invalid": "1"},
+            content="账号,姓名,科室,职称,擅长\ndoc_x,某某,nowhere,主治医师,甲状腺\n".encode(),
+            headers={"Content-Type": "text/csv"},
+        )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["imported"] == 2 and [d["login"] for d in body["doctors"]] == ["doc_wu", "doc_zheng"]
+    assert body["skipped"] == [{"line": 4, "message": "第 4 行：科室“nowhere”不存在"}]
+    assert {"吴刚", "郑红"} <= await directory_names(server)
+    assert nothing_good.status_code == 422 and "没有可导入的行" in nothing_good.json()["error"]["message"]

@@ -36,7 +36,7 @@ from carehub.identity.signatures import Signatures
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
 from .args import int_arg
-from .directory import editor, path_id
+from .directory import DepartmentView, editor, path_id
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -186,6 +186,247 @@ class TriageRuleBody(msgspec.Struct, forbid_unknown_fields=True):
     max_age: int | None = None
     priority: int = 0
     note: str = ""
+
+
+# ---- answers (OpenAPI response schemas of the routes the admin console uses) ---------------------
+
+
+class ImageView(msgspec.Struct):
+    url: str
+    caption: str
+
+
+class CampusSummaryView(msgspec.Struct):
+    id: str
+    name: str
+    address: str
+    phone: str
+    map_url: str
+
+
+class HospitalView(msgspec.Struct):
+    name: str
+    intro: str
+    address: str
+    phone: str
+    updated_at: dt.datetime | None
+    images: list[ImageView]
+    campuses: list[CampusSummaryView]
+    map_url: str
+
+
+class SettingsView(msgspec.Struct):
+    map_url: str
+    triage_url: str
+
+
+class FloorDepartmentView(msgspec.Struct):
+    id: str
+    name: str
+    room: str
+
+
+class FloorView(msgspec.Struct):
+    id: str
+    building: str
+    name: str
+    level: int
+    plan_url: str
+    departments: list[FloorDepartmentView]
+
+
+class CampusView(msgspec.Struct):
+    id: str
+    name: str
+    address: str
+    phone: str
+    map_url: str
+    sort_order: int
+    floors: list[FloorView]
+
+
+class CampusesView(msgspec.Struct):
+    campuses: list[CampusView]
+
+
+class SlugView(msgspec.Struct):
+    slug: str
+
+
+class DeletedView(msgspec.Struct):
+    deleted: str
+
+
+class AdminDoctorView(msgspec.Struct):
+    id: str
+    name: str
+    department_id: str
+    department: str
+    title: str
+    specialty: str
+    intro: str
+    photo_url: str
+    expert: bool
+    #: left out of the directory (the doctor or their account is disabled)
+    disabled: bool
+
+
+class AdminDirectoryView(msgspec.Struct):
+    departments: list[DepartmentView]
+    doctors: list[AdminDoctorView]
+
+
+class CreatedView(msgspec.Struct):
+    id: str
+
+
+class ChangedView(msgspec.Struct):
+    id: str
+    changed: list[str]
+
+
+class NewDoctorView(msgspec.Struct):
+    id: str
+    login: str
+    name: str
+    #: the first password and the TOTP enrolment link: shown once
+    password: str
+    totp_enrolment: str
+
+
+class ImportLineView(msgspec.Struct):
+    line: int
+    message: str
+
+
+class ImportedDoctorsView(msgspec.Struct):
+    imported: int
+    doctors: list[NewDoctorView]
+    #: lines left out (skip_invalid=1) and why
+    skipped: list[ImportLineView]
+
+
+class AdminAnnouncementView(msgspec.Struct):
+    id: str
+    title: str
+    body: str
+    starts_at: dt.datetime
+    ends_at: dt.datetime
+    withdrawn: bool
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    #: accounts that marked it read
+    read_count: int
+    #: not withdrawn and within its period now
+    showing: bool
+
+
+class AdminAnnouncementsView(msgspec.Struct):
+    announcements: list[AdminAnnouncementView]
+
+
+class PriceChangeView(msgspec.Struct):
+    id: int
+    code: str
+    changed_at: dt.datetime
+    changed_by: str | None
+    changed_by_name: str | None
+    old_name: str | None
+    new_name: str
+    old_category: str | None
+    new_category: str
+    old_unit: str | None
+    new_unit: str
+    old_price_fen: int | None
+    new_price_fen: int
+    old_active: bool | None
+    new_active: bool
+
+
+class AdminPriceView(msgspec.Struct):
+    code: str
+    name: str
+    category: str
+    unit: str
+    price_fen: int
+    #: on the public price list
+    active: bool
+    updated_at: dt.datetime
+
+
+class AdminPricesView(msgspec.Struct):
+    prices: list[AdminPriceView]
+
+
+class PriceHistoryView(msgspec.Struct):
+    changes: list[PriceChangeView]
+
+
+class PriceSetView(msgspec.Struct):
+    code: str
+    #: False: the item already had these values
+    changed: bool
+
+
+class TriageRuleView(msgspec.Struct):
+    id: str
+    body_part: str
+    keywords: list[str]
+    sex: str | None
+    min_age: int | None
+    max_age: int | None
+    priority: int
+    note: str
+    departments: list[str]
+
+
+class TriageRulesView(msgspec.Struct):
+    rules: list[TriageRuleView]
+    body_parts: list[str]
+
+
+class AdminNewsItemView(msgspec.Struct):
+    id: str
+    title: str
+    summary: str
+    cover_url: str
+    published_at: dt.datetime
+    hidden: bool
+
+
+class AdminNewsArticleView(msgspec.Struct):
+    id: str
+    title: str
+    summary: str
+    body: str
+    cover_url: str
+    published_at: dt.datetime
+    hidden: bool
+
+
+class AdminNewsView(msgspec.Struct):
+    news: list[AdminNewsItemView]
+
+
+class AdminGuidePageView(msgspec.Struct):
+    slug: str
+    title: str
+    sort_order: int
+    hidden: bool
+    updated_at: dt.datetime
+
+
+class AdminGuideArticleView(msgspec.Struct):
+    slug: str
+    title: str
+    body: str
+    sort_order: int
+    hidden: bool
+    updated_at: dt.datetime
+
+
+class AdminGuideView(msgspec.Struct):
+    pages: list[AdminGuidePageView]
 
 
 def _given(body: msgspec.Struct) -> dict[str, Any]:
@@ -358,9 +599,10 @@ async def _create_doctors(
     return [{"id": account_id, **s} for account_id, s in zip(ids, shown, strict=True)]
 
 
-def _import_refused(err: ImportRefused) -> Any:
+def _import_refused(err: ImportRefused, *, valid: int = 0) -> Any:
+    """422 with the errors by line and how many lines were fine (``valid``: what skip_invalid would import)."""
     lines = [{"line": line, "message": f"第 {line} 行：{message}"} for line, message in err.lines]
-    return json_response({"error": {"code": "invalid", "message": err.message, "lines": lines}}, 422)
+    return json_response({"error": {"code": "invalid", "message": err.message, "lines": lines, "valid": valid}}, 422)
 
 
 # ---- routes -------------------------------------------------------------------------------------
@@ -368,7 +610,7 @@ def _import_refused(err: ImportRefused) -> Any:
 
 def register(r: RouteDecorator, *, directory: Directory, identity: Identity, signatures: Signatures) -> None:
     @r("PUT", "/api/v1/admin/hospital", summary="Set the hospital introduction and images (ADM-4, PUB-1)",
-       permission="admin.directory", body=HospitalBody, tag="admin-directory")
+       permission="admin.directory", body=HospitalBody, tag="admin-directory", response=HospitalView)
     async def put_hospital(ctx: RequestContext, body: HospitalBody) -> Any:
         if len(body.images) > 30:
             raise ApiError(422, "invalid", "图片最多 30 张 (at most 30 images)")
@@ -379,14 +621,14 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return await directory.hospital.hospital()
 
     @r("PUT", "/api/v1/admin/settings", summary="Set the map link (PUB-6) and the third-party triage link (OUT-1)",
-       permission="admin.directory", body=SettingsBody, tag="admin-directory")
+       permission="admin.directory", body=SettingsBody, tag="admin-directory", response=SettingsView)
     async def put_settings(ctx: RequestContext, body: SettingsBody) -> Any:
         values = clean("settings", _given(body))
         assert set(values) <= set(SETTINGS)
         return await directory.hospital.put_settings(editor(ctx), values)
 
     @r("PUT", "/api/v1/admin/campuses/<campus_id>", summary="Create or replace a campus with its floors (PUB-2)",
-       permission="admin.directory", body=CampusBody, tag="admin-directory")
+       permission="admin.directory", body=CampusBody, tag="admin-directory", response=CampusesView)
     async def put_campus(ctx: RequestContext, body: CampusBody, campus_id: str) -> Any:
         if len(body.floors) > 200:
             raise ApiError(422, "invalid", "一个院区最多 200 个楼层 (at most 200 floors)")
@@ -398,13 +640,13 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"campuses": await directory.hospital.campuses()}
 
     @r("GET", "/api/v1/admin/directory", summary="All departments and doctors, disabled ones too (ADM-2, ADM-3)",
-       permission="admin.directory", tag="admin-directory")
+       permission="admin.directory", tag="admin-directory", response=AdminDirectoryView)
     async def admin_directory(ctx: RequestContext) -> Any:
         return {"departments": await directory.departments.departments(include_disabled=True),
                 "doctors": await directory.doctors.doctors(include_disabled=True)}
 
     @r("POST", "/api/v1/admin/departments", summary="Create a department (ADM-2)", permission="admin.directory",
-       body=NewDepartment, tag="admin-directory")
+       body=NewDepartment, tag="admin-directory", response=CreatedView)
     async def create_department(ctx: RequestContext, body: NewDepartment) -> Any:
         department = clean("department", msgspec.structs.asdict(body))
         await directory.departments.create_department(editor(ctx), department)
@@ -412,7 +654,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
 
     @r("PATCH", "/api/v1/admin/departments/<department_id>",
        summary="Change a department: name, place, introduction, or disable it (ADM-2)",
-       permission="admin.directory", body=DepartmentChange, tag="admin-directory")
+       permission="admin.directory", body=DepartmentChange, tag="admin-directory", response=ChangedView)
     async def change_department(ctx: RequestContext, body: DepartmentChange, department_id: str) -> Any:
         changes = clean("department", _given(body))
         await directory.departments.change_department(
@@ -421,7 +663,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": department_id, "changed": sorted(changes)}
 
     @r("POST", "/api/v1/admin/doctors", summary="Create a doctor: account (password, TOTP) and profile (ADM-3)",
-       permission="admin.directory", body=NewDoctor, tag="admin-directory")
+       permission="admin.directory", body=NewDoctor, tag="admin-directory", response=NewDoctorView)
     async def create_doctor(ctx: RequestContext, body: NewDoctor) -> Any:
         fields = msgspec.structs.asdict(body)
         fields["department"] = fields.pop("department_id")
@@ -433,18 +675,21 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
 
     @r("PATCH", "/api/v1/admin/doctors/<doctor_id>",
        summary="Change a doctor's department or profile, or disable them in the directory (ADM-3)",
-       permission="admin.directory", body=DoctorChange, tag="admin-directory")
+       permission="admin.directory", body=DoctorChange, tag="admin-directory", response=ChangedView)
     async def change_doctor(ctx: RequestContext, body: DoctorChange, doctor_id: str) -> Any:
         changes = clean("doctor", _given(body))
         await directory.doctors.change_doctor(editor(ctx), path_id(doctor_id, "医生"), changes)
         return {"id": doctor_id, "changed": sorted(changes)}
 
     @r("POST", "/api/v1/admin/doctors/import",
-       summary="Import doctors from a CSV file: all or none, errors by line (ADM-3)",
-       permission="admin.directory", tag="admin-directory")
+       summary="Import doctors from a CSV file: all or none (errors by line), or skip_invalid=1: the good lines",
+       permission="admin.directory", tag="admin-directory", query=("skip_invalid",), response=ImportedDoctorsView)
     async def import_doctors(ctx: RequestContext) -> Any:
+        skip_invalid = request.args.get("skip_invalid", "") in ("1", "true")
         raw = await request.get_data(cache=True)
         assert isinstance(raw, bytes)
+        cleaned: list[dict[str, Any]] = []
+        errors: list[tuple[int, str]] = []
         try:
             columns, rows = _read_csv(_decode(raw))
             entries = []
@@ -453,15 +698,22 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
                 fields["expert"] = _YES.get(str(fields.get("expert", "")).lower(), None)
                 entries.append((line, fields))
             cleaned, errors = await _check_doctors(identity, directory, entries)
-            if errors:
-                raise ImportRefused(f"导入失败：{len(errors)} 行有错误，未导入任何医生，请修改后重新上传", errors)
+            if errors and not skip_invalid:
+                raise ImportRefused(
+                    f"导入失败：{len(errors)} 行有错误，未导入任何医生；请修改后重新上传，"
+                    f"或跳过错误行导入其余 {len(cleaned)} 行",
+                    errors,
+                )
+            if not cleaned:
+                raise ImportRefused(f"没有可导入的行：{len(errors)} 行都有错误", errors)
         except ImportRefused as err:
-            return _import_refused(err)
+            return _import_refused(err, valid=len(cleaned))
         created = await _create_doctors(ctx, identity, directory, signatures, cleaned)
-        return json_response({"imported": len(created), "doctors": created}, 201)
+        skipped = [{"line": line, "message": f"第 {line} 行：{message}"} for line, message in errors]
+        return json_response({"imported": len(created), "doctors": created, "skipped": skipped}, 201)
 
     @r("GET", "/api/v1/admin/news", summary="All news, hidden and scheduled too (PUB-3)",
-       permission="admin.directory", tag="admin-directory", query=("limit", "offset"))
+       permission="admin.directory", tag="admin-directory", query=("limit", "offset"), response=AdminNewsView)
     async def admin_news(ctx: RequestContext) -> Any:
         items = await directory.news.news(
             now=dt.datetime.now(dt.UTC), limit=int_arg("limit", 100, 1, 1000),
@@ -469,8 +721,13 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         )
         return {"news": items}
 
+    @r("GET", "/api/v1/admin/news/<news_id>", summary="One news article with its body, hidden or scheduled too (PUB-3)",
+       permission="admin.directory", tag="admin-directory", response=AdminNewsArticleView)
+    async def admin_news_item(ctx: RequestContext, news_id: str) -> Any:
+        return await directory.news.news_item(path_id(news_id, "新闻"), now=dt.datetime.now(dt.UTC), everything=True)
+
     @r("POST", "/api/v1/admin/news", summary="Publish a news article (PUB-3)", permission="admin.directory",
-       body=NewsBody, tag="admin-directory")
+       body=NewsBody, tag="admin-directory", response=CreatedView)
     async def create_news(ctx: RequestContext, body: NewsBody) -> Any:
         item = clean("news", msgspec.structs.asdict(body))
         item["published_at"] = _aware(body.published_at) or dt.datetime.now(dt.UTC)
@@ -478,7 +735,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return json_response({"id": news_id}, 201)
 
     @r("PATCH", "/api/v1/admin/news/<news_id>", summary="Change or hide a news article (PUB-3)",
-       permission="admin.directory", body=NewsChange, tag="admin-directory")
+       permission="admin.directory", body=NewsChange, tag="admin-directory", response=ChangedView)
     async def change_news(ctx: RequestContext, body: NewsChange, news_id: str) -> Any:
         changes = clean("news", _given(body))
         if "published_at" in changes:
@@ -487,12 +744,17 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": news_id, "changed": sorted(changes)}
 
     @r("GET", "/api/v1/admin/guide", summary="All visit guide pages, hidden ones too (PUB-5, GUIDE-1)",
-       permission="admin.directory", tag="admin-directory")
+       permission="admin.directory", tag="admin-directory", response=AdminGuideView)
     async def admin_guide(ctx: RequestContext) -> Any:
         return {"pages": await directory.guide.guide(everything=True)}
 
+    @r("GET", "/api/v1/admin/guide/<slug>", summary="One visit guide page with its body, hidden too (PUB-5)",
+       permission="admin.directory", tag="admin-directory", response=AdminGuideArticleView)
+    async def admin_guide_page(ctx: RequestContext, slug: str) -> Any:
+        return await directory.guide.guide_page(path_id(slug, "就医指南"), everything=True)
+
     @r("PUT", "/api/v1/admin/guide/<slug>", summary="Create or replace a visit guide page (PUB-5, GUIDE-1)",
-       permission="admin.directory", body=GuideBody, tag="admin-directory")
+       permission="admin.directory", body=GuideBody, tag="admin-directory", response=SlugView)
     async def put_guide(ctx: RequestContext, body: GuideBody, slug: str) -> Any:
         slug = check_id(slug, "指南页面名")
         page = clean("guide", msgspec.structs.asdict(body))
@@ -500,12 +762,12 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"slug": slug}
 
     @r("GET", "/api/v1/admin/announcements", summary="All announcements with read counts (ADM-5)",
-       permission="admin.directory", tag="admin-directory")
+       permission="admin.directory", tag="admin-directory", response=AdminAnnouncementsView)
     async def admin_announcements(ctx: RequestContext) -> Any:
         return {"announcements": await directory.announcements.all_announcements(now=dt.datetime.now(dt.UTC))}
 
     @r("POST", "/api/v1/admin/announcements", summary="Create an announcement shown from start to end (ADM-5)",
-       permission="admin.directory", body=AnnouncementBody, tag="admin-directory")
+       permission="admin.directory", body=AnnouncementBody, tag="admin-directory", response=CreatedView)
     async def create_announcement(ctx: RequestContext, body: AnnouncementBody) -> Any:
         item = clean("announcement", msgspec.structs.asdict(body))
         _aware(body.starts_at)
@@ -515,7 +777,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
 
     @r("PATCH", "/api/v1/admin/announcements/<announcement_id>",
        summary="Change an announcement, its period, or withdraw it (ADM-5)", permission="admin.directory",
-       body=AnnouncementChange, tag="admin-directory")
+       body=AnnouncementChange, tag="admin-directory", response=ChangedView)
     async def change_announcement(ctx: RequestContext, body: AnnouncementChange, announcement_id: str) -> Any:
         changes = clean("announcement", _given(body))
         for name in ("starts_at", "ends_at"):
@@ -527,15 +789,23 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": announcement_id, "changed": sorted(changes)}
 
     @r("PUT", "/api/v1/admin/prices/<code>", summary="Create or change a price item; the change is kept (ADM-6)",
-       permission="admin.directory", body=PriceBody, tag="admin-directory")
+       permission="admin.directory", body=PriceBody, tag="admin-directory", response=PriceSetView)
     async def put_price(ctx: RequestContext, body: PriceBody, code: str) -> Any:
         code = check_id(code, "项目编码")
         item = clean("price", msgspec.structs.asdict(body))
         change = await directory.prices.put_price(editor(ctx), code, item)
         return {"code": code, "changed": change is not None}
 
+    @r("GET", "/api/v1/admin/prices", summary="The price list, items taken off it too (ADM-6)",
+       permission="admin.directory", tag="admin-directory", query=("q",), response=AdminPricesView)
+    async def admin_prices(ctx: RequestContext) -> Any:
+        search = (request.args.get("q") or "").strip() or None
+        if search is not None and (len(search) > 100 or "\x00" in search):
+            raise ApiError(400, "bad_request", "搜索内容过长或含有不允许的字符 (q is too long)")
+        return {"prices": await directory.prices.prices(search=search, category=None, everything=True)}
+
     @r("GET", "/api/v1/admin/prices/history", summary="Price list changes: who, when, old and new (ADM-6)",
-       permission="admin.directory", tag="admin-directory", query=("code", "limit"))
+       permission="admin.directory", tag="admin-directory", query=("code", "limit"), response=PriceHistoryView)
     async def price_history(ctx: RequestContext) -> Any:
         code = request.args.get("code") or None
         if code is not None:
@@ -544,12 +814,12 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"changes": changes}
 
     @r("GET", "/api/v1/admin/triage/rules", summary="The smart triage rules (OUT-1)", permission="admin.directory",
-       tag="admin-directory")
+       tag="admin-directory", response=TriageRulesView)
     async def triage_rules(ctx: RequestContext) -> Any:
         return {"rules": await directory.triage.triage_rules_json(), "body_parts": list(BODY_PARTS)}
 
     @r("PUT", "/api/v1/admin/triage/rules/<rule_id>", summary="Create or replace a smart triage rule (OUT-1)",
-       permission="admin.directory", body=TriageRuleBody, tag="admin-directory")
+       permission="admin.directory", body=TriageRuleBody, tag="admin-directory", response=CreatedView)
     async def put_triage_rule(ctx: RequestContext, body: TriageRuleBody, rule_id: str) -> Any:
         if body.body_part not in BODY_PARTS:
             raise ApiError(422, "invalid", f"身体部位应为：{'、'.join(BODY_PARTS)} (unknown body part)")
@@ -570,7 +840,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": rule_id}
 
     @r("DELETE", "/api/v1/admin/triage/rules/<rule_id>", summary="Delete a smart triage rule (OUT-1)",
-       permission="admin.directory", tag="admin-directory")
+       permission="admin.directory", tag="admin-directory", response=DeletedView)
     async def delete_triage_rule(ctx: RequestContext, rule_id: str) -> Any:
         await directory.triage.delete_triage_rule(editor(ctx), path_id(rule_id, "分诊规则"))
         return {"deleted": rule_id}

@@ -22,9 +22,12 @@ class GuideStore(DirectoryRepository):
         )
         return [dict(r) for r in rows]
 
-    async def guide_page(self, slug: str) -> dict[str, Any]:
+    async def guide_page(self, slug: str, *, everything: bool = False) -> dict[str, Any]:
+        """One page; ``everything``: hidden pages too, with ``hidden`` and ``sort_order`` (for admins)."""
+        extra = ", sort_order, hidden" if everything else ""
         row = await self.db.fetchrow(
-            "SELECT slug, title, body, updated_at FROM guide_pages WHERE slug = $1 AND NOT hidden", slug
+            f"SELECT slug, title, body, updated_at{extra} FROM guide_pages WHERE slug = $1 AND ($2 OR NOT hidden)",
+            slug, everything,
         )
         if row is None:
             raise NotFound(f"就医指南 {slug} 不存在 (no guide page {slug})")

@@ -27,10 +27,12 @@ class NewsStore(DirectoryRepository):
         )
         return [dict(r) for r in rows]
 
-    async def news_item(self, news_id: str, *, now: dt.datetime) -> dict[str, Any]:
+    async def news_item(self, news_id: str, *, now: dt.datetime, everything: bool = False) -> dict[str, Any]:
+        """One article; ``everything``: hidden and scheduled ones too, with ``hidden`` (for admins)."""
+        extra = ", hidden" if everything else ""
         row = await self.db.fetchrow(
-            "SELECT id, title, summary, body, cover_url, published_at FROM news"
-            " WHERE id = $1 AND NOT hidden AND published_at <= $2", news_id, now,
+            f"SELECT id, title, summary, body, cover_url, published_at{extra} FROM news"
+            " WHERE id = $1 AND ($3 OR (NOT hidden AND published_at <= $2))", news_id, now, everything,
         )
         if row is None:
             raise NotFound(f"新闻 {news_id} 不存在 (no news {news_id})")

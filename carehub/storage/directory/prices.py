@@ -18,12 +18,15 @@ _PRICE = "code, name, category, unit, price_fen, active, updated_at"
 class PriceStore(DirectoryRepository):
     """Price items; every change is kept."""
 
-    async def prices(self, *, search: str | None, category: str | None) -> list[dict[str, Any]]:
+    async def prices(
+        self, *, search: str | None, category: str | None, everything: bool = False
+    ) -> list[dict[str, Any]]:
+        """Active items (``everything``: taken-off ones too, for admins), by category and code."""
         rows = await self.db.fetch(
-            f"SELECT {_PRICE} FROM price_items WHERE active"
+            f"SELECT {_PRICE} FROM price_items WHERE ($3 OR active)"
             " AND ($1::varchar IS NULL OR name LIKE $1 ESCAPE '!' OR code LIKE $1 ESCAPE '!')"
             " AND ($2::varchar IS NULL OR category = $2) ORDER BY category, code",
-            escape_like(search) if search else None, category,
+            escape_like(search) if search else None, category, everything,
         )
         return [dict(r) for r in rows]
 

@@ -40,6 +40,18 @@ class AccountRow:
     listed_name: str | None = None
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class AccountListing:
+    """An account as the admin console lists it: no secrets, a person's name masked."""
+
+    id: str
+    login: str
+    listed_name: str
+    roles: frozenset[str]
+    disabled: bool
+    locked_until: dt.datetime | None
+
+
 class LoginTaken(CareHubError):
     """A new account's login or phone number is already used (nothing was created)."""
 
@@ -282,6 +294,37 @@ class AccountStore:
             "UPDATE accounts SET roles = $2 WHERE id = $1", account_id, ",".join(sorted(roles))
         )
         return status == "UPDATE 1"
+
+    async def with_role(self, role: str, limit: int = 500) -> list[AccountRow]:
+        """Accounts holding ``role`` (disabled ones too), by login."""
+        rows = await self.db.fetch(
+            f"SELECT {_COLUMNS} FROM accounts a WHERE $1 = ANY(string_to_array(a.roles, ','))"
+            " ORDER BY a.login LIMIT $2",
+            role, limit,
+        )
+        return [_row(r, self.keyring) for r in rows]
+
+    async def listing(
+        self, *, role: str | None = None, search: str | None = None, limit: int = 50, offset: int = 0
+    ) -> list[AccountListing]:
+        """Accounts by login for the admin console: only what others may see (a person's masked name)."""
+        pattern = None if not search else "%" + search.replace("!", "!!").replace("%", "!%").replace("_", "!_") + "%"
+        rows = await self.db.fetch(
+            "SELECT id, login, display_name, roles, disabled, locked_until FROM accounts"
+            " WHERE ($1::varchar IS NULL OR $1 = ANY(string_to_array(roles, ',')))"
+            " AND ($2::varchar IS NULL OR login LIKE $2 ESCAPE '!' OR display_name LIKE $2 ESCAPE '!')"
+            f" ORDER BY login LIMIT {int(limit)} OFFSET {int(offset)}",
+            role, pattern,
+        )
+        return [AccountListing(r["id"], r["login"], r["display_name"], frozenset(r["roles"].split(",")), r["disabled"],
+                               r["locked_until"]) for r in rows]
+
+    async def listed_names(self, account_ids: Sequence[str]) -> dict[str, str]:
+        """The names others may be shown (a person's masked name, a staff member's name), by account id."""
+        rows = await self.db.fetch(
+            "SELECT id, display_name FROM accounts WHERE id = ANY($1::varchar[])", list(set(account_ids))
+        )
+        return {r["id"]: r["display_name"] for r in rows}
 
     async def taken_logins(self, logins: Sequence[str]) -> set[str]:
         """Which of ``logins`` already name an account."""
