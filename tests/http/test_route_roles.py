@@ -130,6 +130,9 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/admin/rosters/<roster_id>/decide"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/bookings"): frozenset({"admin"}),
     ("GET", "/api/v1/admin/blacklist"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/statistics/bookings"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/statistics/sessions"): frozenset({"admin"}),
+    ("GET", "/api/v1/admin/statistics/payments"): frozenset({"admin"}),
     ("POST", "/api/v1/admin/blacklist/<entry_id>/lift"): frozenset({"admin"}),
     ("PUT", "/api/v1/admin/no-show-rule"): frozenset({"admin"}),
     # outpatient bills and self-service test orders (carehub/http/rest/bills.py)
