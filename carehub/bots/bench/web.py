@@ -51,9 +51,9 @@ if TYPE_CHECKING:
 
 CHROMIUM = "/usr/bin/chromium"
 #: DevTools' "Fast 3G" (Puppeteer's PredefinedNetworkConditions['Fast 3G']): bytes/s and ms
-FAST_3G = {"offline": False, "latency": 150 * 3.75, "downloadThroughput": 1.6 * 1000 * 1000 / 8 * 0.9,
+FAST_3G: dict[str, Any] = {"offline": False, "latency": 150 * 3.75, "downloadThroughput": 1.6 * 1000 * 1000 / 8 * 0.9,
            "uploadThroughput": 750 * 1000 / 8 * 0.9}
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
+PHONE: dict[str, Any] = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True,
          "has_touch": True, "locale": "zh-CN", "timezone_id": "Asia/Shanghai"}
 DOCTORS = 200
 
