@@ -82,7 +82,7 @@ async def test_the_admin_sees_charts_whose_figures_equal_the_stored_bookings(
         expect(page.get_by_role("heading", name="各科室预约量")).to_be_visible(timeout=15_000)
         expect(page.get_by_role("menuitem", name="预约与支付统计")).to_be_visible()
         expect(page.get_by_text("统计报表")).to_be_visible()
-        expect(page.locator('[data-total="bookings"]')).to_have_text(str(sum(by_department.values())))
+        expect(page.locator('[data-total="bookings"]')).to_have_text(f"{sum(by_department.values()):,}")
         seen = {name: read(page, name) for name in ("departments", "doctors", "sessions", "channels", "trend")}
         page.wait_for_timeout(600)  # the charts' entry animation ends
         SHOTS.mkdir(parents=True, exist_ok=True)
@@ -91,7 +91,7 @@ async def test_the_admin_sees_charts_whose_figures_equal_the_stored_bookings(
         page.locator(".el-select", has=page.get_by_role("combobox", name="科室")).click()
         page.get_by_role("option", name="呼吸与危重症医学科").click()
         expect(page).to_have_url(re.compile("department=resp"))
-        expect(page.locator('[data-total="bookings"]')).to_have_text(str(sum(resp_doctors.values())))
+        expect(page.locator('[data-total="bookings"]')).to_have_text(f"{sum(resp_doctors.values()):,}")
         seen["resp-doctors"] = read(page, "doctors")
         page.screenshot(path=str(SHOTS / "admin-statistics-resp.png"), full_page=False)
         return seen
