@@ -83,9 +83,8 @@ async def _put_bookings(db: Database, rows: list[tuple[str, str, str, str, dt.da
             booking_id, f"{doctor}:{day}:am", doctor, department, day, now, channel, status)
 
 
-async def test_attendance_and_no_show_rate_by_day_and_month_with_every_day_of_the_range(
-    server: Server, db: Database,
-) -> None:
+async def test_attendance_and_no_show_rate_by_day_and_month_with_every_day_of_the_range(server: Server) -> None:
+    db = server.app.services.db  # the hub's own pool (a second asyncio loop beside the hub's is not safe)
     d = dt.date(2025, 3, 10)
     await _put_bookings(db, [
         ("b1", "doc-a", "cardio", "app", d, "seen"),
@@ -115,7 +114,8 @@ async def test_attendance_and_no_show_rate_by_day_and_month_with_every_day_of_th
     assert empty["rows"] == [] and empty["total"]["bookings"] == 0 and empty["total"]["no_show_rate"] is None
 
 
-async def test_sessions_per_doctor_count_held_and_cancelled_sessions_apart(server: Server, db: Database) -> None:
+async def test_sessions_per_doctor_count_held_and_cancelled_sessions_apart(server: Server) -> None:
+    db = server.app.services.db
     start = dt.datetime(2025, 5, 6, 0, 0, tzinfo=dt.UTC)
     for sid, doctor, department, day, status in (
         ("s1", "doc-a", "cardio", dt.date(2025, 5, 6), "open"),
