@@ -20,8 +20,9 @@ from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
 from .pages import register_pages
-from .rest import admin, auth, bills, content_admin, doctor, hub, open, ops, outpatient, patients, statistics
+from .rest import admin, auth, bills, content_admin, doctor, hub, open, ops, outpatient, patients
 from .rest import directory as directory_routes
+from .rest import statistics as statistics_routes
 from .routing import RequestContext, Router, error_response, json_response
 
 log = logging.getLogger("carehub.http")
@@ -159,7 +160,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     content_admin.register(r, directory=directory, identity=services.identity, signatures=services.signatures)
     outpatient.register(r, outpatient=services.outpatient, hub=services.hub, patients=services.patients)
     bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
-    statistics.register(r, statistics=services.statistics)
+    statistics_routes.register(r, statistics=services.statistics)
     register_pages(app, services.config.web_dist)
     return app, router
 
