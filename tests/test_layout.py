@@ -6,6 +6,7 @@ docs/architecture.md "Layers" explains both rules.
 from __future__ import annotations
 
 import ast
+import re
 import tomllib
 from pathlib import Path
 
@@ -54,3 +55,19 @@ def test_every_package_is_in_the_layers_contract() -> None:
     top = {f"carehub.{p.name}" for p in PACKAGE.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     top |= {f"carehub.{p.stem}" for p in PACKAGE.glob("*.py") if p.stem not in ("__init__", "__main__")}
     assert top - fenced == set(), "add these to the layers contract in pyproject.toml"
+
+
+def test_every_cited_feature_id_is_one_the_hospital_asked_for() -> None:
+    """A label like OUT-12 in code, tests, docs or pages names a function of docs/features.md (a wrong ID misleads)."""
+    asked = set(re.findall(r"\b([A-Z]{2,5})-(\d+)\b", (ROOT / "docs" / "features.md").read_text(encoding="utf-8")))
+    families = {family for family, _ in asked}
+    wrong = []
+    for folder, suffixes in ((PACKAGE, {".py"}), (ROOT / "tests", {".py"}), (ROOT / "docs", {".md"}),
+                             (ROOT / "web" / "src", {".js", ".vue"}), (ROOT / "web" / "shared", {".js"})):
+        for path in folder.rglob("*"):
+            if path.suffix not in suffixes or "node_modules" in path.parts:
+                continue
+            for family, number in re.findall(r"\b([A-Z]{2,5})-(\d+)\b", path.read_text(encoding="utf-8")):
+                if family in families and (family, number) not in asked:
+                    wrong.append(f"{path.relative_to(ROOT)}: {family}-{number}")
+    assert wrong == []

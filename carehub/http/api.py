@@ -20,8 +20,9 @@ from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
 from .pages import register_pages
-from .rest import admin, auth, bills, content_admin, doctor, hub, open, ops, outpatient, patients
+from .rest import admin, auth, bills, content_admin, display, doctor, hub, open, ops, outpatient, patients
 from .rest import directory as directory_routes
+from .rest import outpatient_admin as outpatient_admin_routes
 from .rest import statistics as statistics_routes
 from .routing import RequestContext, Router, error_response, json_response
 
@@ -150,7 +151,9 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     gateway = services.gateway
     auth.register(r, identity=services.identity, store=services.store, close_sessions=gateway.close_sessions)
     patients.register(r, patients=services.patients, identity=services.identity)
-    doctor.register(r, care=services.care, patients=services.patients, hub=services.hub)
+    doctor.register(r, care=services.care, patients=services.patients, hub=services.hub,
+                    outpatient=services.outpatient)
+    display.register(r, outpatient=services.outpatient, hub=services.hub, draining=lambda: gateway.draining)
     hub.register(r, hub=services.hub)
     admin.register(r, identity=services.identity, patients=services.patients, partners=services.partners,
                    signatures=services.signatures, close_sessions=gateway.close_sessions)
@@ -159,6 +162,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     directory_routes.register(r, directory=directory)
     content_admin.register(r, directory=directory, identity=services.identity, signatures=services.signatures)
     outpatient.register(r, outpatient=services.outpatient, hub=services.hub, patients=services.patients)
+    outpatient_admin_routes.register(r, outpatient=services.outpatient)
     bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
     statistics_routes.register(r, statistics=services.statistics)
     register_pages(app, services.config.web_dist)

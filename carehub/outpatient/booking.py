@@ -15,6 +15,7 @@ import time
 import uuid
 from typing import Any
 
+import segno
 import trio
 
 from carehub.actors.slot_pool import (
@@ -27,6 +28,7 @@ from carehub.actors.slot_pool import (
     pool_address,
 )
 from carehub.hub import Hub, Refusal
+from carehub.identity.masking import mask_name
 from carehub.identity.patients import Patients
 from carehub.storage.audit import AuditEntry, AuditLog
 from carehub.storage.keyring import KeyRing
@@ -214,17 +216,44 @@ class Bookings:
 
     async def search(
         self, *, day_from: dt.date | None, day_to: dt.date | None, channel: str | None, patient_id: str | None,
-        doctor_id: str | None, department_id: str | None, status: str | None, limit: int,
+        doctor_id: str | None, department_id: str | None, status: str | None, limit: int, offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Booking records for admins (SCH-7)."""
+        """Booking records for admins (SCH-7), newest first, ``offset`` rows skipped."""
         return await self.store.search(day_from=day_from, day_to=day_to, channel=channel, patient_id=patient_id,
-                                       doctor_id=doctor_id, department_id=department_id, status=status, limit=limit)
+                                       doctor_id=doctor_id, department_id=department_id, status=status, limit=limit,
+                                       offset=offset)
+
+    async def search_page(
+        self, *, day_from: dt.date | None, day_to: dt.date | None, channel: str | None, patient_id: str | None,
+        doctor_id: str | None, department_id: str | None, status: str | None, limit: int, offset: int,
+    ) -> dict[str, Any]:
+        """One page of booking records (SCH-7) and how many the filters find in all."""
+        if day_from is not None and day_to is not None and day_to < day_from:
+            raise BookingRefused("结束日期不能早于开始日期", code="invalid")
+        filters: dict[str, Any] = {"day_from": day_from, "day_to": day_to, "channel": channel,
+                                   "patient_id": patient_id, "doctor_id": doctor_id, "department_id": department_id,
+                                   "status": status}
+        rows = await self.store.search(**filters, limit=limit, offset=offset)
+        total = await self.store.count(**filters)
+        for row in rows:
+            row["patient_name"] = self._masked_name(row.pop("patient_name_enc"))
+        return {"bookings": rows, "total": total, "limit": limit, "offset": offset}
+
+    def _masked_name(self, sealed: str | None) -> str | None:
+        """A patient's name as staff lists show it: ``张**`` (None: no such patient)."""
+        name = self.keyring.open_optional(sealed, field="patients.name")
+        return None if name is None else mask_name(name)
 
     # ---- visit day -------------------------------------------------------------------------
 
     def visit_code(self, booking: dict[str, Any]) -> str:
         """The signed visit QR payload: booking id and day, sealed with HMAC-SM3 (OUT-11)."""
         return seal(self.keyring, QR_DOMAIN, "CH1.", ".", booking["booking_id"], str(booking["day"]))
+
+    @staticmethod
+    def visit_qr(code: str) -> str:
+        """The visit code as a QR image: an SVG ``data:`` URI (the pages' CSP allows ``img-src data:``)."""
+        return str(segno.make(code, error="m", micro=False).svg_data_uri(scale=8, border=2))
 
     def read_visit_code(self, code: str) -> str:
         try:
@@ -272,7 +301,14 @@ class Bookings:
 
     async def blacklist(self, *, active_only: bool = True) -> list[dict[str, Any]]:
         rows = await self.blacklist_store.entries(active_only=active_only, now=dt.datetime.now(dt.UTC))
+        for row in rows:
+            row["patient_name"] = self._masked_name(row.pop("patient_name_enc"))
         return [{k: (v.isoformat() if isinstance(v, dt.datetime) else v) for k, v in r.items()} for r in rows]
+
+    async def no_show_rule(self) -> dict[str, Any]:
+        """The no-show rule in force (SCH-10): who changed it last, and when."""
+        rule = await self.blacklist_store.rule()
+        return {**rule, "updated_at": rule["updated_at"].isoformat()}
 
     async def set_no_show_rule(self, *, max_no_shows: int, window_days: int, ban_days: int, enabled: bool,
                                by: str) -> None:
@@ -281,6 +317,8 @@ class Bookings:
             raise BookingRefused("爽约次数 1-20, 统计天数 1-365, 限制天数 1-365", code="invalid")
         await self.blacklist_store.set_rule(max_no_shows=max_no_shows, window_days=window_days, ban_days=ban_days,
                                             enabled=enabled, now=dt.datetime.now(dt.UTC), by=by)
+        await self.audit.append(AuditEntry(action="blacklist.rule", target="no_show_rule", actor_id=by, detail={
+            "max_no_shows": max_no_shows, "window_days": window_days, "ban_days": ban_days, "enabled": enabled}))
 
 
 __all__ = ["BookingRefused", "Bookings", "Refusal", "booking_id_for"]

@@ -14,6 +14,10 @@ substitute     another doctor sees the session's patients; every booked patient 
 
 Approval asks each pool in turn; every step is idempotent, so approving again after a failure
 finishes the job. Every submission and decision is audited.
+
+When a doctor cannot come, an admin changes one open session at once (:meth:`Schedule.change_session`):
+a cancel or substitute roster submitted and approved by that admin, so the change has the same
+record, audit and notices as an approved request; the answer says how many patients were told.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from carehub.actors.slot_pool import (
     CancelSession,
     OpenSession,
     SessionPlan,
+    SessionStatus,
     SubstituteSession,
     pool_address,
 )
@@ -255,7 +260,42 @@ class Schedule:
         await self.store.decide(roster_id, was=RosterStatus.SUBMITTED, status=approved, by=actor_id, at=now)
         await self.audit.append(AuditEntry(action="schedule.approve", target=f"roster/{roster_id}", actor_id=actor_id,
                                            detail={"kind": row["kind"], "sessions": len(sessions)}))
-        return {**await self.roster(roster_id), "results": results}
+        return {**await self.roster(roster_id), "results": results, "told": _told(row["kind"], results)}
+
+    # ---- sessions --------------------------------------------------------------------------
+
+    async def sessions(self, *, day_from: dt.date, days: int, doctor_id: str | None = None,
+                       department_id: str | None = None) -> list[dict[str, Any]]:
+        """Clinic sessions of ``days`` days from ``day_from`` in every status (open, cancelled, closed)."""
+        if not 1 <= days <= 31:
+            raise ScheduleRefused("一次最多查看 31 天的出诊")
+        rows = await self.store.sessions(day_from=day_from, day_to=day_from + dt.timedelta(days=days - 1),
+                                         doctor_id=doctor_id, department_id=department_id)
+        return [_session_view(r) for r in rows]
+
+    async def change_session(self, session_id: str, kind: str, actor_id: str, *, reason: str,
+                             substitute_id: str | None = None) -> dict[str, Any]:
+        """A doctor cannot come: cancel an open session (every booked patient told and refunded) or hand it
+        to ``substitute_id`` (every booked patient told). Recorded as a roster the admin submits and
+        approves at once; answers the roster, the session as it is now and ``told``, the patients told."""
+        if kind not in ("cancel", "substitute"):
+            raise ScheduleRefused("只能停诊或替诊")
+        session = await self.store.session(session_id)
+        if session is None:
+            raise ScheduleRefused("没有这个出诊 (no such session)", code="not_found")
+        if session["status"] != SessionStatus.OPEN:
+            raise ScheduleRefused("该出诊已停诊或已结束 (the session is not open)", code="invalid_state")
+        if substitute_id is not None and substitute_id == session["doctor_id"]:
+            raise ScheduleRefused("替诊医生不能是本人")
+        request = RosterRequest(kind, [RosterSession(session["day"], session["period"], session["room"])],
+                                reason=reason, doctor_id=session["doctor_id"], substitute_id=substitute_id)
+        submitted = await self.submit(request, actor_id, doctor_id=session["doctor_id"])
+        approved = await self.approve(submitted["id"], actor_id)
+        now = await self.store.session(session_id)
+        assert now is not None
+        told = approved.pop("told")
+        approved.pop("results")
+        return {"roster": approved, "session": _session_view(now), "told": told}
 
     def plan(self, rule: SlotRule, s: RosterSession, department_id: str) -> SessionPlan:
         start = dt.time.fromisoformat(s.start) if s.start else PERIOD_START[s.period]
@@ -272,6 +312,25 @@ class Schedule:
             hold_seconds=rule.hold_minutes * 60, one_per=rule.one_per,
             checkin_before_minutes=rule.checkin_before_minutes, checkin_after_minutes=rule.checkin_after_minutes,
         )
+
+
+def _told(kind: str, results: list[dict[str, Any]]) -> int | None:
+    """How many booked patients an approved cancellation or substitution told (None: other kinds)."""
+    if kind in ("cancel", "leave"):
+        return sum(len(r.get("cancelled", ())) for r in results)
+    if kind == "substitute":
+        return sum(len(r.get("notified", ())) for r in results)
+    return None
+
+
+def _session_view(row: Any) -> dict[str, Any]:
+    return {
+        "session_id": row["id"], "doctor_id": row["doctor_id"], "doctor_name": row["doctor_name"],
+        "department_id": row["department_id"], "day": row["day"].isoformat(), "period": row["period"],
+        "room": row["room"], "starts_at": row["starts_at"].isoformat(), "ends_at": row["ends_at"].isoformat(),
+        "capacity": row["capacity"], "booked": row["booked"], "fee_fen": row["fee_fen"], "status": row["status"],
+        "substitute_id": row["substitute_id"], "substitute_name": row["substitute_name"],
+    }
 
 
 def _roster_view(row: Any) -> dict[str, Any]:

@@ -40,7 +40,7 @@ from carehub.hub import Caller, Hub, HubError, Refusal
 from carehub.identity.patients import Patients
 from carehub.outpatient import BookingRefused, Outpatient
 from carehub.outpatient.admission import Admission, Place
-from carehub.outpatient.schedule import RosterRequest, SlotRule
+from carehub.outpatient.schedule import RosterRequest
 
 from ..errors import ApiError, from_error
 from ..routing import Answer, CommandWaiter, RequestContext, RouteDecorator, json_response
@@ -123,20 +123,195 @@ class PriorityBody(msgspec.Struct, forbid_unknown_fields=True):
     priority: bool = True
 
 
-class DecisionBody(msgspec.Struct, forbid_unknown_fields=True):
-    approve: bool
-    reason: str = ""
+# ---- answers of the patient routes (OpenAPI ``response=``; the patient app reads these) --------------
 
 
-class LiftBody(msgspec.Struct, forbid_unknown_fields=True):
-    reason: str
+class SessionView(msgspec.Struct):
+    """A clinic session with its free count, as a search lists it (OUT-2)."""
+
+    session_id: str
+    doctor_id: str
+    doctor_name: str
+    title: str | None
+    specialty: str | None
+    department_id: str
+    day: str
+    period: str
+    room: str
+    starts_at: str
+    capacity: int
+    free: int
+    fee_fen: int
+    opens_at: str
 
 
-class NoShowRuleBody(msgspec.Struct, forbid_unknown_fields=True):
-    max_no_shows: int
-    window_days: int
-    ban_days: int
-    enabled: bool = True
+class SessionsView(msgspec.Struct):
+    sessions: list[SessionView]
+
+
+class FreeSlotView(msgspec.Struct):
+    slot_no: int
+    at: str
+
+
+class DaySessionView(msgspec.Struct):
+    """One session of a doctor's day, with the free slots still to come (OUT-3)."""
+
+    session_id: str
+    period: str
+    period_name: str
+    department_id: str
+    room: str
+    starts_at: str
+    slot_minutes: int
+    capacity: int
+    free: int
+    free_by_channel: dict[str, int]
+    free_slots: list[FreeSlotView]
+    fee_fen: int
+    opens_at: str
+    open_now: bool
+    status: str
+    substitute_name: str | None
+
+
+class OrderView(msgspec.Struct):
+    out_trade_no: str
+    method: str
+    total_fen: int
+    insurance_fen: int
+    cash_fen: int
+    status: str
+    refunded_fen: int
+
+
+class BookingView(msgspec.Struct):
+    """A booking as its slot pool tells it; one of mine also carries its visit code and QR image."""
+
+    booking_id: str
+    session_id: str
+    pool: str
+    doctor_id: str
+    doctor_name: str
+    department_id: str
+    room: str
+    day: str
+    period: str
+    slot_no: int
+    slot_at: str
+    patient_id: str
+    account_id: str
+    channel: str
+    status: str
+    fee_fen: int
+    created_at: str
+    hold_until: str | None
+    note: str | None
+    order: OrderView | None
+    #: the signed visit code (booked or checked in only) and its QR image, an SVG ``data:`` URI
+    visit_code: str | None = None
+    visit_qr: str | None = None
+
+
+class DoctorDayView(msgspec.Struct):
+    doctor_id: str
+    doctor_name: str
+    day: str
+    sessions: list[DaySessionView]
+    #: the asking account's bookings that day (empty without a sign-in)
+    bookings: list[BookingView]
+
+
+class DoctorCardView(msgspec.Struct):
+    """A shareable doctor card; ``link`` is the patient app's page of the doctor (``/h5`` + link)."""
+
+    doctor_id: str
+    name: str
+    title: str | None
+    specialty: str | None
+    department: str
+    link: str
+    title_text: str
+    free_this_week: int
+
+
+class BookingRowView(msgspec.Struct):
+    """A booking as the list of my bookings shows it."""
+
+    booking_id: str
+    session_id: str
+    doctor_id: str
+    doctor_name: str
+    department_id: str
+    room: str
+    day: str
+    slot_no: int
+    slot_at: str
+    patient_id: str
+    account_id: str
+    channel: str
+    status: str
+    fee_fen: int
+    created_at: str
+    note: str | None
+
+
+class BookingsView(msgspec.Struct):
+    bookings: list[BookingRowView]
+
+
+class CancelledView(msgspec.Struct):
+    cancelled: list[str]
+
+
+class PayView(msgspec.Struct):
+    """The order and what the phone needs to pay it: WeChat JSAPI ``pay_params`` for the cash part."""
+
+    booking_id: str
+    order: OrderView
+    pay_params: dict[str, str] | None
+    mix_trade_no: str | None
+
+
+class PositionView(msgspec.Struct):
+    """My place in the waiting line (OUT-12); ``topic`` carries the live positions."""
+
+    session_id: str
+    booking_id: str
+    room: str
+    version: int
+    status: str
+    position: int | None
+    wait_minutes: int | None
+    topic: str
+
+
+class VisitView(msgspec.Struct):
+    """Today's visit with its pathway (OUT-8): the steps, where the patient is, what to do next."""
+
+    booking_id: str
+    session_id: str
+    doctor_id: str
+    doctor_name: str
+    department_id: str
+    room: str
+    day: str
+    slot_no: int
+    slot_at: str
+    patient_id: str
+    account_id: str
+    channel: str
+    status: str
+    fee_fen: int
+    created_at: str
+    note: str | None
+    steps: list[str]
+    current: str
+    next: str | None
+
+
+class VisitsView(msgspec.Struct):
+    visits: list[VisitView]
 
 
 def _day_arg(name: str) -> dt.date | None:
@@ -157,7 +332,8 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
     # ---- finding a doctor and a slot (OUT-2, OUT-3) ------------------------------------------
 
     @r("GET", "/api/v1/sessions", summary="Clinic sessions with free slots (today and the next days)",
-       permission=None, tag="booking", query=("department", "doctor", "name", "specialty", "from", "days"))
+       permission=None, tag="booking", query=("department", "doctor", "name", "specialty", "from", "days"),
+       response=SessionsView)
     async def sessions(ctx: RequestContext) -> Any:
         day_from = _day_arg("from") or _today()
         days = int_arg("days", 7, 1, 31)
@@ -166,7 +342,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
             name=request.args.get("name"), specialty=request.args.get("specialty"), day_from=day_from, days=days)}
 
     @r("GET", "/api/v1/doctors/<doctor_id>/days/<day>", summary="A doctor's day: sessions and free slots",
-       permission=None, tag="booking")
+       permission=None, tag="booking", response=DoctorDayView)
     async def doctor_day(ctx: RequestContext, doctor_id: str, day: str) -> Any:
         try:
             parse_pool_key(f"{doctor_id}:{day}")
@@ -177,7 +353,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         return await outpatient.bookings.pool(doctor_id, date, account)
 
     @r("GET", "/api/v1/doctors/<doctor_id>/card", summary="A shareable doctor card (link to the doctor's page)",
-       permission=None, tag="booking")
+       permission=None, tag="booking", response=DoctorCardView)
     async def doctor_card(ctx: RequestContext, doctor_id: str) -> Any:
         return await outpatient.bookings.doctor_card(doctor_id, _today())
 
@@ -193,7 +369,8 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
             raise from_error(err) from None
 
     @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
-       permission="account.self", body=BookBody, tag="booking", command="booking.create", admit=admit_booking)
+       permission="account.self", body=BookBody, tag="booking", command="booking.create", admit=admit_booking,
+       response=BookingView)
     async def book(ctx: RequestContext, body: BookBody, place: Place | None = None) -> Any:
         assert ctx.principal is not None
         reply = await outpatient.bookings.book(
@@ -204,28 +381,29 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         return Answer(reply, 201)
 
     @r("GET", "/api/v1/me/bookings", summary="My bookings (all family members)", permission="account.self",
-       tag="booking", query=("from",))
+       tag="booking", query=("from",), response=BookingsView)
     async def my_bookings(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         return {"bookings": await outpatient.bookings.mine(ctx.principal.account_id, since=_day_arg("from"))}
 
     @r("GET", "/api/v1/me/bookings/<booking_id>", summary="One of my bookings, with its payment and QR code",
-       permission="account.self", tag="booking")
+       permission="account.self", tag="booking", response=BookingView)
     async def my_booking(ctx: RequestContext, booking_id: str) -> Any:
         assert ctx.principal is not None
         booking = await outpatient.bookings.get(booking_id, ctx.principal.account_id)
         if booking["status"] in ("booked", "checked_in"):
             booking["visit_code"] = outpatient.bookings.visit_code(booking)
+            booking["visit_qr"] = outpatient.bookings.visit_qr(booking["visit_code"])
         return booking
 
     @r("POST", "/api/v1/me/bookings/<booking_id>/cancel", summary="Cancel my booking (refunded if paid)",
-       permission="account.self", body=CancelBody, tag="booking")
+       permission="account.self", body=CancelBody, tag="booking", response=CancelledView)
     async def cancel(ctx: RequestContext, body: CancelBody, booking_id: str) -> Any:
         assert ctx.principal is not None
         return await outpatient.bookings.cancel(booking_id, ctx.principal.account_id, body.reason[:100] or "患者取消")
 
     @r("POST", "/api/v1/me/bookings/<booking_id>/pay", summary="Pay a held booking: self, insurance or mixed",
-       permission="account.self", body=PayBody, tag="booking")
+       permission="account.self", body=PayBody, tag="booking", response=PayView)
     async def pay(ctx: RequestContext, body: PayBody, booking_id: str) -> Any:
         assert ctx.principal is not None
         out = outpatient
@@ -274,7 +452,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         }
 
     @r("POST", "/api/v1/me/bookings/<booking_id>/check-in", summary="Check in with the visit QR code (OUT-11)",
-       permission="account.self", body=CheckInBody, tag="booking")
+       permission="account.self", body=CheckInBody, tag="booking", response=BookingView)
     async def my_check_in(ctx: RequestContext, body: CheckInBody, booking_id: str) -> Any:
         assert ctx.principal is not None
         reply = await outpatient.bookings.check_in(
@@ -284,7 +462,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         return reply
 
     @r("GET", "/api/v1/me/bookings/<booking_id>/queue", summary="My live place in the waiting line",
-       permission="account.self", tag="booking")
+       permission="account.self", tag="booking", response=PositionView)
     async def my_position(ctx: RequestContext, booking_id: str) -> Any:
         assert ctx.principal is not None
         _, row = await outpatient.bookings.locate(booking_id)
@@ -294,7 +472,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         return {**reply, "topic": f"queue/{row['session_id']}"}
 
     @r("GET", "/api/v1/me/visits/today", summary="Visit assistant: today's pathway for each booking (OUT-8)",
-       permission="account.self", tag="booking")
+       permission="account.self", tag="booking", response=VisitsView)
     async def visit_today(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         rows = await outpatient.bookings.mine(ctx.principal.account_id, since=_today())
@@ -452,75 +630,6 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
     async def doctor_rosters(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         return {"rosters": await outpatient.schedule.rosters(doctor_id=ctx.principal.account_id)}
-
-    # ---- administration (SCH-2..6, SCH-10, SCH-12) -------------------------------------------
-
-    @r("GET", "/api/v1/admin/doctors/<doctor_id>/slot-rule", summary="A doctor's slot rule",
-       permission="admin.schedule", tag="schedule")
-    async def get_rule(ctx: RequestContext, doctor_id: str) -> Any:
-        return msgspec.to_builtins(await outpatient.schedule.rule(doctor_id))
-
-    @r("PUT", "/api/v1/admin/doctors/<doctor_id>/slot-rule", summary="Set a doctor's slot rule",
-       permission="admin.schedule", body=SlotRule, tag="schedule")
-    async def put_rule(ctx: RequestContext, body: SlotRule, doctor_id: str) -> Any:
-        assert ctx.principal is not None
-        rule = await outpatient.schedule.set_rule(doctor_id, body, ctx.principal.account_id)
-        return msgspec.to_builtins(rule)
-
-    @r("POST", "/api/v1/admin/rosters", summary="Submit a roster or change for a doctor",
-       permission="admin.schedule", body=RosterRequest, tag="schedule")
-    async def admin_roster(ctx: RequestContext, body: RosterRequest) -> Any:
-        assert ctx.principal is not None
-        if not body.doctor_id:
-            raise ApiError(422, "invalid", "doctor_id is required")
-        view = await outpatient.schedule.submit(body, ctx.principal.account_id, doctor_id=body.doctor_id)
-        return json_response(view, 201)
-
-    @r("GET", "/api/v1/admin/rosters", summary="Roster requests, newest first", permission="admin.schedule",
-       tag="schedule", query=("status", "doctor"))
-    async def admin_rosters(ctx: RequestContext) -> Any:
-        return {"rosters": await outpatient.schedule.rosters(
-            status=request.args.get("status"), doctor_id=request.args.get("doctor"))}
-
-    @r("POST", "/api/v1/admin/rosters/<roster_id>/decide", summary="Approve (opens/changes sessions) or reject",
-       permission="admin.schedule", body=DecisionBody, tag="schedule")
-    async def decide(ctx: RequestContext, body: DecisionBody, roster_id: str) -> Any:
-        assert ctx.principal is not None
-        if body.approve:
-            return await outpatient.schedule.approve(roster_id, ctx.principal.account_id)
-        return await outpatient.schedule.reject(roster_id, ctx.principal.account_id, body.reason)
-
-    @r("GET", "/api/v1/admin/bookings", summary="Booking records by time, channel, patient, doctor, department",
-       permission="admin.bookings", tag="booking",
-       query=("from", "to", "channel", "patient", "doctor", "department", "status", "limit"))
-    async def admin_bookings(ctx: RequestContext) -> Any:
-        return {"bookings": await outpatient.bookings.search(
-            day_from=_day_arg("from"), day_to=_day_arg("to"), channel=request.args.get("channel"),
-            patient_id=request.args.get("patient"), doctor_id=request.args.get("doctor"),
-            department_id=request.args.get("department"), status=request.args.get("status"),
-            limit=int_arg("limit", 100, 1, 1000))}
-
-    @r("GET", "/api/v1/admin/blacklist", summary="No-show blacklist (active entries)", permission="admin.bookings",
-       tag="booking", query=("all",))
-    async def blacklist(ctx: RequestContext) -> Any:
-        return {"entries": await outpatient.bookings.blacklist(
-            active_only=request.args.get("all") not in ("1", "true"))}
-
-    @r("POST", "/api/v1/admin/blacklist/<entry_id>/lift", summary="Lift a blacklist entry, with a reason (audited)",
-       permission="admin.bookings", body=LiftBody, tag="booking")
-    async def lift(ctx: RequestContext, body: LiftBody, entry_id: str) -> Any:
-        assert ctx.principal is not None
-        await outpatient.bookings.lift(entry_id, ctx.principal.account_id, body.reason)
-        return {"lifted": entry_id}
-
-    @r("PUT", "/api/v1/admin/no-show-rule", summary="Set the no-show rule (e.g. 3 in 90 days -> 30 days)",
-       permission="admin.bookings", body=NoShowRuleBody, tag="booking")
-    async def no_show_rule(ctx: RequestContext, body: NoShowRuleBody) -> Any:
-        assert ctx.principal is not None
-        await outpatient.bookings.set_no_show_rule(
-            max_no_shows=body.max_no_shows, window_days=body.window_days, ban_days=body.ban_days,
-            enabled=body.enabled, by=ctx.principal.account_id)
-        return msgspec.to_builtins(body)
 
 
 def _fail(status: int, message: str) -> Response:

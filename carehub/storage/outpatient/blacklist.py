@@ -78,11 +78,23 @@ class BlacklistStore:
         return not done.endswith(" 0")
 
     async def entries(self, *, active_only: bool, now: dt.datetime) -> list[dict[str, Any]]:
+        """The latest 500 entries (``active_only``: not lifted, not ended), with the patient's sealed name
+        (``patient_name_enc``)."""
         rows = await self.db.fetch(
-            "SELECT * FROM blacklist WHERE NOT $1 OR (removed_at IS NULL AND until > $2) ORDER BY since DESC LIMIT 500",
+            "SELECT l.*, pt.name_enc AS patient_name_enc FROM blacklist l LEFT JOIN patients pt ON pt.id = l.patient_id"
+            " WHERE NOT $1 OR (l.removed_at IS NULL AND l.until > $2) ORDER BY l.since DESC LIMIT 500",
             active_only, now,
         )
         return [dict(r) for r in rows]
+
+    async def rule(self) -> dict[str, Any]:
+        """The no-show rule (one row, seeded by the migration) and the name of who set it last."""
+        row = await self.db.fetchrow(
+            "SELECT r.max_no_shows, r.window_days, r.ban_days, r.enabled, r.updated_at, r.updated_by,"
+            " a.display_name AS updated_by_name FROM no_show_rule r LEFT JOIN accounts a ON a.id = r.updated_by"
+            " WHERE r.id = 1")
+        assert row is not None, "migration 0009 seeds the no-show rule"
+        return dict(row)
 
     async def set_rule(self, *, max_no_shows: int, window_days: int, ban_days: int, enabled: bool,
                        now: dt.datetime, by: str) -> None:

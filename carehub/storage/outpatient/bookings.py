@@ -19,6 +19,14 @@ _LIST = (
     " JOIN clinic_sessions s ON s.id = b.session_id"
 )
 
+#: the filters of the admin search ($1..$7: from, to, channel, patient, doctor, department, status)
+_SEARCH = (
+    " ($1::date IS NULL OR b.day >= $1) AND ($2::date IS NULL OR b.day <= $2)"
+    " AND ($3::varchar IS NULL OR b.channel = $3) AND ($4::varchar IS NULL OR b.patient_id = $4)"
+    " AND ($5::varchar IS NULL OR b.doctor_id = $5) AND ($6::varchar IS NULL OR b.department_id = $6)"
+    " AND ($7::varchar IS NULL OR b.status = $7)"
+)
+
 
 def _view(r: asyncpg.Record) -> dict[str, Any]:
     return {
@@ -49,17 +57,29 @@ class BookingStore:
 
     async def search(
         self, *, day_from: dt.date | None, day_to: dt.date | None, channel: str | None, patient_id: str | None,
-        doctor_id: str | None, department_id: str | None, status: str | None, limit: int,
+        doctor_id: str | None, department_id: str | None, status: str | None, limit: int, offset: int = 0,
     ) -> list[dict[str, Any]]:
-        """Booking records by time, channel, patient, doctor, department and status (SCH-7), newest first."""
+        """Booking records by time, channel, patient, doctor, department and status (SCH-7), newest first;
+        ``offset`` rows skipped (a page of the admin console); ``patient_name_enc``: the sealed name."""
         rows = await self.db.fetch(
-            _LIST + " WHERE ($1::date IS NULL OR b.day >= $1) AND ($2::date IS NULL OR b.day <= $2)"
-            " AND ($3::varchar IS NULL OR b.channel = $3) AND ($4::varchar IS NULL OR b.patient_id = $4)"
-            " AND ($5::varchar IS NULL OR b.doctor_id = $5) AND ($6::varchar IS NULL OR b.department_id = $6)"
-            " AND ($7::varchar IS NULL OR b.status = $7) ORDER BY b.created_at DESC LIMIT $8",
-            day_from, day_to, channel, patient_id, doctor_id, department_id, status, limit,
+            "SELECT b.*, a.display_name AS doctor_name, s.room, pt.name_enc AS patient_name_enc FROM bookings b"
+            " JOIN accounts a ON a.id = b.doctor_id JOIN clinic_sessions s ON s.id = b.session_id"
+            " LEFT JOIN patients pt ON pt.id = b.patient_id"
+            " WHERE" + _SEARCH + " ORDER BY b.created_at DESC, b.id LIMIT $8 OFFSET $9",
+            day_from, day_to, channel, patient_id, doctor_id, department_id, status, limit, offset,
         )
-        return [_view(r) for r in rows]
+        return [{**_view(r), "patient_name_enc": r["patient_name_enc"]} for r in rows]
+
+    async def count(
+        self, *, day_from: dt.date | None, day_to: dt.date | None, channel: str | None, patient_id: str | None,
+        doctor_id: str | None, department_id: str | None, status: str | None,
+    ) -> int:
+        """How many booking records :meth:`search` finds with these filters (all pages)."""
+        found = await self.db.fetchval(
+            "SELECT count(*) FROM bookings b WHERE" + _SEARCH,
+            day_from, day_to, channel, patient_id, doctor_id, department_id, status,
+        )
+        return int(found)
 
     async def order_owner(self, out_trade_no: str) -> dict[str, Any] | None:
         """A booking's payment order: its method and the doctor and day of its pool (None: not a booking's)."""

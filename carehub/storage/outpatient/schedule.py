@@ -1,4 +1,5 @@
-"""Slot rules and roster requests (SCH-2..6): ``slot_rules``, ``rosters``; the doctors they name."""
+"""Slot rules and roster requests (SCH-2..6): ``slot_rules``, ``rosters``; the doctors they name, and
+the clinic sessions as the admin console lists them (every status, with the substitute's name)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,17 @@ from typing import Any
 import asyncpg
 
 from ..db import Database
+
+_ROSTERS = (
+    "SELECT r.*, a.display_name AS doctor_name, sa.display_name AS substitute_name FROM rosters r"
+    " JOIN accounts a ON a.id = r.doctor_id LEFT JOIN accounts sa ON sa.id = r.substitute_id"
+)
+_SESSIONS = (
+    "SELECT s.id, s.doctor_id, a.display_name AS doctor_name, s.department_id, s.day, s.period, s.room,"
+    " s.starts_at, s.ends_at, s.capacity, s.booked, s.fee_fen, s.status, s.substitute_id,"
+    " sa.display_name AS substitute_name FROM clinic_sessions s JOIN accounts a ON a.id = s.doctor_id"
+    " LEFT JOIN accounts sa ON sa.id = s.substitute_id"
+)
 
 
 class ScheduleStore:
@@ -74,14 +86,16 @@ class ScheduleStore:
         )
 
     async def roster(self, roster_id: str) -> dict[str, Any] | None:
-        row = await self.db.fetchrow("SELECT * FROM rosters WHERE id = $1", roster_id)
+        """One roster request with its doctor's and substitute's names (None: no such roster)."""
+        row = await self.db.fetchrow(_ROSTERS + " WHERE r.id = $1", roster_id)
         return None if row is None else dict(row)
 
     async def rosters(self, *, status: str | None, doctor_id: str | None) -> list[dict[str, Any]]:
+        """The latest 200 roster requests (by status, by doctor), newest first, with the names."""
         rows = await self.db.fetch(
-            "SELECT * FROM rosters WHERE ($1::varchar IS NULL OR status = $1)"
-            " AND ($2::varchar IS NULL OR doctor_id = $2)"
-            " ORDER BY submitted_at DESC LIMIT 200", status, doctor_id,
+            _ROSTERS + " WHERE ($1::varchar IS NULL OR r.status = $1)"
+            " AND ($2::varchar IS NULL OR r.doctor_id = $2)"
+            " ORDER BY r.submitted_at DESC LIMIT 200", status, doctor_id,
         )
         return [dict(r) for r in rows]
 
@@ -94,6 +108,22 @@ class ScheduleStore:
             roster_id, was, status, by, at, reason,
         )
         return not done.endswith(" 0")
+
+    async def sessions(self, *, day_from: dt.date, day_to: dt.date, doctor_id: str | None,
+                       department_id: str | None) -> list[dict[str, Any]]:
+        """Clinic sessions from ``day_from`` to ``day_to`` (inclusive) in every status, by doctor and
+        department, by day and start; at most 500 (the slot pools' projection)."""
+        rows = await self.db.fetch(
+            _SESSIONS + " WHERE s.day >= $1 AND s.day <= $2 AND ($3::varchar IS NULL OR s.doctor_id = $3)"
+            " AND ($4::varchar IS NULL OR s.department_id = $4) ORDER BY s.day, s.starts_at, s.doctor_id LIMIT 500",
+            day_from, day_to, doctor_id, department_id,
+        )
+        return [dict(r) for r in rows]
+
+    async def session(self, session_id: str) -> dict[str, Any] | None:
+        """One clinic session as :meth:`sessions` lists it (None: no such session)."""
+        row = await self.db.fetchrow(_SESSIONS + " WHERE s.id = $1", session_id)
+        return None if row is None else dict(row)
 
 
 __all__ = ["ScheduleStore"]
