@@ -94,6 +94,9 @@ async def test_the_admin_sees_charts_whose_figures_equal_the_stored_bookings(
         expect(page.locator('[data-total="bookings"]')).to_have_text(f"{sum(resp_doctors.values()):,}")
         seen["resp-doctors"] = read(page, "doctors")
         page.screenshot(path=str(SHOTS / "admin-statistics-resp.png"), full_page=False)
+        # a question the hub refuses shows its Chinese reason, not a blank page
+        page.goto(f"{hub.base}/admin/statistics?from=2023-01&to=2025-12")
+        expect(page.get_by_role("alert").filter(has_text="统计范围最多 24 个月")).to_be_visible()
         return seen
 
     seen = await chromium.run(statistics)
