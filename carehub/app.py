@@ -48,6 +48,7 @@ from carehub.identity.signatures import Signatures
 from carehub.outpatient import Bills, Bookings, Hospital, Outpatient, Schedule
 from carehub.outpatient.bills import BillHisEffect, BillRefundEffect
 from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
+from carehub.statistics import Statistics
 from carehub.storage.audit import AuditLog
 from carehub.storage.db import open_database, open_threaded_database
 from carehub.storage.hub_store import HUB_STORE_SETTINGS, open_hub_store
@@ -60,6 +61,7 @@ from carehub.storage.identity.signing_keys import SigningKeyStore
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
 from carehub.storage.migrate import migrate
 from carehub.storage.outpatient import BillStore, BlacklistStore, BookingStore, ScheduleStore, SessionStore
+from carehub.storage.outpatient.statistics import StatisticsStore
 
 log = logging.getLogger("carehub")
 
@@ -146,7 +148,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 )
                 services = Services(
                     config, db, store, hub, push, identity, version, patients, partners, care, signatures, outpatient,
-                    directory, gateway,
+                    directory, gateway, Statistics(StatisticsStore(db)),
                 )
                 if config.seed_demo:
                     await seed_demo_schedule(outpatient.schedule)

@@ -657,7 +657,7 @@ class SlotPool(Behaviour[PoolState]):
         return Decision(
             new, reply=self._booking_view(new, nb),
             events=(Event("PaymentStarted", {"booking": b.id, "order": order.out_trade_no, "method": m.method}),),
-            records=(self._order_record(nb, order, ctx.now),),
+            records=(self._order_record(new, nb, order, ctx.now),),
         )
 
     def _payment_confirmed(self, state: PoolState, m: PaymentConfirmed, ctx: Context) -> Decision[PoolState]:
@@ -683,7 +683,7 @@ class SlotPool(Behaviour[PoolState]):
                 events=(Event("BookingPaid", {"booking": b.id, "order": order.out_trade_no}),),
                 deliveries=(self._notice(nb, "booking.confirmed", text), self._step(new, nb, "paid")),
                 cancel_reminders=(f"hold:{b.id}",),
-                records=(self._booking_record(new, nb), self._order_record(nb, paid, ctx.now)),
+                records=(self._booking_record(new, nb), self._order_record(new, nb, paid, ctx.now)),
                 tells=(self._his(ctx, nb),),
             )
         # paid after the hold expired or the booking was cancelled: give the money back
@@ -697,7 +697,7 @@ class SlotPool(Behaviour[PoolState]):
             new, reply={"status": "refunding", "booking_status": b.status, "changed": True},
             events=(Event("LatePaymentRefunded", {"booking": b.id, "order": order.out_trade_no}),),
             deliveries=(self._notice(nb, "booking.refund", text),),
-            records=(self._order_record(nb, refunding, ctx.now),),
+            records=(self._order_record(new, nb, refunding, ctx.now),),
             tells=(self._refund(ctx, refunding, "预约已失效, 自动退款"),),
         )
 
@@ -730,13 +730,13 @@ class SlotPool(Behaviour[PoolState]):
                 new, reply={"status": done.status, "changed": True},
                 events=(Event("RefundPartSettled", {"booking": b.id, "order": order.out_trade_no, "part": m.part,
                                                     "fen": m.refunded_fen}),),
-                records=(self._order_record(nb, done, ctx.now),),
+                records=(self._order_record(new, nb, done, ctx.now),),
             )
         return Decision(
             new, reply={"status": done.status, "changed": True},
             events=(Event("Refunded", {"booking": b.id, "order": order.out_trade_no, "fen": done.refunded_fen}),),
             deliveries=(self._notice(nb, "booking.refunded", f"退款{_fen(done.refunded_fen)}已原路退回"),),
-            records=(self._order_record(nb, done, ctx.now),),
+            records=(self._order_record(new, nb, done, ctx.now),),
         )
 
     def _release(self, state: PoolState, m: ReleaseHold, ctx: Context) -> Decision[PoolState]:
@@ -805,7 +805,7 @@ class SlotPool(Behaviour[PoolState]):
                 tells.append(Tell(make_address("sms", f"{b.id}:cancel"), SmsNotice(b.account_id, text)))
             tells.append(self._his(ctx, nb))
             records.append(self._booking_record(new, nb))
-            records.extend(self._order_record(nb, o, ctx.now) for o in orders
+            records.extend(self._order_record(new, nb, o, ctx.now) for o in orders
                            if o.status == PayOrderStatus.REFUNDING)
         periods = {b.period for b in bookings}
         records.extend(self._session_record(new, p) for p in sorted(periods))
@@ -1044,9 +1044,12 @@ class SlotPool(Behaviour[PoolState]):
         })
 
     @staticmethod
-    def _order_record(b: Booking, o: PayOrder, now: dt.datetime) -> Record:
+    def _order_record(state: PoolState, b: Booking, o: PayOrder, now: dt.datetime) -> Record:
+        # the booking's day, doctor, department and channel too: payments by method are counted by them (SCH-8)
         return Record("payment_orders", {"out_trade_no": o.out_trade_no}, {
-            "booking_id": b.id, "account_id": b.account_id, "method": o.method, "total_fen": o.total_fen,
+            "booking_id": b.id, "day": state.day, "doctor_id": state.doctor_id,
+            "department_id": state.sessions[b.period].department_id, "channel": b.channel,
+            "account_id": b.account_id, "method": o.method, "total_fen": o.total_fen,
             "insurance_fen": o.insurance_fen, "cash_fen": o.cash_fen, "status": o.status,
             "transaction_id": o.transaction_id, "refunded_fen": o.refunded_fen, "created_at": o.created_at or now,
             "updated_at": now,

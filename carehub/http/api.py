@@ -23,6 +23,7 @@ from .pages import register_pages
 from .rest import admin, auth, bills, content_admin, display, doctor, hub, open, ops, outpatient, patients
 from .rest import directory as directory_routes
 from .rest import outpatient_admin as outpatient_admin_routes
+from .rest import statistics as statistics_routes
 from .routing import RequestContext, Router, error_response, json_response
 
 log = logging.getLogger("carehub.http")
@@ -163,6 +164,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     outpatient.register(r, outpatient=services.outpatient, hub=services.hub, patients=services.patients)
     outpatient_admin_routes.register(r, outpatient=services.outpatient)
     bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
+    statistics_routes.register(r, statistics=services.statistics)
     register_pages(app, services.config.web_dist)
     return app, router
 

@@ -15,6 +15,7 @@ from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.signatures import Signatures
 from carehub.outpatient import Outpatient
+from carehub.statistics import Statistics
 from carehub.storage.db import Database
 from carehub.storage.hub_store import PostgresHubStore
 
@@ -46,3 +47,5 @@ class Services:
     directory: Directory
     #: the ``/ws`` gateway's parts, connections, commands and ops figures (``carehub.http.gateway.Gateway``)
     gateway: Gateway
+    #: the admin console's statistics (SCH-8, STAT-1, STAT-4)
+    statistics: Statistics

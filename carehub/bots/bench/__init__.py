@@ -25,6 +25,7 @@ Where things are:
 | ``idle``, ``fanout``, ``durable``, ``ask`` | the hub workloads |
 | ``release_burst``, ``queue`` | the outpatient workloads (issue #4) |
 | ``reconnect`` | N phones back after a hub restart (issue #16) |
+| ``web`` | the patient home page's weight and first paint (Fast 3G), statistics at 1,000,000 bookings (issue 17) |
 
 Each workload module holds both sides: a mixin of worker commands (``cmd_<name>``) and
 ``run(bench, ...)``, the coordinator's part that prints its JSON line.

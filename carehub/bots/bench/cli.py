@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 import httpx
 
-from . import ask, durable, fanout, idle, queue, reconnect, release_burst
+from . import ask, durable, fanout, idle, queue, reconnect, release_burst, web
 from .accounts import DEMO_TOTP_SECRET
 from .hub import OwnHub
 from .machine import listener_pid, raise_nofile_limit
@@ -23,7 +23,7 @@ from .report import note
 from .session import Bench
 
 HUB_WORKLOADS = ("idle", "fanout", "durable", "ask")
-MODES = ("all", *HUB_WORKLOADS, "release-burst", "queue", "reconnect")
+MODES = ("all", *HUB_WORKLOADS, "release-burst", "queue", "reconnect", "web")
 
 
 def _int_list(text: str) -> list[int]:
@@ -105,6 +105,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        " JSON file and reuse them on a later run against the same hub (its data kept), skipping the"
                        " minutes of sign-ins; made afresh when missing or for another URL, topped up when short")
     reconnect.add_arguments(parser)
+    web.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -124,6 +125,8 @@ def run_mode(bench: Bench, name: str) -> None:
         queue.run(bench, args.waiting)
     elif name == "reconnect":
         reconnect.run(bench, (args.conns or [reconnect.DEFAULT_CONNS])[0])
+    elif name == "web":
+        web.run(bench)
     else:
         raise ValueError(f"no benchmark {name!r}")
 
