@@ -1,8 +1,8 @@
 """The booking journey in the patient app (H5) on a phone, against a hub with the SMS and WeChat Pay
 simulators: sign in by SMS -> find a doctor -> book -> pay -> the visit code -> check in -> a doctor
-(a second browser context) calls the next patient and the patient's place moves on screen without
-a reload -> seen. Also: cancelling from my bookings, a refused booking's Chinese message, and the
-triage picker leading to a department.
+(a second browser context: the doctor workstation's buttons) calls the next patient and the
+patient's place moves on screen without a reload -> seen. Also: cancelling from my bookings, a
+refused booking's Chinese message, and the triage picker leading to a department.
 
 Issue 17; features OUT-1, OUT-2, OUT-3, OUT-6, OUT-8, OUT-11, OUT-12, ME-5. The clinic session of
 the visit day is opened as roster approval opens one (a system message to the doctor's slot pool,
@@ -22,21 +22,19 @@ from typing import Any
 
 import httpx
 import msgspec
-import pyotp
 import pytest
 import trio
 from playwright.sync_api import Page, expect
 
 from carehub.actors.slot_pool import BEIJING, OpenSession, pool_address
 from carehub.bots.pay_gateway import GatewayHandle, serve_pay_gateway
-from carehub.demo import DEMO_PASSWORD
 
 from ..identity.test_sign_in import hospital
 from ..outpatient.conftest import SETTINGS
 from ..outpatient.helpers import plan
 from ..servers import Server
 from .browser import DESKTOP, PHONE, Chromium
-from .conftest import STAFF_TOTP_SECRET, sms_code
+from .conftest import sign_in_staff, sms_code
 from .test_patient_shell import csp_or_script_errors, measure, sign_in
 
 SHOTS = Path("/tmp/p1-shots")
@@ -140,22 +138,16 @@ async def checked_in_ahead(hub: Server, pay: GatewayHandle, doctor: str, day: dt
 # ---- the doctor (a second browser context, a PC) ------------------------------------------------
 
 
-def doctor_signs_in(doctor: Page, base: str, login: str = "doctor1") -> str:
-    """On the browser thread: the doctor signs in (password + TOTP) through the REST API; the token."""
-    answer = doctor.context.request.post(f"{base}/api/v1/auth/login", data={
-        "login": login, "password": DEMO_PASSWORD, "totp": pyotp.TOTP(STAFF_TOTP_SECRET).now()})
-    assert answer.ok, answer.text()
-    return str(answer.json()["token"])
+def doctor_opens_the_queue(doctor: Page, base: str, day: dt.date, period: str) -> None:
+    """On the browser thread: the doctor signs in to the workstation (password + TOTP) and opens the session's queue."""
+    sign_in_staff(doctor, f"{base}/doctor/queue?day={day.isoformat()}&period={period}", "doctor1")
+    expect(doctor.get_by_role("table", name="候诊列表").first).to_be_visible(timeout=15_000)
 
 
-def doctor_calls_next(doctor: Page, base: str, token: str, period: str, action: str = "next") -> dict[str, Any]:
-    """On the browser thread: the doctor calls the next patient (``action`` "next") or marks the one
-    being seen as seen ("seen"). Through the REST API of the doctor's browser context for now; the
-    doctor workstation's button can take its place once that page exists."""
-    answer = doctor.context.request.post(f"{base}/api/v1/doctor/queue/{period}/{action}",
-                                         headers={"Authorization": f"Bearer {token}"})
-    assert answer.ok, answer.text()
-    return dict(answer.json())
+def doctor_presses(doctor: Page, button: str, now_calling: str) -> None:
+    """On the browser thread: the doctor presses 叫下一位 / 就诊完成 and the workstation shows who is now seen."""
+    doctor.get_by_role("button", name=button).click()
+    expect(doctor.get_by_test_id("calling")).to_contain_text(now_calling, timeout=10_000)
 
 
 # ---- the tests ------------------------------------------------------------------------------------
@@ -182,7 +174,7 @@ async def test_a_patient_books_pays_checks_in_and_follows_the_queue_live(
     start = soon(10)
     period = "night"
     await open_clinic(hub, lee, "李建国", start, period=period)
-    ahead = await checked_in_ahead(hub, pay, lee, start.date(), period)
+    await checked_in_ahead(hub, pay, lee, start.date(), period)
 
     page = await chromium.page(**PHONE)
     await sign_in(chromium, page, hub, booking_hub.sms)
@@ -239,9 +231,8 @@ async def test_a_patient_books_pays_checks_in_and_follows_the_queue_live(
     await chromium.run(paid_and_checked_in)
 
     doctor = await chromium.page(**DESKTOP)
-    doctor_token = await chromium.run(doctor_signs_in, doctor, hub.base)
-    called = await chromium.run(doctor_calls_next, doctor, hub.base, doctor_token, period)
-    assert called["calling"]["booking_id"] == ahead
+    await chromium.run(doctor_opens_the_queue, doctor, hub.base, start.date(), period)
+    await chromium.run(doctor_presses, doctor, "叫下一位", "李*")  # 李四, checked in ahead
 
     def moved_up() -> None:
         queue = page.get_by_role("region", name="候诊队列")
@@ -257,8 +248,7 @@ async def test_a_patient_books_pays_checks_in_and_follows_the_queue_live(
 
     await chromium.run(offline)
     # called while the phone is offline: back online, the page reads what moved meanwhile
-    called = await chromium.run(doctor_calls_next, doctor, hub.base, doctor_token, period)
-    assert called["calling"]["booking_id"] == booking_id
+    await chromium.run(doctor_presses, doctor, "叫下一位", "张*")  # the patient on the phone
 
     def called_in() -> None:
         queue = page.get_by_role("region", name="候诊队列")
@@ -270,7 +260,7 @@ async def test_a_patient_books_pays_checks_in_and_follows_the_queue_live(
         shot(page, "09-called")
 
     await chromium.run(called_in)
-    await chromium.run(doctor_calls_next, doctor, hub.base, doctor_token, period, "seen")
+    await chromium.run(doctor_presses, doctor, "就诊完成", "暂无")
 
     def seen() -> None:
         expect(page.get_by_role("region", name="候诊队列")).to_contain_text("已就诊", timeout=10_000)
