@@ -4,6 +4,7 @@ build made here, so the paths, caching and headers are tested whatever web/ hold
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,3 +136,17 @@ async def test_without_a_build_the_pages_say_how_to_build_them(database_url: str
     assert "./scripts/serve" in response.text
     assert "Traceback" not in response.text
     assert api.status_code == 200  # the API does not need the pages
+
+
+@pytest.mark.parametrize("app", ["h5", "doctor", "admin"])
+def test_each_apps_route_files_name_every_route_and_path_once(app: str) -> None:
+    """Areas add routes in files of their own (web/src/<app>/routes/*.js); a repeated name or path would
+    make vue-router silently drop one area's page."""
+    root = Path(__file__).resolve().parents[2] / "web" / "src" / app / "routes"
+    text = "\n".join(path.read_text(encoding="utf-8") for path in sorted(root.glob("*.js")))
+    helper = re.findall(r"\bpage\('([^']+)', '([^']+)'", text)  # page(path, name, ...) shorthands
+    names = re.findall(r"\bname: '([^']+)'", text) + [name for _, name in helper]
+    paths = re.findall(r"\bpath: '([^']+)'", text) + [path for path, _ in helper]
+    assert names and paths
+    assert sorted({n for n in names if names.count(n) > 1}) == []
+    assert sorted({p for p in paths if paths.count(p) > 1}) == []

@@ -63,6 +63,14 @@ async def test_every_main_page_renders_for_a_screenshot(
         phone.goto(hub.base + "/h5/hospital")
         expect(phone.get_by_role("heading", name=re.compile("CareHub"))).to_be_visible()
         shot(phone, f"h5-4-hospital-{suffix}")
+        for n, (path, title) in enumerate([
+            ("/h5/booking", "预约挂号"), ("/h5/triage", "智能导诊"), ("/h5/bookings", "我的预约"),
+            ("/h5/bills", "门诊缴费"), ("/h5/me/patients", "就诊人管理"), ("/h5/me/notices", "消息"),
+            ("/h5/floors", "楼层导航"),
+        ], start=5):
+            phone.goto(hub.base + path)
+            expect(phone).to_have_title(re.compile(f"^{title} - "))
+            shot(phone, f"h5-{n}-{path.rsplit('/', 1)[-1]}-{suffix}")
 
     await chromium.run(patient_pages, False)
     await chromium.run(patient_pages, True)
@@ -76,10 +84,22 @@ async def test_every_main_page_renders_for_a_screenshot(
         sign_in_staff(pc, hub.base + "/doctor/", "doctor1")
         expect(pc.get_by_role("heading", name="医生工作站")).to_be_visible()
         shot(pc, "doctor-1-home")
+        for n, (path, title) in enumerate([("/doctor/queue", "候诊叫号"), ("/doctor/roster", "我的排班")], start=2):
+            pc.goto(hub.base + path)
+            expect(pc).to_have_title(re.compile(f"^{title} - "))
+            shot(pc, f"doctor-{n}-{path.rsplit('/', 1)[-1]}")
         sign_in_staff(pc, hub.base + "/admin/", "admin")
         expect(pc.get_by_role("heading", name="各科室医生数")).to_be_visible()
         expect(pc.get_by_role("img", name="各科室医生数")).to_be_visible()
         shot(pc, "admin-1-home")
+        for n, (path, title) in enumerate([
+            ("/admin/statistics", "预约与支付统计"), ("/admin/outpatient/rosters", "排班审批"),
+            ("/admin/outpatient/bookings", "预约记录"), ("/admin/content/departments", "科室管理"),
+            ("/admin/content/doctors", "医生管理"), ("/admin/system/audit", "审计日志"),
+        ], start=2):
+            pc.goto(hub.base + path)
+            expect(pc).to_have_title(re.compile(f"^{title} - "))
+            shot(pc, f"admin-{n}-{path.strip('/').replace('/', '-')}")
         pc.goto(f"{hub.base}/display/{department['id']}")
         expect(pc.get_by_role("heading", name=department["name"])).to_be_visible()
         expect(pc.get_by_role("region", name="当前叫号")).to_be_visible()
@@ -87,4 +107,4 @@ async def test_every_main_page_renders_for_a_screenshot(
 
     await chromium.run(staff_pages)
     assert csp_or_script_errors(chromium) == []
-    assert len(list(folder.glob("*.png"))) >= 10
+    assert len(list(folder.glob("*.png"))) >= 35
