@@ -24,6 +24,9 @@ _ERROR = {
 }
 
 
+_STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted"}
+
+
 def openapi_document(specs: Sequence[RouteSpec]) -> dict[str, Any]:
     bodies = sorted({s.body for s in specs if s.body is not None}, key=lambda t: t.__name__)
     answers = list(dict.fromkeys(s.response for s in specs if s.response is not None))
@@ -44,7 +47,8 @@ def openapi_document(specs: Sequence[RouteSpec]) -> dict[str, Any]:
     for spec in specs:
         op = _operation(paths, spec)
         if spec.response is not None:
-            op["responses"]["200"]["content"] = {spec.content_type: {"schema": answer_schemas[spec.response]}}
+            schema = answer_schemas[spec.response]
+            op["responses"][str(spec.status)]["content"] = {spec.content_type: {"schema": schema}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "CareHub", "version": carehub.__version__},
@@ -70,7 +74,8 @@ def _operation(paths: dict[str, dict[str, Any]], spec: RouteSpec) -> dict[str, A
         return existing
     error = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
     responses: dict[str, Any] = {
-        "200": {"description": "OK", "content": {spec.content_type: {"schema": {}}}},
+        str(spec.status): {"description": _STATUS_TEXT.get(spec.status, "OK"),
+                           "content": {spec.content_type: {"schema": {}}}},
         "400": {"description": "Bad request", **error},
         "422": {"description": "Invalid body", **error},
     }

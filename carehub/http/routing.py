@@ -68,6 +68,8 @@ class RouteSpec:
     #: the answer's shape for the OpenAPI document (a msgspec type: a Struct, or e.g. ``list[Struct]``);
     #: documentation only: handlers still return plain data
     response: Any = None
+    #: the status of a successful answer, for the OpenAPI document (201 created, 202 accepted)
+    status: int = 200
 
     @property
     def openapi_path(self) -> str:
@@ -185,9 +187,10 @@ class Router:
         command: str | None = None,
         admit: Admitting | None = None,
         response: Any = None,
+        status: int = 200,
     ) -> Callable[[Handler], Handler]:
         spec = RouteSpec(method, path, summary, permission, body, tag, query, content_type, partner_op, command,
-                         response)
+                         response, status)
         self.specs.append(spec)
 
         def decorate(fn: Handler) -> Handler:

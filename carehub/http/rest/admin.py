@@ -193,7 +193,7 @@ def register(
         }
 
     @r("POST", "/api/v1/admin/accounts", summary="Create accounts (bulk, all or none)",
-       permission="admin.accounts", body=NewAccounts, tag="admin", response=CreatedAccountsView)
+       permission="admin.accounts", body=NewAccounts, tag="admin", response=CreatedAccountsView, status=201)
     async def create_accounts(ctx: RequestContext, body: NewAccounts) -> Any:
         if not 1 <= len(body.accounts) <= 1000:
             raise ApiError(422, "invalid", "send between 1 and 1000 accounts")
@@ -261,7 +261,7 @@ def register(
         }
 
     @r("POST", "/api/v1/admin/partners/<account_id>/keys", summary="Issue a signing key to a partner (SCH-9)",
-       permission="admin.accounts", body=NewPartnerKey, tag="admin", response=IssuedKeyView)
+       permission="admin.accounts", body=NewPartnerKey, tag="admin", response=IssuedKeyView, status=201)
     async def partner_key(ctx: RequestContext, body: NewPartnerKey, account_id: str) -> Any:
         await partner_account(account_id)
         key_id, secret = await partners.create_key(account_id, body.operations)

@@ -238,7 +238,7 @@ def register(r: RouteDecorator, *, bills: Bills, hospital: Hospital) -> None:
         return {"tests": await bills.catalogue()}
 
     @r("POST", "/api/v1/me/test-orders", summary="Order a catalogue test for a verified family member (a new bill)",
-       permission="account.self", body=OrderTestBody, tag="bills", response=TestOrderView)
+       permission="account.self", body=OrderTestBody, tag="bills", response=TestOrderView, status=201)
     async def order_test(ctx: RequestContext, body: OrderTestBody) -> Any:
         assert ctx.principal is not None
         if body.client_ref is not None and not 1 <= len(body.client_ref) <= 64:

@@ -646,7 +646,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
                 "doctors": await directory.doctors.doctors(include_disabled=True)}
 
     @r("POST", "/api/v1/admin/departments", summary="Create a department (ADM-2)", permission="admin.directory",
-       body=NewDepartment, tag="admin-directory", response=CreatedView)
+       body=NewDepartment, tag="admin-directory", response=CreatedView, status=201)
     async def create_department(ctx: RequestContext, body: NewDepartment) -> Any:
         department = clean("department", msgspec.structs.asdict(body))
         await directory.departments.create_department(editor(ctx), department)
@@ -663,7 +663,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"id": department_id, "changed": sorted(changes)}
 
     @r("POST", "/api/v1/admin/doctors", summary="Create a doctor: account (password, TOTP) and profile (ADM-3)",
-       permission="admin.directory", body=NewDoctor, tag="admin-directory", response=NewDoctorView)
+       permission="admin.directory", body=NewDoctor, tag="admin-directory", response=NewDoctorView, status=201)
     async def create_doctor(ctx: RequestContext, body: NewDoctor) -> Any:
         fields = msgspec.structs.asdict(body)
         fields["department"] = fields.pop("department_id")
@@ -683,7 +683,8 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
 
     @r("POST", "/api/v1/admin/doctors/import",
        summary="Import doctors from a CSV file: all or none (errors by line), or skip_invalid=1: the good lines",
-       permission="admin.directory", tag="admin-directory", query=("skip_invalid",), response=ImportedDoctorsView)
+       permission="admin.directory", tag="admin-directory", query=("skip_invalid",), response=ImportedDoctorsView,
+       status=201)
     async def import_doctors(ctx: RequestContext) -> Any:
         skip_invalid = request.args.get("skip_invalid", "") in ("1", "true")
         raw = await request.get_data(cache=True)
@@ -727,7 +728,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return await directory.news.news_item(path_id(news_id, "新闻"), now=dt.datetime.now(dt.UTC), everything=True)
 
     @r("POST", "/api/v1/admin/news", summary="Publish a news article (PUB-3)", permission="admin.directory",
-       body=NewsBody, tag="admin-directory", response=CreatedView)
+       body=NewsBody, tag="admin-directory", response=CreatedView, status=201)
     async def create_news(ctx: RequestContext, body: NewsBody) -> Any:
         item = clean("news", msgspec.structs.asdict(body))
         item["published_at"] = _aware(body.published_at) or dt.datetime.now(dt.UTC)
@@ -767,7 +768,7 @@ def register(r: RouteDecorator, *, directory: Directory, identity: Identity, sig
         return {"announcements": await directory.announcements.all_announcements(now=dt.datetime.now(dt.UTC))}
 
     @r("POST", "/api/v1/admin/announcements", summary="Create an announcement shown from start to end (ADM-5)",
-       permission="admin.directory", body=AnnouncementBody, tag="admin-directory", response=CreatedView)
+       permission="admin.directory", body=AnnouncementBody, tag="admin-directory", response=CreatedView, status=201)
     async def create_announcement(ctx: RequestContext, body: AnnouncementBody) -> Any:
         item = clean("announcement", msgspec.structs.asdict(body))
         _aware(body.starts_at)

@@ -370,7 +370,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
 
     @r("POST", "/api/v1/me/bookings", summary="Book a slot for a family member (held until paid)",
        permission="account.self", body=BookBody, tag="booking", command="booking.create", admit=admit_booking,
-       response=BookingView)
+       response=BookingView, status=201)
     async def book(ctx: RequestContext, body: BookBody, place: Place | None = None) -> Any:
         assert ctx.principal is not None
         reply = await outpatient.bookings.book(
@@ -497,7 +497,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
     # ---- partner channels (OUT-2 standard booking API) ---------------------------------------
 
     @r("POST", "/api/v1/open/bookings", summary="Partner: book a slot (signed, partner quota)",
-       permission=None, body=PartnerBookBody, tag="open", partner_op="bookings.write")
+       permission=None, body=PartnerBookBody, tag="open", partner_op="bookings.write", status=201)
     async def partner_book(ctx: RequestContext, body: PartnerBookBody) -> Any:
         assert ctx.partner is not None
         if body.channel not in ("partner", "kiosk"):
@@ -619,7 +619,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         return await _queue_op(ctx, period, SetPriority(body.booking_id, body.priority))
 
     @r("POST", "/api/v1/doctor/rosters", summary="Doctor: submit my roster, extra session, leave or change",
-       permission="clinic.queue", body=RosterRequest, tag="schedule")
+       permission="clinic.queue", body=RosterRequest, tag="schedule", status=201)
     async def doctor_roster(ctx: RequestContext, body: RosterRequest) -> Any:
         assert ctx.principal is not None
         view = await outpatient.schedule.submit(body, ctx.principal.account_id, doctor_id=ctx.principal.account_id)

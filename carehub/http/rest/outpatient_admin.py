@@ -227,7 +227,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient) -> None:
     # ---- rosters and their approval (SCH-3..6) -------------------------------------------------
 
     @r("POST", "/api/v1/admin/rosters", summary="Submit a roster or change for a doctor",
-       permission="admin.schedule", body=RosterRequest, tag="schedule", response=RosterView)
+       permission="admin.schedule", body=RosterRequest, tag="schedule", response=RosterView, status=201)
     async def admin_roster(ctx: RequestContext, body: RosterRequest) -> Any:
         assert ctx.principal is not None
         if not body.doctor_id:

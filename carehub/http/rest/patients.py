@@ -82,7 +82,7 @@ def register(r: RouteDecorator, *, patients: Patients, identity: Identity) -> No
         return {"patients": await patients.list_for(ctx.principal.account_id)}
 
     @r("POST", "/api/v1/me/patients", summary="Add myself or a family member (at most 5)",
-       permission="account.self", body=AddPatient, tag="patients", response=PatientView)
+       permission="account.self", body=AddPatient, tag="patients", response=PatientView, status=201)
     async def add_patient(ctx: RequestContext, body: AddPatient) -> Any:
         assert ctx.principal is not None
         view = await patients.add(
@@ -127,7 +127,7 @@ def register(r: RouteDecorator, *, patients: Patients, identity: Identity) -> No
         return outcome
 
     @r("POST", "/api/v1/me/patients/<patient_id>/photo", summary="Upload an ID photo for manual review (JPEG/PNG)",
-       permission="account.self", tag="patients", content_type="image/jpeg")
+       permission="account.self", tag="patients", content_type="image/jpeg", status=202)
     async def upload_photo(ctx: RequestContext, patient_id: str) -> Any:
         assert ctx.principal is not None
         length = request.content_length or 0
