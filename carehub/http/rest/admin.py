@@ -196,20 +196,20 @@ def register(
        permission="admin.accounts", body=NewAccounts, tag="admin", response=CreatedAccountsView, status=201)
     async def create_accounts(ctx: RequestContext, body: NewAccounts) -> Any:
         if not 1 <= len(body.accounts) <= 1000:
-            raise ApiError(422, "invalid", "send between 1 and 1000 accounts")
+            raise ApiError(422, "invalid", "一次可创建 1 到 1000 个账号 (send between 1 and 1000 accounts)")
         specs = []
         enrolment: dict[str, str] = {}
         for a in body.accounts:
             secret = None
             if set(a.roles) & STAFF_ROLES:
                 if a.password is None:
-                    raise ApiError(422, "invalid", f"{a.login}: staff accounts need a password")
+                    raise ApiError(422, "invalid", f"{a.login}：工作人员账号需要设置密码 (staff need a password)")
                 secret = pyotp.random_base32()
                 enrolment[a.login] = pyotp.TOTP(secret).provisioning_uri(name=a.login, issuer_name="CareHub")
             specs.append(NewAccount(a.login, a.display_name, a.roles, a.password, phone=a.phone, totp_secret=secret))
         for a in body.accounts:
             if (a.real_name is None) != (a.id_number is None) or (a.real_name and "patient" not in a.roles):
-                raise ApiError(422, "invalid", f"{a.login}: real_name and id_number go together, for patients")
+                raise ApiError(422, "invalid", f"{a.login}：患者的姓名和身份证号需同时填写 (real_name + id_number)")
         ids = await identity.create_accounts(specs)  # IdentityInvalid 422, LoginTaken 409: all or none
         for account_id, a in zip(ids, body.accounts, strict=True):
             if set(a.roles) & SIGNER_ROLES:
@@ -226,7 +226,7 @@ def register(
     async def disable_account(ctx: RequestContext, account_id: str) -> Any:
         assert ctx.principal is not None
         if await identity.accounts.by_id(account_id) is None:
-            raise ApiError(404, "not_found", f"no account {account_id}")
+            raise ApiError(404, "not_found", f"账号 {account_id[:64]} 不存在 (no account {account_id[:64]})")
         if account_id == ctx.principal.account_id:
             raise ApiError(409, "refused", "不能停用自己的账号 (you cannot disable yourself)")
         revoked = await identity.disable(account_id, by=ctx.principal, ip=client_ip())
@@ -349,11 +349,13 @@ def register(
         roles = frozenset(body.roles)
         unknown = roles - identity.known_roles()
         if not roles or unknown:
-            raise ApiError(422, "invalid", f"unknown roles {sorted(unknown)}" if unknown else "give at least one role")
+            names = "、".join(sorted(unknown))[:200]
+            raise ApiError(422, "invalid", f"没有这些角色：{names} (unknown roles)" if unknown
+                           else "请至少选择一个角色 (give at least one role)")
         if account_id == ctx.principal.account_id and "admin" not in roles:
             raise ApiError(409, "refused", "不能移除自己的管理员角色 (you cannot drop your own admin role)")
         if not await identity.accounts.set_roles(account_id, roles):
-            raise ApiError(404, "not_found", f"no account {account_id}")
+            raise ApiError(404, "not_found", f"账号 {account_id[:64]} 不存在 (no account {account_id[:64]})")
         identity.forget(account_id)
         await identity.audit.append(
             AuditEntry(action="role.grant", target=f"account/{account_id}", actor_id=ctx.principal.account_id,

@@ -17,9 +17,9 @@ def int_arg(name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise ApiError(400, "bad_request", f"query parameter {name!r} must be a whole number") from None
+        raise ApiError(400, "bad_request", f"参数 {name} 必须是整数 ({name} must be a whole number)") from None
     if not low <= value <= high:
-        raise ApiError(400, "bad_request", f"query parameter {name!r} must be between {low} and {high}")
+        raise ApiError(400, "bad_request", f"参数 {name} 必须在 {low} 到 {high} 之间 ({name}: {low}..{high})")
     return value
 
 
@@ -33,14 +33,14 @@ def time_arg(name: str) -> dt.datetime | None:
     try:
         value = dt.datetime.fromisoformat(raw)
     except ValueError:
-        raise ApiError(400, "bad_request", f"query parameter {name!r} must be an ISO 8601 time") from None
+        raise ApiError(400, "bad_request", f"参数 {name} 必须是 ISO 8601 时间 ({name}: ISO 8601)") from None
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def audit_filters() -> dict[str, Any]:
     outcome = request.args.get("outcome") or None
     if outcome is not None and outcome not in ("ok", "denied", "error"):
-        raise ApiError(400, "bad_request", "outcome must be ok, denied or error")
+        raise ApiError(400, "bad_request", "结果只能是 ok、denied 或 error (outcome must be ok, denied or error)")
     return {
         "actor": request.args.get("actor") or None,
         "action": request.args.get("action") or None,
