@@ -41,6 +41,37 @@ def session_body(token: str, principal: Principal) -> dict[str, Any]:
     }
 
 
+class StreamBounds(msgspec.Struct):
+    #: the oldest seq still kept, and the newest written (resume after any seq in between)
+    first_seq: int
+    last_seq: int
+
+
+class MeView(msgspec.Struct):
+    """The signed-in account (``GET /api/v1/me``)."""
+
+    id: str
+    login: str
+    name: str | None
+    roles: list[str]
+    permissions: list[str]
+    stream: StreamBounds
+
+
+class StreamItem(msgspec.Struct):
+    """One message of my delivery stream: its place, id, type (docs/protocol.md "delivery types") and body."""
+
+    seq: int
+    id: str
+    type: str
+    at: str
+    body: Any
+
+
+class StreamView(msgspec.Struct):
+    items: list[StreamItem]
+
+
 def register(
     r: RouteDecorator, *, identity: Identity, store: PostgresHubStore, close_sessions: CloseSessions
 ) -> None:
@@ -76,7 +107,8 @@ def register(
         close_sessions({ctx.principal.token_hash or ""}, "已退出登录 (session ended)")
         return {"status": "signed_out"}
 
-    @r("GET", "/api/v1/me", summary="The signed-in account", permission="account.self", tag="auth")
+    @r("GET", "/api/v1/me", summary="The signed-in account", permission="account.self", tag="auth",
+       response=MeView)
     async def me(ctx: RequestContext) -> Any:
         p = ctx.principal
         assert p is not None
@@ -96,7 +128,7 @@ def register(
         return {"menus": identity.roles.menus_for(ctx.principal.roles)}
 
     @r("GET", "/api/v1/me/stream", summary="Read my delivery stream after a sequence number",
-       permission="account.self", tag="auth", query=("after", "limit"))
+       permission="account.self", tag="auth", query=("after", "limit"), response=StreamView)
     async def my_stream(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         after = int_arg("after", 0, 0, 2**62)
