@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import trio
 
+from ..directory.test_declared_answers import declared, exactly
 from ..outpatient.helpers import beijing_now, book, open_session, plan
 from ..servers import Server
 
@@ -118,3 +119,37 @@ async def test_a_draining_hub_lets_its_waiting_screens_go_at_once(server: Server
             server.app.services.gateway.draining = True
             drained = trio.current_time()
     assert answered[0] - drained < 1.0
+
+
+async def test_the_doctor_queue_and_roster_routes_answer_their_declared_shapes(server: Server) -> None:
+    """The workstation's 候诊叫号 and 我的排班 pages read these: each answer decodes as its ``response=``
+    type and encodes back to the same JSON (OUT-12, DOC-27)."""
+    day = await checked_in_today(server, ["patient1", "patient4"])
+    queue = "/api/v1/doctor/queue/<period>"
+    kinds = {action: declared(server, "POST" if action else "GET", queue + action)
+             for action in ("", "/next", "/skip", "/recall", "/seen", "/priority")}
+    async with server.http(await server.token("doctor1")) as http:
+        line = exactly(await http.get("/api/v1/doctor/queue/night"), kinds[""])
+        assert [w.label for w in line.waiting] == ["张*", "赵*"] and line.calling is None
+        called = exactly(await http.post("/api/v1/doctor/queue/night/next"), kinds["/next"])
+        assert called.calling is not None and called.calling.label == "张*"
+        skipped = exactly(await http.post("/api/v1/doctor/queue/night/skip"), kinds["/skip"])
+        assert skipped.calling is None and [(w.label, w.skips) for w in skipped.waiting] == [("赵*", 0), ("张*", 1)]
+        first = skipped.waiting[1].booking_id
+        recalled = exactly(await http.post("/api/v1/doctor/queue/night/recall", json={"booking_id": first}),
+                           kinds["/recall"])
+        assert recalled.calling is not None and recalled.calling.booking_id == first
+        other = recalled.waiting[0].booking_id
+        ahead = exactly(await http.post("/api/v1/doctor/queue/night/priority", json={"booking_id": other}),
+                        kinds["/priority"])
+        assert ahead.waiting[0].priority
+        seen = exactly(await http.post("/api/v1/doctor/queue/night/seen"), kinds["/seen"])
+        assert seen.calling is None and seen.seen == 1 and seen.rules.max_skips >= 0
+        later = (day + dt.timedelta(days=5)).isoformat()
+        extra = {"kind": "extra", "reason": "夜间加诊",
+                 "sessions": [{"day": later, "period": "night", "room": "夜诊1诊室"}]}
+        submitted = exactly(await http.post("/api/v1/doctor/rosters", json=extra),
+                            declared(server, "POST", "/api/v1/doctor/rosters"), status=201)
+        mine = exactly(await http.get("/api/v1/doctor/rosters"), declared(server, "GET", "/api/v1/doctor/rosters"))
+    assert submitted.status == "submitted" and submitted.sessions[0].room == "夜诊1诊室"
+    assert [r.id for r in mine.rosters] == [submitted.id]

@@ -17,7 +17,7 @@ from typing import Any
 import trio
 from playwright.sync_api import Page, expect
 
-from carehub.actors.slot_pool import CloseSession, pool_address
+from carehub.actors.slot_pool import BEIJING, CloseSession, pool_address
 from carehub.demo import DEMO_PASSWORD
 
 from ..outpatient.helpers import beijing_now, book, self_patient
@@ -80,14 +80,26 @@ async def test_admin_approves_a_roster_and_the_new_slots_appear_in_the_patient_a
     await submit_roster(hub, "doctor3", day, "夜诊5诊室")
     phone = await chromium.page(**PHONE)
     await sign_in(chromium, phone, hub, gateway)
+    day_tab = re.compile(rf"{day.month}\/{day.day}$")  # the doctor page's day tabs read e.g. "周一 12/7"
 
-    def patient_app_sessions() -> list[dict[str, Any]]:
-        """What the patient app asks for when the patient looks for this doctor's slots on that day."""
-        answer = phone.evaluate("async (url) => (await fetch(url)).json()",
-                                f"/api/v1/sessions?doctor={doctor}&from={day.isoformat()}&days=1")
-        return [s for s in answer["sessions"] if s["period"] == "night"]
+    def open_the_doctors_day() -> Any:
+        """The patient opens the doctor's page in the patient app and taps that day's tab."""
+        phone.goto(hub.base + f"/h5/doctors/{doctor}")
+        expect(phone.get_by_role("region", name="医生名片")).to_contain_text("王晓燕")
+        phone.get_by_role("tab", name=day_tab).click()
+        expect(phone.get_by_role("tab", name=day_tab)).to_have_attribute("aria-selected", "true")
+        expect(phone).to_have_url(re.compile(rf"day={day.isoformat()}"))
+        expect(phone.get_by_text("加载中…")).to_have_count(0)
+        return phone.get_by_role("region", name="夜间门诊")
 
-    assert await chromium.run(patient_app_sessions) == []
+    def no_night_session_yet() -> None:
+        night = open_the_doctors_day()
+        expect(phone.get_by_role("region", name="上午门诊").or_(phone.get_by_role("region", name="下午门诊"))
+               .or_(phone.get_by_text("这一天没有出诊"))).not_to_have_count(0)
+        expect(night).to_have_count(0)
+        assert "夜诊2诊室" not in phone.content()
+
+    await chromium.run(no_night_session_yet)
     pc = await chromium.page(**DESKTOP)
     code = await hub.totp("admin")
 
@@ -105,17 +117,33 @@ async def test_admin_approves_a_roster_and_the_new_slots_appear_in_the_patient_a
         expect(row(pc, "王晓燕")).to_have_count(0)
 
     await chromium.run(approve)
-    night = await chromium.run(patient_app_sessions)
-    assert len(night) == 1 and night[0]["room"] == "夜诊2诊室"
-    assert night[0]["free"] == night[0]["capacity"] > 0
-
-    def doctor_day() -> dict[str, Any]:
-        return dict(phone.evaluate("async (url) => (await fetch(url)).json()",
-                                   f"/api/v1/doctors/{doctor}/days/{day.isoformat()}"))
-
-    pool = await chromium.run(doctor_day)
+    # what the slot pool now offers that day (the same answer the page reads)
+    async with hub.http() as http:
+        listed = (await http.get("/api/v1/sessions", params={
+            "doctor": doctor, "from": day.isoformat(), "days": "1"})).json()["sessions"]
+        pool = (await http.get(f"/api/v1/doctors/{doctor}/days/{day.isoformat()}")).json()
+    night_listed = [s for s in listed if s["period"] == "night"]
+    assert len(night_listed) == 1 and night_listed[0]["room"] == "夜诊2诊室"
+    assert night_listed[0]["free"] == night_listed[0]["capacity"] > 0
     evening = next(s for s in pool["sessions"] if s["period"] == "night")
-    assert evening["open_now"] and len(evening["free_slots"]) == evening["free"] == night[0]["free"]
+    assert evening["open_now"] and len(evening["free_slots"]) == evening["free"] == night_listed[0]["free"]
+    times = [dt.datetime.fromisoformat(s["at"]).astimezone(BEIJING).strftime("%H:%M") for s in evening["free_slots"]]
+
+    def the_night_session_with_its_free_times() -> None:
+        night = open_the_doctors_day()
+        expect(night).to_be_visible()
+        expect(night.get_by_role("heading")).to_contain_text("夜诊2诊室")
+        free = night.get_by_role("group", name="夜间可预约时间").get_by_role("button")
+        expect(free).to_have_count(len(times))
+        expect(free).to_have_text(times)
+        shot(phone, "6-patient-night-session")
+        # a free time can be chosen: the booking sheet names that time and room
+        free.first.click()
+        sheet = phone.locator(".confirm")
+        expect(sheet).to_contain_text(f"{day.isoformat()} 夜间 {times[0]} · 夜诊2诊室")
+        expect(sheet.get_by_role("button", name="确认预约")).to_be_visible()
+
+    await chromium.run(the_night_session_with_its_free_times)
 
     def reject() -> None:
         request = row(pc, "张明")

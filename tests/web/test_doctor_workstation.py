@@ -21,6 +21,7 @@ from ..servers import Server, run_server
 from .browser import DESKTOP, Chromium
 from .conftest import sign_in_staff
 from .queue_helpers import book_and_check_in, doctor_id, open_tonight
+from .test_display import free_port
 from .test_patient_shell import csp_or_script_errors
 
 SHOTS = Path("/tmp/d-shots")
@@ -180,4 +181,100 @@ async def test_the_doctor_asks_for_leave_and_sees_it_pending_then_decided(chromi
         expect(row).to_contain_text("当天门诊量大，请改期")
 
     await chromium.run(decision_shown)
+    assert csp_or_script_errors(chromium) == []
+
+
+#: notes each live alert the page shows (``window.__alerts``: their texts), however long it stays up
+COUNT_ALERTS = """() => {
+  window.__alerts = []
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      for (const node of change.addedNodes) {
+        if (node.nodeType === 1 && node.classList.contains('doctor-alert')) window.__alerts.push(node.textContent)
+      }
+    }
+  }).observe(document.body, { childList: true, subtree: true })
+  window.__sameDocument = true
+}"""
+
+
+async def tell_the_doctor(hub: Server, text: str) -> None:
+    """patient1 writes to doctor1 (the conversation the doctor's stream carries)."""
+    doctor = await doctor_id(hub, "doctor1")
+    patient = await hub.account_id("patient1")
+    conversation = "~".join(sorted([doctor, patient]))
+    async with hub.http(await hub.token("patient1")) as http:
+        posted = await http.post("/api/v1/call", json={
+            "to": f"conversation/{conversation}", "type": "PostMessage", "body": {"text": text}})
+        assert posted.status_code == 200, posted.text
+
+
+async def test_the_open_workstation_carries_on_after_a_hub_restart(
+    chromium: Chromium, database_url: str, built_pages: Path
+) -> None:
+    """Issue 17: a hub restart under the open queue page: it says it is reconnecting, then, without a
+    reload, shows a patient who checks in after the restart (OUT-12) and pops up a new message once,
+    the one from before the restart not again."""
+    port = free_port()
+    page = await chromium.page(**DESKTOP)
+    before, after = "重启前的消息：我到医院了", "重启后的消息：我的检查报告出来了"
+    with trio.fail_after(240):
+        async with run_server(database_url, port=port) as hub:
+            day = await open_tonight(hub, "doctor1")
+            await book_and_check_in(hub, "patient1", "doctor1", day)
+
+            def queue_open() -> None:
+                SHOTS.mkdir(exist_ok=True)
+                sign_in_staff(page, hub.base + "/doctor/queue", "doctor1")
+                expect(waiting_rows(page)).to_have_count(1)
+                expect(waiting_rows(page).nth(0)).to_contain_text("张*")
+                page.wait_for_function("() => !document.querySelector('.staff-shell__connection')")
+                page.evaluate(COUNT_ALERTS)
+
+            await chromium.run(queue_open)
+            await trio.sleep(0.5)  # the welcome has set this device's stream point
+            await tell_the_doctor(hub, before)
+
+            def first_alert() -> None:
+                expect(page.locator(".doctor-alert").filter(has_text=before)).to_be_visible(timeout=5000)
+
+            await chromium.run(first_alert)
+
+        def reconnecting() -> None:
+            banner = page.get_by_role("status").filter(has_text="正在重连")
+            expect(banner).to_be_visible(timeout=15_000)
+            expect(banner).to_have_text("连接已断开，正在重连…")
+            expect(waiting_rows(page)).to_have_count(1)  # the list stays on screen meanwhile
+            page.screenshot(path=str(SHOTS / "doctor-queue-reconnecting.png"))
+
+        await chromium.run(reconnecting)
+
+        async with run_server(database_url, port=port) as hub:  # same port, same database
+
+            def reconnected() -> None:
+                expect(page.locator(".staff-shell__connection")).to_have_count(0, timeout=30_000)
+
+            await chromium.run(reconnected)
+            await trio.sleep(1)  # the page's re-read on reconnecting is done: only the live topic can tell it now
+            await book_and_check_in(hub, "patient4", "doctor1", day)
+
+            def the_new_patient_shows() -> None:
+                waiting = waiting_rows(page)
+                expect(waiting).to_have_count(2, timeout=10_000)
+                expect(waiting.nth(1)).to_contain_text("赵*")
+
+            await chromium.run(the_new_patient_shows)
+            await trio.sleep(0.5)
+            await tell_the_doctor(hub, after)
+
+            def alerted_once() -> list[str]:
+                expect(page.locator(".doctor-alert").filter(has_text=after)).to_be_visible(timeout=10_000)
+                page.wait_for_timeout(2000)  # a repeat would come right behind
+                page.screenshot(path=str(SHOTS / "doctor-queue-after-restart.png"))
+                assert page.evaluate("window.__sameDocument") is True, "the page was reloaded"
+                return list(page.evaluate("window.__alerts"))
+
+            alerts = await chromium.run(alerted_once)
+    assert len([a for a in alerts if after in a]) == 1, alerts
+    assert len([a for a in alerts if before in a]) == 1, alerts  # not shown again after the resume
     assert csp_or_script_errors(chromium) == []

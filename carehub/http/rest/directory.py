@@ -229,6 +229,56 @@ class AnnouncementReadView(msgspec.Struct):
     first_time: bool
 
 
+class PriceView(msgspec.Struct):
+    """A price list item (ADM-6): the price in fen (0.01 yuan)."""
+
+    code: str
+    name: str
+    category: str
+    unit: str
+    price_fen: int
+    updated_at: dt.datetime
+
+
+class PricesView(msgspec.Struct):
+    prices: list[PriceView]
+
+
+class BodyPartView(msgspec.Struct):
+    name: str
+    symptoms: list[str]
+
+
+class TriagePickerView(msgspec.Struct):
+    """The body diagram's parts with their symptoms, the third-party triage link (empty when not set)
+    and the note that triage is no diagnosis (OUT-1)."""
+
+    body_parts: list[BodyPartView]
+    triage_url: str
+    note: str
+
+
+class TriageDepartmentView(msgspec.Struct):
+    id: str
+    name: str
+    campus: str | None
+    location: str | None
+
+
+class RecommendationView(msgspec.Struct):
+    department: TriageDepartmentView
+    #: the patient's symptoms this department's rules matched
+    matched: list[str]
+
+
+class TriageView(msgspec.Struct):
+    """Departments for a body part and symptoms, best first (OUT-1)."""
+
+    recommendations: list[RecommendationView]
+    triage_url: str
+    note: str
+
+
 def register(r: RouteDecorator, *, directory: Directory) -> None:
     @r("GET", "/api/v1/hospital", summary="Hospital introduction, images, campuses, map link (PUB-1, PUB-6)",
        permission=None, tag="directory", response=HospitalView)
@@ -305,13 +355,13 @@ def register(r: RouteDecorator, *, directory: Directory) -> None:
         return {"id": announcement_id, "read": True, "first_time": first}
 
     @r("GET", "/api/v1/prices", summary="The price list, searchable by name or code (ADM-6)", permission=None,
-       tag="directory", query=("q", "category"))
+       tag="directory", query=("q", "category"), response=PricesView)
     async def prices(ctx: RequestContext) -> Any:
         items = await directory.prices.prices(search=_text_arg("q"), category=_text_arg("category", 50))
         return {"prices": [{k: v for k, v in item.items() if k != "active"} for item in items]}
 
     @r("GET", "/api/v1/triage", summary="Smart triage: body parts and their symptoms, third-party link (OUT-1)",
-       permission=None, tag="directory")
+       permission=None, tag="directory", response=TriagePickerView)
     async def triage_picker(ctx: RequestContext) -> Any:
         symptoms: dict[str, dict[str, None]] = {}
         for rule in await directory.triage.triage_rules():
@@ -323,7 +373,7 @@ def register(r: RouteDecorator, *, directory: Directory) -> None:
         }
 
     @r("POST", "/api/v1/triage", summary="Smart triage: departments for a body part and symptoms (OUT-1)",
-       permission=None, body=TriageRequest, tag="directory")
+       permission=None, body=TriageRequest, tag="directory", response=TriageView)
     async def triage(ctx: RequestContext, body: TriageRequest) -> Any:
         ranked = await directory.recommend(_triage_query(body))
         return {

@@ -45,6 +45,7 @@ from carehub.outpatient.schedule import RosterRequest
 from ..errors import ApiError, from_error
 from ..routing import Answer, CommandWaiter, RequestContext, RouteDecorator, json_response
 from .args import int_arg
+from .outpatient_admin import RostersView, RosterView
 
 log = logging.getLogger("carehub.http.outpatient")
 
@@ -312,6 +313,46 @@ class VisitView(msgspec.Struct):
 
 class VisitsView(msgspec.Struct):
     visits: list[VisitView]
+
+
+# ---- answers of the doctor routes (the workstation's 候诊叫号 and 我的排班 pages read these) ------------
+
+
+class QueueEntryView(msgspec.Struct):
+    """A patient in the doctor's line: the masked name (DOC-1), slot and check-in times (ISO 8601)."""
+
+    booking_id: str
+    label: str
+    slot_no: int
+    slot_at: str
+    checked_in_at: str
+    revisit: bool
+    priority: bool
+    skips: int
+
+
+class QueueRulesView(msgspec.Struct):
+    revisit_first: bool
+    skip_back: int
+    max_skips: int
+    near_turn: int
+
+
+class QueueView(msgspec.Struct):
+    """A session's waiting line as the doctor runs it (OUT-12): who is called, who waits, who missed
+    their call; every queue operation answers the line after it."""
+
+    session_id: str
+    room: str
+    doctor_name: str
+    calling: QueueEntryView | None
+    waiting: list[QueueEntryView]
+    missed: list[QueueEntryView]
+    #: how many have been seen
+    seen: int
+    pace_minutes: float
+    version: int
+    rules: QueueRulesView
 
 
 def _day_arg(name: str) -> dt.date | None:
@@ -589,44 +630,44 @@ def register(r: RouteDecorator, *, outpatient: Outpatient, hub: Hub, patients: P
         return await hub.ask(address, message, caller=caller)
 
     @r("GET", "/api/v1/doctor/queue/<period>", summary="Doctor: my waiting line for a session today",
-       permission="clinic.queue", tag="queue", query=("day",))
+       permission="clinic.queue", tag="queue", query=("day",), response=QueueView)
     async def queue_view(ctx: RequestContext, period: str) -> Any:
         return await _queue_op(ctx, period, GetQueue())
 
     @r("POST", "/api/v1/doctor/queue/<period>/next", summary="Doctor: call the next patient",
-       permission="clinic.queue", tag="queue", query=("day",))
+       permission="clinic.queue", tag="queue", query=("day",), response=QueueView)
     async def queue_next(ctx: RequestContext, period: str) -> Any:
         return await _queue_op(ctx, period, CallNext())
 
     @r("POST", "/api/v1/doctor/queue/<period>/skip", summary="Doctor: the called patient is absent (moves back)",
-       permission="clinic.queue", tag="queue", query=("day",))
+       permission="clinic.queue", tag="queue", query=("day",), response=QueueView)
     async def queue_skip(ctx: RequestContext, period: str) -> Any:
         return await _queue_op(ctx, period, Skip())
 
     @r("POST", "/api/v1/doctor/queue/<period>/recall", summary="Doctor: call a skipped or missed patient again",
-       permission="clinic.queue", body=RecallBody, tag="queue", query=("day",))
+       permission="clinic.queue", body=RecallBody, tag="queue", query=("day",), response=QueueView)
     async def queue_recall(ctx: RequestContext, body: RecallBody, period: str) -> Any:
         return await _queue_op(ctx, period, Recall(body.booking_id))
 
     @r("POST", "/api/v1/doctor/queue/<period>/seen", summary="Doctor: the called patient has been seen",
-       permission="clinic.queue", tag="queue", query=("day",))
+       permission="clinic.queue", tag="queue", query=("day",), response=QueueView)
     async def queue_seen(ctx: RequestContext, period: str) -> Any:
         return await _queue_op(ctx, period, MarkSeen())
 
     @r("POST", "/api/v1/doctor/queue/<period>/priority", summary="Doctor: give a waiting patient priority",
-       permission="clinic.queue", body=PriorityBody, tag="queue", query=("day",))
+       permission="clinic.queue", body=PriorityBody, tag="queue", query=("day",), response=QueueView)
     async def queue_priority(ctx: RequestContext, body: PriorityBody, period: str) -> Any:
         return await _queue_op(ctx, period, SetPriority(body.booking_id, body.priority))
 
     @r("POST", "/api/v1/doctor/rosters", summary="Doctor: submit my roster, extra session, leave or change",
-       permission="clinic.queue", body=RosterRequest, tag="schedule", status=201)
+       permission="clinic.queue", body=RosterRequest, tag="schedule", response=RosterView, status=201)
     async def doctor_roster(ctx: RequestContext, body: RosterRequest) -> Any:
         assert ctx.principal is not None
         view = await outpatient.schedule.submit(body, ctx.principal.account_id, doctor_id=ctx.principal.account_id)
         return json_response(view, 201)
 
     @r("GET", "/api/v1/doctor/rosters", summary="Doctor: my roster requests and their decisions",
-       permission="clinic.queue", tag="schedule")
+       permission="clinic.queue", tag="schedule", response=RostersView)
     async def doctor_rosters(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         return {"rosters": await outpatient.schedule.rosters(doctor_id=ctx.principal.account_id)}
