@@ -141,7 +141,7 @@ async def checked_in_ahead(hub: Server, pay: GatewayHandle, doctor: str, day: dt
 def doctor_opens_the_queue(doctor: Page, base: str, day: dt.date, period: str) -> None:
     """On the browser thread: the doctor signs in to the workstation (password + TOTP) and opens the session's queue."""
     sign_in_staff(doctor, f"{base}/doctor/queue?day={day.isoformat()}&period={period}", "doctor1")
-    expect(doctor.get_by_role("table", name="候诊列表").first).to_be_visible(timeout=15_000)
+    expect(doctor.get_by_test_id("calling")).to_be_visible(timeout=15_000)
 
 
 def doctor_presses(doctor: Page, button: str, now_calling: str) -> None:
