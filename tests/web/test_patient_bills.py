@@ -33,7 +33,7 @@ from carehub.bots.faceid_sim import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, check
 from carehub.bots.his_sim import HisHandle, serve_his
 from carehub.bots.pay_gateway import GatewayHandle, GatewaySettings, SimKeys, generate_keys, serve_pay_gateway
 from carehub.bots.sms_gateway import DEFAULT_ACCESS_KEY_ID, DEFAULT_ACCESS_KEY_SECRET, serve_sms_gateway
-from carehub.http.rest.bills import BillOrdersView, BillsView, VisitsView
+from carehub.http.rest.bills import BillOrdersView, BillsView, VisitFeesListView
 
 from ..servers import Server, run_server
 from .browser import PHONE, Chromium
@@ -299,7 +299,7 @@ async def test_a_patient_pays_pending_bills_and_finds_the_payment_in_the_history
     assert len(paid) == 1
     async with hospital.server.http(token) as http:  # what the page showed is what the server holds
         orders = msgspec.json.decode((await http.get("/api/v1/me/bill-orders")).content, type=BillOrdersView).orders
-        visits = msgspec.json.decode((await http.get("/api/v1/me/bills/visits")).content, type=VisitsView).visits
+        visits = msgspec.json.decode((await http.get("/api/v1/me/bills/visits")).content, type=VisitFeesListView).visits
     assert [(o.out_trade_no, o.status, o.total_fen) for o in orders] == [(paid[0], "paid", 30500)]
     assert {(i.name, i.status) for v in visits for i in v.items} == {("胸部CT平扫", "paid"), ("血常规", "paid")}
     assert csp_or_script_errors(chromium) == []

@@ -118,7 +118,7 @@ class VisitFeesView(msgspec.Struct):
     refunded_fen: int
 
 
-class VisitsView(msgspec.Struct):
+class VisitFeesListView(msgspec.Struct):
     visits: list[VisitFeesView]
 
 
@@ -142,7 +142,7 @@ class BillOrdersView(msgspec.Struct):
     orders: list[BillOrderView]
 
 
-class PayView(msgspec.Struct):
+class BillPayView(msgspec.Struct):
     """The order and what the page hands to WeChat's JSAPI (``getBrandWCPayRequest``); ``pay_params``
     null: the gateway already reported it paid."""
 
@@ -204,13 +204,13 @@ def register(r: RouteDecorator, *, bills: Bills, hospital: Hospital) -> None:
                                    status=None if status == "all" else status)
 
     @r("GET", "/api/v1/me/bills/visits", summary="Fee details per visit: every item with its amount, paid or not",
-       permission="account.self", tag="bills", query=("patient",), response=VisitsView)
+       permission="account.self", tag="bills", query=("patient",), response=VisitFeesListView)
     async def my_visit_fees(ctx: RequestContext) -> Any:
         assert ctx.principal is not None
         return {"visits": await bills.visits(ctx.principal.account_id, _text_arg("patient", 32))}
 
     @r("POST", "/api/v1/me/bills/pay", summary="Pay unpaid bills of one family member (one WeChat Pay order)",
-       permission="account.self", body=PayBillsBody, tag="bills", response=PayView)
+       permission="account.self", body=PayBillsBody, tag="bills", response=BillPayView)
     async def pay_bills(ctx: RequestContext, body: PayBillsBody) -> Any:
         assert ctx.principal is not None
         openid = hospital.default_openid if body.openid is None else body.openid

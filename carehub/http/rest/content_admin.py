@@ -36,7 +36,7 @@ from carehub.identity.signatures import Signatures
 from ..errors import ApiError
 from ..routing import RequestContext, RouteDecorator, json_response
 from .args import int_arg
-from .directory import DepartmentView, editor, path_id
+from .directory import CampusesView, DepartmentView, HospitalView, editor, path_id
 
 UNSET = msgspec.UNSET
 Unset = msgspec.UnsetType
@@ -191,62 +191,9 @@ class TriageRuleBody(msgspec.Struct, forbid_unknown_fields=True):
 # ---- answers (OpenAPI response schemas of the routes the admin console uses) ---------------------
 
 
-class ImageView(msgspec.Struct):
-    url: str
-    caption: str
-
-
-class CampusSummaryView(msgspec.Struct):
-    id: str
-    name: str
-    address: str
-    phone: str
-    map_url: str
-
-
-class HospitalView(msgspec.Struct):
-    name: str
-    intro: str
-    address: str
-    phone: str
-    updated_at: dt.datetime | None
-    images: list[ImageView]
-    campuses: list[CampusSummaryView]
-    map_url: str
-
-
 class SettingsView(msgspec.Struct):
     map_url: str
     triage_url: str
-
-
-class FloorDepartmentView(msgspec.Struct):
-    id: str
-    name: str
-    room: str
-
-
-class FloorView(msgspec.Struct):
-    id: str
-    building: str
-    name: str
-    level: int
-    plan_url: str
-    departments: list[FloorDepartmentView]
-
-
-class CampusView(msgspec.Struct):
-    id: str
-    name: str
-    address: str
-    phone: str
-    map_url: str
-    sort_order: int
-    floors: list[FloorView]
-
-
-class CampusesView(msgspec.Struct):
-    campuses: list[CampusView]
 
 
 class SlugView(msgspec.Struct):

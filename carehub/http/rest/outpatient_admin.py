@@ -92,7 +92,7 @@ class DecidedView(RosterView):
     told: int | None = None
 
 
-class SessionView(msgspec.Struct):
+class ManagedSessionView(msgspec.Struct):
     """A clinic session as the console lists it: every status, booked count, the substitute."""
 
     session_id: str
@@ -112,8 +112,8 @@ class SessionView(msgspec.Struct):
     substitute_name: str | None
 
 
-class SessionsView(msgspec.Struct):
-    sessions: list[SessionView]
+class ManagedSessionsView(msgspec.Struct):
+    sessions: list[ManagedSessionView]
 
 
 class SessionChangedView(msgspec.Struct):
@@ -121,7 +121,7 @@ class SessionChangedView(msgspec.Struct):
     ``told``: how many booked patients were told (in the app and by SMS)."""
 
     roster: RosterView
-    session: SessionView
+    session: ManagedSessionView
     told: int
 
 
@@ -252,7 +252,7 @@ def register(r: RouteDecorator, *, outpatient: Outpatient) -> None:
 
     @r("GET", "/api/v1/admin/sessions", summary="Clinic sessions in every status, by day, doctor, department",
        permission="admin.schedule", tag="schedule", query=("from", "days", "doctor", "department"),
-       response=SessionsView)
+       response=ManagedSessionsView)
     async def admin_sessions(ctx: RequestContext) -> Any:
         day_from = _day_arg("from") or dt.datetime.now(BEIJING).date()
         return {"sessions": await schedule.sessions(
