@@ -46,8 +46,11 @@ def body_rows(page: Any, label: str) -> Any:
 
 def choose(page: Page, within: Any, label: str, option: str | None = None) -> None:
     """Pick an option of an Element Plus select (by the select's aria-label); the first when not named."""
-    within.locator(".el-select__wrapper", has=page.get_by_label(label)).click()
-    options = page.locator(".el-select-dropdown__item:visible")
+    wrapper = within.locator(".el-select__wrapper", has=page.get_by_label(label))
+    wrapper.click()
+    # the options of *this* select (the list it controls): another select's list may still be fading out
+    listbox = page.locator(f'[id="{wrapper.locator("input[aria-controls]").get_attribute("aria-controls")}"]')
+    options = listbox.locator(".el-select-dropdown__item:visible")
     (options.filter(has_text=option).first if option else options.first).click()
 
 
