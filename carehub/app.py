@@ -45,6 +45,7 @@ from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.roles import RoleTable
 from carehub.identity.signatures import Signatures
+from carehub.messaging import Addresses, Channels, MessageCenter, MessagingSettings, Notifier, NotifyEffect, SendEffect
 from carehub.outpatient import Bills, Bookings, Hospital, Outpatient, Schedule
 from carehub.outpatient.bills import BillHisEffect, BillRefundEffect
 from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
@@ -59,6 +60,7 @@ from carehub.storage.identity.patients import PatientStore
 from carehub.storage.identity.roles import RoleStore
 from carehub.storage.identity.signing_keys import SigningKeyStore
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
+from carehub.storage.messaging import NoticeStore, PublishStore
 from carehub.storage.migrate import migrate
 from carehub.storage.outpatient import BillStore, BlacklistStore, BookingStore, ScheduleStore, SessionStore
 from carehub.storage.outpatient.statistics import StatisticsStore
@@ -136,9 +138,12 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 bills = Bills(hub, patients, ring, identity.audit, pay, his, store=BillStore(db, store))
                 outpatient = Outpatient(Schedule(hub, identity.audit, store=ScheduleStore(db)), bookings, pay, his,
                                         bills, Hospital.from_config(config))
+                messaging = await _open_messaging(stack, config, hub, db, ring, sms)
                 for effect in (RefundEffect(hub, pay), SmsEffect(AccountStore(db, ring), ring, sms),
                                HisEffect(hub, booking_store, ring, his), BlacklistEffect(bookings),
-                               BillHisEffect(bills), BillRefundEffect(bills)):
+                               BillHisEffect(bills), BillRefundEffect(bills), NotifyEffect(messaging.notifier),
+                               SendEffect(hub, messaging.channels, messaging.addresses, messaging.notices,
+                                          messaging.notifier.provider_template)):
                     hub.add_effect(effect)
                 gateway = Gateway(
                     hub=hub, push=push, flusher=Flusher(), pacer=ReadPacer(),
@@ -148,7 +153,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 )
                 services = Services(
                     config, db, store, hub, push, identity, version, patients, partners, care, signatures, outpatient,
-                    directory, gateway, Statistics(StatisticsStore(db)),
+                    directory, gateway, Statistics(StatisticsStore(db)), messaging,
                 )
                 if config.seed_demo:
                     await seed_demo_schedule(outpatient.schedule)
@@ -175,6 +180,18 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                         yield App(services, Dispatcher(services, quart_app), router)
                     finally:
                         nursery.cancel_scope.cancel()
+
+
+async def _open_messaging(stack: AsyncExitStack, config: Config, hub: Any, db: Any, ring: KeyRing,
+                          sms: SmsChannel | None) -> MessageCenter:
+    """The message center with the outside channels configured here (docs/messaging.md)."""
+    notices = NoticeStore(db)
+    notifier = Notifier(hub, notices, MessagingSettings(nav_url=config.nav_url))
+    await notifier.load()
+    channels = Channels({})  # the adapters join when their branches land
+    await channels.load(notices)
+    return MessageCenter(notifier, channels, Addresses(notices, AccountStore(db, ring), ring), notices,
+                         PublishStore(db))
 
 
 def key_file_path(config: Config) -> Path | None:

@@ -78,6 +78,11 @@ class Config:
     #: the HIS's FHIR R4 base URL and bearer token (bookings are pushed as Appointments)
     his_url: str = ""
     his_token: str = ""
+    # ---- message center (docs/messaging.md) ----
+    #: NAV-2: indoor navigation page for a department named in a notice ({department}: its id)
+    nav_url: str = "https://nav.example.cn/hospital/route?to={department}"
+    #: the public address of the patient app, for absolute deep links in WeChat/Alipay/SMS notices
+    public_base_url: str = "http://127.0.0.1:8080"
     sms_code_seconds: int = 300
     lockout_minutes: float = 15.0
     staff_idle_minutes: float = 30.0

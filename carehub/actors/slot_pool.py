@@ -46,6 +46,8 @@ from carehub.hub import (
     make_address,
 )
 
+from .notifier import notify
+
 CHANNELS = ("app", "kiosk", "partner")
 PERIODS = {"am": "上午", "pm": "下午", "night": "夜间"}
 
@@ -348,7 +350,11 @@ class CheckMixedOrder(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class SmsNotice(msgspec.Struct, forbid_unknown_fields=True):
-    """Effect ``sms/<id>``: a notice by SMS to an account's phone."""
+    """Effect ``sms/<id>``: a notice by SMS to an account's phone.
+
+    No longer sent (notices go through the message center, :func:`carehub.actors.notifier.notify`);
+    kept so tells stored before the message center still run after an upgrade.
+    """
 
     account_id: str
     text: str
@@ -618,20 +624,18 @@ class SlotPool(Behaviour[PoolState]):
         if status == BookingStatus.HELD:
             reminders = (Remind(ctx.now + dt.timedelta(seconds=plan.hold_seconds), ReleaseHold(booking.id),
                                 key=f"hold:{booking.id}"),)
-            text = (f"已为您锁定{state.doctor_name}医生 {_local(booking.slot_at)} 的号源, "
-                    f"请在{max(1, plan.hold_seconds // 60)}分钟内支付挂号费{_fen(plan.fee_fen)}")
+            notice = self._notice(new, booking, "booking.held", minutes=str(max(1, plan.hold_seconds // 60)),
+                                  amount=_fen(plan.fee_fen))
         else:
-            text = f"预约成功: {state.doctor_name}医生 {_local(booking.slot_at)}, {plan.room}"
+            notice = self._notice(new, booking, "booking.confirmed")
         return Decision(
             new,
             reply=self._booking_view(new, booking),
             events=(Event("BookingMade", {"booking": booking.id, "period": m.period, "slot": slot_no,
                                           "channel": m.channel}),),
-            deliveries=(self._notice(booking, "booking.held" if status == BookingStatus.HELD else "booking.confirmed",
-                                     text),),
             reminders=reminders,
             records=(self._booking_record(new, booking), self._session_record(new, m.period)),
-            tells=(self._his(ctx, booking),),
+            tells=(notice, self._his(ctx, booking)),
         )
 
     def _start_payment(self, state: PoolState, m: StartPayment, ctx: Context) -> Decision[PoolState]:
@@ -676,15 +680,16 @@ class SlotPool(Behaviour[PoolState]):
         if BOOKING.allows(b.status, "PaymentConfirmed"):
             nb = self._replace_order(b, paid, status=BOOKING.step(b.status, "PaymentConfirmed"), updated_at=ctx.now)
             new = self._put(state, nb)
-            room = state.sessions[nb.period].room
-            text = f"挂号成功: {state.doctor_name}医生 {_local(nb.slot_at)}, {room}, 请按时签到"
             return Decision(
                 new, reply={"status": "paid", "booking_status": "booked", "changed": True},
                 events=(Event("BookingPaid", {"booking": b.id, "order": order.out_trade_no}),),
-                deliveries=(self._notice(nb, "booking.confirmed", text), self._step(new, nb, "paid")),
+                deliveries=(self._step(new, nb, "paid"),),
                 cancel_reminders=(f"hold:{b.id}",),
                 records=(self._booking_record(new, nb), self._order_record(new, nb, paid, ctx.now)),
-                tells=(self._his(ctx, nb),),
+                tells=(self._notice(new, nb, "booking.confirmed", step="paid"),
+                       self._notice(new, nb, "payment.succeeded", amount=_fen(order.total_fen), item="挂号费",
+                                    order_id=order.out_trade_no),
+                       self._his(ctx, nb)),
             )
         # paid after the hold expired or the booking was cancelled: give the money back
         refunding = msgspec.structs.replace(paid, status=PAY_ORDER.step(paid.status, "refund"),
@@ -692,13 +697,13 @@ class SlotPool(Behaviour[PoolState]):
         nb = self._replace_order(b, refunding, updated_at=ctx.now)
         new = self._put(state, nb)
         why = "取消" if b.status == BookingStatus.CANCELLED else "超时释放"
-        text = f"您的预约已{why}, 已支付的{_fen(order.total_fen)}将原路退回"
         return Decision(
             new, reply={"status": "refunding", "booking_status": b.status, "changed": True},
             events=(Event("LatePaymentRefunded", {"booking": b.id, "order": order.out_trade_no}),),
-            deliveries=(self._notice(nb, "booking.refund", text),),
             records=(self._order_record(new, nb, refunding, ctx.now),),
-            tells=(self._refund(ctx, refunding, "预约已失效, 自动退款"),),
+            tells=(self._notice(new, nb, "booking.refunding", reason=why, amount=_fen(order.total_fen),
+                                step=order.out_trade_no),
+                   self._refund(ctx, refunding, "预约已失效, 自动退款")),
         )
 
     def _refund_settled(self, state: PoolState, m: RefundSettled, ctx: Context) -> Decision[PoolState]:
@@ -735,8 +740,8 @@ class SlotPool(Behaviour[PoolState]):
         return Decision(
             new, reply={"status": done.status, "changed": True},
             events=(Event("Refunded", {"booking": b.id, "order": order.out_trade_no, "fen": done.refunded_fen}),),
-            deliveries=(self._notice(nb, "booking.refunded", f"退款{_fen(done.refunded_fen)}已原路退回"),),
             records=(self._order_record(new, nb, done, ctx.now),),
+            tells=(self._notice(new, nb, "booking.refunded", amount=_fen(done.refunded_fen), step=order.out_trade_no),),
         )
 
     def _release(self, state: PoolState, m: ReleaseHold, ctx: Context) -> Decision[PoolState]:
@@ -761,9 +766,8 @@ class SlotPool(Behaviour[PoolState]):
         return Decision(
             new, reply={"released": True},
             events=(Event("HoldReleased", {"booking": b.id, "late_by_s": round(ctx.late_by.total_seconds(), 1)}),),
-            deliveries=(self._notice(nb, "booking.released", "预约超时未支付, 号源已释放"),),
             records=(self._booking_record(new, nb), self._session_record(new, nb.period)),
-            tells=(*closes, self._his(ctx, nb)),
+            tells=(*closes, self._notice(new, nb, "booking.released"), self._his(ctx, nb)),
         )
 
     def _cancel_booking(self, state: PoolState, m: CancelBooking, ctx: Context) -> Decision[PoolState]:
@@ -774,14 +778,13 @@ class SlotPool(Behaviour[PoolState]):
         if m.account_id is not None and ctx.now >= b.slot_at:
             # a patient cancels until the visit starts (a slot is only ever given before its time)
             raise Refusal("就诊时间已到, 不能取消 (too late to cancel)", code="too_late")
-        return self._cancel(state, [b], m.reason, ctx, sms=False, event="CancelBooking")
+        return self._cancel(state, [b], m.reason, ctx, event="CancelBooking")
 
     def _cancel(
-        self, state: PoolState, bookings: list[Booking], reason: str, ctx: Context, *, sms: bool, event: str,
+        self, state: PoolState, bookings: list[Booking], reason: str, ctx: Context, *, event: str,
         extra_records: tuple[Record, ...] = (),
     ) -> Decision[PoolState]:
         new = state
-        deliveries: list[Deliver] = []
         tells: list[Tell] = []
         records: list[Record] = []
         for b in bookings:
@@ -798,11 +801,8 @@ class SlotPool(Behaviour[PoolState]):
             nb = msgspec.structs.replace(b, status=BOOKING.step(b.status, event), orders=orders, updated_at=ctx.now,
                                          note=reason)
             new = self._free_slot(self._put(new, nb), nb)
-            refund_text = "已支付费用将原路退回" if any(o.status == PayOrderStatus.REFUNDING for o in orders) else ""
-            text = f"您预约的{state.doctor_name}医生 {_local(b.slot_at)} 号源已取消({reason}). {refund_text}".strip()
-            deliveries.append(self._notice(nb, "booking.cancelled", text))
-            if sms:
-                tells.append(Tell(make_address("sms", f"{b.id}:cancel"), SmsNotice(b.account_id, text)))
+            refund_text = "已支付费用将原路退回。" if any(o.status == PayOrderStatus.REFUNDING for o in orders) else ""
+            tells.append(self._notice(state, nb, "booking.cancelled", reason=reason, refund=refund_text))
             tells.append(self._his(ctx, nb))
             records.append(self._booking_record(new, nb))
             records.extend(self._order_record(new, nb, o, ctx.now) for o in orders
@@ -812,7 +812,7 @@ class SlotPool(Behaviour[PoolState]):
         return Decision(
             new, reply={"cancelled": [b.id for b in bookings]},
             events=tuple(Event("BookingCancelled", {"booking": b.id, "reason": reason}) for b in bookings),
-            deliveries=tuple(deliveries), tells=tuple(tells), records=(*records, *extra_records),
+            tells=tuple(tells), records=(*records, *extra_records),
             cancel_reminders=tuple(f"hold:{b.id}" for b in bookings if b.status == BookingStatus.HELD),
         )
 
@@ -941,7 +941,7 @@ class SlotPool(Behaviour[PoolState]):
         state2 = self._with(state, sessions={**state.sessions, m.period: nplan})
         affected = [b for b in state.bookings.values()
                     if b.period == m.period and BOOKING.allows(b.status, "CancelSession")]
-        decision = self._cancel(state2, affected, f"医生停诊: {m.reason}", ctx, sms=True, event="CancelSession")
+        decision = self._cancel(state2, affected, f"医生停诊: {m.reason}", ctx, event="CancelSession")
         return dataclasses.replace(
             decision, records=(*decision.records, self._session_record(decision.state, m.period)),
             events=(*decision.events, Event("SessionCancelled", {"period": m.period, "bookings": len(affected)})),
@@ -955,17 +955,12 @@ class SlotPool(Behaviour[PoolState]):
         new = self._with(state, sessions={**state.sessions, m.period: nplan})
         affected = [b for b in state.bookings.values()
                     if b.period == m.period and b.status in (BookingStatus.HELD, BookingStatus.BOOKED)]
-        deliveries = []
-        tells = []
-        for b in affected:
-            text = (f"您预约的{state.doctor_name}医生 {_local(b.slot_at)} 改由{m.substitute_name}医生出诊"
-                    f"({m.reason}). 如需取消可在预约记录中操作, 费用原路退回")
-            deliveries.append(self._notice(b, "booking.substituted", text))
-            tells.append(Tell(make_address("sms", f"{b.id}:substitute"), SmsNotice(b.account_id, text)))
+        tells = [self._notice(state, b, "booking.substituted", substitute=m.substitute_name, reason=m.reason,
+                              step=m.substitute_id) for b in affected]
         return Decision(
             new, reply={"notified": [b.id for b in affected]},
             events=(Event("SessionSubstituted", {"period": m.period, "substitute": m.substitute_id}),),
-            deliveries=tuple(deliveries), tells=tuple(tells),
+            tells=tuple(tells),
             records=(self._session_record(new, m.period),),
         )
 
@@ -1001,9 +996,17 @@ class SlotPool(Behaviour[PoolState]):
         return msgspec.structs.replace(b, orders=orders, **changes)
 
     @staticmethod
-    def _notice(b: Booking, type_: str, text: str) -> Deliver:
-        return Deliver(b.account_id, type_, {"booking_id": b.id, "patient_id": b.patient_id, "text": text},
-                       msg_id=f"{b.id}:{type_}:{b.updated_at.timestamp():.0f}")
+    def _notice(state: PoolState, b: Booking, kind: str, step: str = "", **values: str) -> Tell:
+        """The notice of ``kind`` about booking ``b`` (MSG-2, MSG-3), through the message center.
+
+        Its id is the booking's and the kind's (plus ``step`` where one booking has several of a kind:
+        a refund per order), so a decision replayed after a crash makes the same notice once.
+        """
+        plan = state.sessions.get(b.period)
+        return notify(f"{b.id}:{kind}{':' + step if step else ''}", b.account_id, kind, {
+            "booking_id": b.id, "patient": b.label, "doctor": state.doctor_name, "time": _local(b.slot_at),
+            "room": plan.room if plan else "", "department_id": plan.department_id if plan else "", **values,
+        }, source="outpatient", data={"booking_id": b.id, "patient_id": b.patient_id})
 
     def _step(self, state: PoolState, b: Booking, step: str) -> Deliver:
         """Visit assistant (OUT-8): the patient's pathway moved on."""

@@ -38,6 +38,7 @@ from carehub.hub import (
     make_address,
 )
 
+from .notifier import notify
 from .slot_pool import JoinQueue, VisitOutcome, parse_pool_key
 
 
@@ -311,6 +312,9 @@ class WaitingQueue(Behaviour[QueueState]):
             publishes=(Publish(f"broadcast/display/{state.department_id}", "queue.call",
                                {"room": state.room, "label": w.label, "doctor_name": state.doctor_name,
                                 "text": text, "kind": kind, "at": ctx.now.isoformat()}),),
+            tells=(notify(f"{call_id}:queue.called", w.account_id, "queue.called", {
+                "booking_id": w.booking_id, "patient": w.label, "room": state.room,
+                "department_id": state.department_id}, source="queue", data={"booking_id": w.booking_id}),),
             records=(Record("queue_calls", {"id": call_id}, {
                 "department_id": state.department_id, "session_id": state.session_id, "booking_id": w.booking_id,
                 "patient_label": w.label, "room": state.room, "kind": kind, "called_at": ctx.now}),),
@@ -367,12 +371,17 @@ class WaitingQueue(Behaviour[QueueState]):
         """Every change: bump the version, publish positions, tell patients now near their turn."""
         waiting = list(state.waiting)
         near: list[Deliver] = []
+        notices: list[Tell] = []
         for i, w in enumerate(waiting[: state.near_turn]):
             if not w.near_notified:
                 waiting[i] = msgspec.structs.replace(w, near_notified=True)
                 near.append(Deliver(w.account_id, "queue.near", {
                     "booking_id": w.booking_id, "position": i + 1, "room": state.room,
                     "text": f"前面还有 {i} 位, 请到 {state.room} 附近候诊"}, msg_id=f"{w.booking_id}:near:{w.skips}"))
+                # MSG-7: the same, as a notice on the patient's channels (WeChat, SMS) and in the inbox
+                notices.append(notify(f"{w.booking_id}:queue.near:{w.skips}", w.account_id, "queue.near", {
+                    "booking_id": w.booking_id, "patient": w.label, "ahead": str(i), "room": state.room,
+                    "department_id": state.department_id}, source="queue", data={"booking_id": w.booking_id}))
         new = msgspec.structs.replace(state, waiting=waiting, version=state.version + 1)
         positions = Publish(
             f"queue/{state.session_id}", "queue.positions",
@@ -384,7 +393,7 @@ class WaitingQueue(Behaviour[QueueState]):
         )
         return Decision(
             new, reply=self.view(new), events=(Event(event, body),), deliveries=(*deliveries, *near),
-            publishes=(*publishes, positions), tells=tells, records=records,
+            publishes=(*publishes, positions), tells=(*tells, *notices), records=records,
         )
 
 

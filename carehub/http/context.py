@@ -14,6 +14,7 @@ from carehub.identity.care import CareAccess
 from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.signatures import Signatures
+from carehub.messaging import MessageCenter
 from carehub.outpatient import Outpatient
 from carehub.statistics import Statistics
 from carehub.storage.db import Database
@@ -49,3 +50,5 @@ class Services:
     gateway: Gateway
     #: the admin console's statistics (SCH-8, STAT-1, STAT-4)
     statistics: Statistics
+    #: the message center (MSG-1..8): notifier, inbox, templates, channels, publishing
+    messaging: MessageCenter

@@ -8,6 +8,7 @@ import datetime as dt
 import msgspec
 import pytest
 
+from carehub.actors.notifier import NoticeEvent
 from carehub.actors.slot_pool import BEIJING, JoinQueue, VisitOutcome
 from carehub.actors.waiting_queue import (
     QUEUE_ENTRY,
@@ -84,7 +85,11 @@ def test_calling_the_next_patient_finishes_the_one_being_seen_and_tells_their_sl
     assert first.records[0].table == "queue_calls" and first.records[0].table in QUEUE.projections
     state, second = run(state, CallNext())
     assert state.calling is not None and state.calling.booking_id == "b" and state.seen == ["a"]
-    assert [t.message for t in second.tells] == [VisitOutcome("a", "seen")]
+    assert [t.message for t in second.tells if isinstance(t.message, VisitOutcome)] == [VisitOutcome("a", "seen")]
+    # MSG-7: "please come in" is also a notice on the patient's channels, once per call
+    called = [t for t in second.tells if isinstance(t.message, NoticeEvent)]
+    assert [(t.to, t.message.kind, t.message.account_id) for t in called] == [
+        (make_address("notify", f"{KEY}:2:queue.called"), "queue.called", "acc-b")]
 
 
 def test_a_skipped_patient_moves_back_and_after_too_many_skips_is_missed_until_recalled() -> None:

@@ -1,0 +1,18 @@
+"""The message center's repositories.
+
+=================  =========================================================================
+module             tables
+=================  =========================================================================
+``notices``        ``notices`` (read, and read marks / provider reports: the notifier actors'
+                   projection), ``notice_templates``, ``notice_channels``, ``channel_bindings``,
+                   ``notice_attempts``
+``publishing``     ``partner_publish_rules``, ``open_messages``
+=================  =========================================================================
+"""
+
+from __future__ import annotations
+
+from .notices import NoticeStore
+from .publishing import PublishStore
+
+__all__ = ["NoticeStore", "PublishStore"]
