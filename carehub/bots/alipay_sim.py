@@ -37,7 +37,7 @@ The admin API under ``/_sim/`` (no authentication; bind it to localhost):
 - ``POST /_sim/reset`` back to the state at start.
 - ``GET``/``POST /_sim/config`` ``{"fail_rate": 0..1 (random 20000 answers), "slow_ms": N
   (answer late), "seed": N, "template_ids": [...], "follow_prefix": "2088" | null,
-  "max_clock_skew_seconds": S}``.
+  "max_clock_skew_seconds": S, "query_supported": true|false}``.
 - ``GET``/``POST /_sim/followers`` ``{"user_id", "following": true|false}``.
 - ``POST /_sim/faults`` ``{"kind": "error"|"unavailable"|"timeout"|"tamper", "count": N,
   "code": "40004", "sub_code": "...", "sub_msg": "...", "method": null, "accept": false}``: the
@@ -138,6 +138,9 @@ class SimSettings:
     slow_ms: int = 0
     seed: int | None = None
     max_clock_skew_seconds: float = 15 * 60
+    #: False: the gateway does not know the query method (``40002 isv.invalid-method``), as the
+    #: real platform may not [unverified]
+    query_supported: bool = True
     #: seconds a ``timeout`` fault keeps the request open (unless the client leaves first)
     hang_seconds: float = 120.0
     max_messages: int = 10_000
@@ -257,7 +260,7 @@ class AlipaySim:
         if method == "POST" and headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
         api = params.get("method", "")
-        key = api.replace(".", "_") + "_response" if api in (SEND_METHOD, QUERY_METHOD) else "error_response"
+        key = api.replace(".", "_") + "_response" if api in self._methods() else "error_response"
         try:
             biz = self._authenticate(params)
             fault = self._take_fault(api)
@@ -278,8 +281,12 @@ class AlipaySim:
             inner = {"code": "10000", "msg": "Success"} | answer
             return Reply(200, self._signed(key, inner, tamper=fault is not None and fault.kind == "tamper"))
         except Refused as refused:
-            inner = {"code": refused.code, "msg": _MSG.get(refused.code, "Business Failed"),
-                     "sub_code": refused.sub_code, "sub_msg": refused.sub_msg}
+            inner = {
+                "code": refused.code,
+                "msg": _MSG.get(refused.code, "Business Failed"),
+                "sub_code": refused.sub_code,
+                "sub_msg": refused.sub_msg,
+            }
             return Reply(200, self._signed(key, inner))
 
     def _signed(self, key: str, inner: Mapping[str, Any], *, tamper: bool = False) -> bytes:
@@ -297,7 +304,7 @@ class AlipaySim:
                 raise Refused("40001", f"isv.missing-{name.replace('_', '-')}", f"缺少{name}参数")
         if params["app_id"] != self.app_id:
             raise Refused("40002", "isv.invalid-app-id", "无效的AppID参数")
-        if params["method"] not in (SEND_METHOD, QUERY_METHOD):
+        if params["method"] not in self._methods():
             raise Refused("40002", "isv.invalid-method", "不存在的方法名")
         if params["sign_type"] != "RSA2":
             raise Refused("40002", "isv.invalid-signature-type", "无效的签名类型")
@@ -324,6 +331,9 @@ class AlipaySim:
         if not isinstance(biz, dict):
             raise Refused("40002", "isv.invalid-parameter", "biz_content必须是JSON对象")
         return biz
+
+    def _methods(self) -> tuple[str, ...]:
+        return (SEND_METHOD, QUERY_METHOD) if self.settings.query_supported else (SEND_METHOD,)
 
     def _take_fault(self, api: str) -> Fault | None:
         for fault in self.faults:
@@ -444,6 +454,7 @@ class AlipaySim:
             "slow_ms": s.slow_ms,
             "seed": s.seed,
             "max_clock_skew_seconds": s.max_clock_skew_seconds,
+            "query_supported": s.query_supported,
         }
 
     def _configure(self, data: Mapping[str, Any]) -> tuple[int, Any]:
@@ -467,6 +478,8 @@ class AlipaySim:
             s.follow_prefix = None if data["follow_prefix"] is None else str(data["follow_prefix"])
         if "max_clock_skew_seconds" in data:
             s.max_clock_skew_seconds = float(data["max_clock_skew_seconds"])
+        if "query_supported" in data:
+            s.query_supported = bool(data["query_supported"])
         return 200, self._config_view()
 
 

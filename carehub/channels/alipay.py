@@ -304,8 +304,9 @@ class AlipayChannel:
         code = str(answer.get("code", ""))
         if code == "10000":
             return answer
-        error = _error(code, str(answer.get("msg", "")), str(answer.get("sub_code") or ""),
-                       str(answer.get("sub_msg") or ""))
+        error = _error(
+            code, str(answer.get("msg", "")), str(answer.get("sub_code") or ""), str(answer.get("sub_msg") or "")
+        )
         log.warning("%s refused: %s", method, error)
         raise error
 
@@ -322,9 +323,7 @@ class AlipayChannel:
         inner = whole.get(key) if isinstance(whole, dict) else None
         content = response_content(text, key) if isinstance(inner, dict) else None
         if not isinstance(whole, dict) or not isinstance(inner, dict) or content is None:
-            raise ChannelError(
-                f"HTTP{response.status_code}", f"{method}: not a gateway answer: {text[:200]!r}"
-            )
+            raise ChannelError(f"HTTP{response.status_code}", f"{method}: not a gateway answer: {text[:200]!r}")
         signature = whole.get("sign")
         if not signature:
             if str(inner.get("code")) == "10000":

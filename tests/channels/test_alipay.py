@@ -312,6 +312,16 @@ async def test_a_failing_query_raises_rather_than_saying_not_sent(
     assert failed.value.retryable
 
 
+async def test_find_sent_cannot_say_when_the_gateway_has_no_query_method(
+    channel: AlipayChannel, admin: httpx.AsyncClient
+) -> None:
+    with trio.fail_after(10):
+        await channel.send_notice(USER, NOTICE, idempotency_key="n-1")
+        await admin.post("/_sim/config", json={"query_supported": False})
+        found = await channel.find_sent(USER, "n-1")
+    assert found is None
+
+
 async def test_the_admin_api_refuses_a_fail_rate_out_of_range(admin: httpx.AsyncClient) -> None:
     with trio.fail_after(10):
         response = await admin.post("/_sim/config", json={"fail_rate": 2})
