@@ -47,6 +47,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 import orjson
 
+from .notices import ChannelError, ChannelName, ChannelReceipt, DeliveryReport, OutgoingNotice
+
 log = logging.getLogger("carehub.channels.sms")
 
 API_VERSION = "2017-05-25"
@@ -468,3 +470,118 @@ def parse_receipts(body: bytes) -> list[SmsReceipt]:
         except (KeyError, TypeError, ValueError) as err:
             raise InvalidReceipt(f"receipt {index} is not an SmsReport item: {type(err).__name__}: {err}") from err
     return receipts
+
+
+# -- SMS as a notice channel of the message center (MSG-1) -----------------------------------------
+
+#: Aliyun's per-variable length limits for notice templates [unverified: "其他" variables at
+#: most 35 characters, a name shorter]; longer values are cut with "…" rather than refused.
+NOTICE_NAME_LIMIT = 20
+NOTICE_CONTENT_LIMIT = 35
+#: ``OutId`` of a notice: the idempotency key, cut to this length (matched the same way).
+NOTICE_OUT_ID_LIMIT = 64
+_SENTENCE_END = ("。", "！", "？", "!", "?", ".", "…")
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def notice_params(notice: OutgoingNotice) -> dict[str, str]:
+    """The variables of the notice template (``${name}您好，${content}如有疑问…``) for ``notice``.
+
+    ``content`` is the title and the body as one sentence; a template given in
+    ``notice.template`` must use the same two variables.
+    """
+    content = f"{notice.title}：{notice.body}" if notice.title and notice.body else notice.title or notice.body
+    if not content.endswith(_SENTENCE_END):
+        content += "。"
+    return {
+        "name": _cut(notice.name or "尊敬的用户", NOTICE_NAME_LIMIT),
+        "content": _cut(content, NOTICE_CONTENT_LIMIT),
+    }
+
+
+def notice_error(error: SmsError) -> ChannelError:
+    """What the message center does about an SMS failure (see :mod:`carehub.channels.notices`).
+
+    A bad number, or its per-number quota used up, cannot be helped by retrying this channel
+    today: the next channel (``fallback``). QPS throttling, a provider failure or no answer:
+    retry. Template and sign problems, keys and balance: neither, an operator must act.
+    """
+    if isinstance(error, SmsBadNumber):
+        return ChannelError(error.code, error.message, fallback=True)
+    if isinstance(error, SmsRateLimited):
+        if error.retryable:
+            return ChannelError(error.code, error.message, retryable=True, retry_after=1.0)
+        return ChannelError(error.code, error.message, fallback=True)
+    if isinstance(error, SmsProviderDown | SmsTimeout):
+        return ChannelError(error.code, error.message, retryable=True)
+    return ChannelError(error.code, error.message, retryable=error.retryable)
+
+
+class SmsNoticeChannel:
+    """The message center's SMS channel: one notice to one phone through :class:`SmsChannel`.
+
+    Sends :data:`TEMPLATES` ``["notice"]`` (or ``notice.template`` as the template code) with
+    :func:`notice_params` and ``OutId`` = the idempotency key cut to 64 characters.
+
+    The receipt's ``provider_id`` is that ``OutId``, not the ``BizId``: ``QuerySendDetails``
+    answers no ``BizId``, so a receipt :meth:`find_sent` recovers could not name it, while the
+    ``OutId`` is in all three: the send (ours), the query and the ``SmsReport`` push
+    (:func:`sms_report`). The ``BizId`` is in the log line of every send, next to the ``OutId``.
+
+    ``SendSms`` is not idempotent: after a crash, or a ``NoAnswer`` (:class:`SmsTimeout`), the
+    message center asks :meth:`find_sent` before sending again.
+    """
+
+    name: ChannelName = "sms"
+
+    def __init__(self, sms: SmsChannel, *, clock: Callable[[], dt.datetime] = _utcnow) -> None:
+        self.sms = sms
+        self._clock = clock
+
+    async def send_notice(self, address: str, notice: OutgoingNotice, *, idempotency_key: str) -> ChannelReceipt:
+        """Send ``notice`` to the phone ``address``; raises :class:`ChannelError`."""
+        template = notice.template or TEMPLATES["notice"].code
+        out_id = idempotency_key[:NOTICE_OUT_ID_LIMIT]
+        try:
+            await self.sms.send(address, template, notice_params(notice), out_id=out_id)
+        except SmsError as err:
+            raise notice_error(err) from err
+        return ChannelReceipt(provider_id=out_id)
+
+    async def find_sent(self, address: str, idempotency_key: str) -> ChannelReceipt | None:
+        """The message sent to ``address`` with this key today or yesterday (Beijing), or None.
+
+        ``QuerySendDetails`` reads one day at a time; yesterday covers a crash around midnight.
+        Raises :class:`ChannelError` when the query fails (not knowing is not "not sent").
+        """
+        out_id = idempotency_key[:NOTICE_OUT_ID_LIMIT]
+        today = self._clock().astimezone(BEIJING).date()
+        for day in (today, today - dt.timedelta(days=1)):
+            try:
+                details = await self.sms.query(address, None, day)
+            except SmsError as err:
+                raise notice_error(err) from err
+            for detail in details:
+                if detail.out_id == out_id:
+                    return ChannelReceipt(provider_id=out_id, delivered=detail.status is SmsStatus.DELIVERED)
+        return None
+
+
+def sms_report(receipt: SmsReceipt | Mapping[str, Any]) -> DeliveryReport:
+    """The message center's :class:`DeliveryReport` of one ``SmsReport`` item (parsed by
+    :func:`parse_receipts`, or the raw JSON object; a bad one raises :class:`InvalidReceipt`).
+
+    ``provider_id`` is the ``out_id`` (see :class:`SmsNoticeChannel`), the ``biz_id`` for a
+    message sent without one; ``reason`` is the carrier's error code of a failed delivery.
+    """
+    if not isinstance(receipt, SmsReceipt):
+        [receipt] = parse_receipts(orjson.dumps([dict(receipt)]))
+    return DeliveryReport(
+        channel="sms",
+        provider_id=receipt.out_id or receipt.biz_id,
+        delivered=receipt.success,
+        reason="" if receipt.success else (receipt.err_code or receipt.err_msg),
+    )
