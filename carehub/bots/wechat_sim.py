@@ -349,7 +349,7 @@ class WeChatSim:
         return token
 
     def _answer(self, token: Token) -> dict[str, Any]:
-        left = max(0, int((token.expires_at - self.now()).total_seconds()))
+        left = max(0, round((token.expires_at - self.now()).total_seconds()))
         return {"access_token": token.value, "expires_in": left}
 
     def _token(self, args: Mapping[str, str]) -> dict[str, Any]:

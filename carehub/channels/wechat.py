@@ -6,9 +6,10 @@ the address of a person is their openid under the configured app. It speaks WeCh
 
 - ``POST /cgi-bin/stable_token`` ``{grant_type: client_credential, appid, secret, force_refresh}``
   gives the access token every call carries (``?access_token=``). The stable token is kept until
-  shortly before its ``expires_in`` (:data:`TOKEN_MARGIN`), refreshed then, and refreshed with
-  ``force_refresh: true`` when a send is refused for its token (40001 not the latest, 40014
-  invalid, 42001 expired); that send is then tried once more. Concurrent sends share one refresh
+  shortly before its ``expires_in`` (:data:`TOKEN_MARGIN`), then renewed with ``force_refresh:
+  true`` (the normal mode would answer the same token until it expires), and renewed so too
+  when a send is refused for its token (40001 not the latest, 40014 invalid, 42001 expired);
+  that send is then tried once more. Concurrent sends share one refresh
   (a :class:`trio.Lock`): a send that waited for the lock finds the token another one fetched.
 - ``POST /cgi-bin/message/template/send`` (:meth:`WeChatChannel.send_notice`): one template
   message ``{touser, template_id, url, miniprogram?, client_msg_id, data}``; WeChat answers
@@ -316,8 +317,10 @@ class WeChatChannel:
     async def access_token(self, *, force_after: str | None = None) -> str:
         """The access token: the cached one while it is fresh, else a new one.
 
-        ``force_after``: that token was refused, so fetch with ``force_refresh`` unless another
-        task already replaced it (then that newer token is the answer).
+        The first one is fetched in the normal mode (WeChat answers the token it holds, so
+        several processes of one app share it); later ones with ``force_refresh``.
+        ``force_after``: that token was refused, so fetch anew unless another task already
+        replaced it (then that newer token is the answer).
         """
         current = self._token
         if force_after is None and current is not None and trio.current_time() < current.refresh_at:
@@ -329,7 +332,9 @@ class WeChatChannel:
                 or (force_after is None and trio.current_time() < current.refresh_at)
             ):
                 return current.value
-            self._token = await self._fetch_token(force=force_after is not None)
+            # a token past its refresh time is renewed with force_refresh too: in the normal mode
+            # WeChat answers the same token (with its few seconds left) until it has expired
+            self._token = await self._fetch_token(force=current is not None)
             return self._token.value
 
     async def _fetch_token(self, *, force: bool) -> _Token:
@@ -347,7 +352,7 @@ class WeChatChannel:
             retryable = errcode not in CREDENTIAL_ERRCODES
             log.warning("WeChat refused the access token (%s): %s", errcode, message)
             raise ChannelError(str(errcode), message, retryable=retryable)
-        expires_in = float(answer.get("expires_in") or 7200)
+        expires_in = float(answer.get("expires_in", 7200))
         margin = min(TOKEN_MARGIN, expires_in / 10)
         return _Token(str(answer["access_token"]), trio.current_time() + expires_in - margin)
 
