@@ -48,8 +48,9 @@ The control API under ``/_sim/`` (JSON, no authentication; bind it to localhost)
 - ``POST /_sim/templates`` ``{template_id, keywords: [...], kind: "template"|"subscribe"}``.
 - ``POST /_sim/tokens/expire`` every token expires now.
 - ``POST /_sim/faults`` ``{"api": "template"|"subscribe"|"token"|"stable_token"|null, "count": N,
-  "errcode": E | "status": 503 | "hang": true}``: the next N calls of that API answer errcode E,
-  HTTP ``status``, or never.
+  "errcode": E | "status": 503 | "hang": true, "accept": false}``: the next N calls of that API
+  answer errcode E, HTTP ``status``, or never (with ``"accept": true`` the call is processed
+  first, as when the answer is lost on the way back).
 - ``POST /_sim/reset`` back to the state at start (tokens forgotten, messages gone).
 
 Run it on its own with ``python -m carehub.bots.wechat_sim --port 8093``; tests start it in
@@ -69,7 +70,6 @@ import logging
 import random
 import re
 import secrets
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
@@ -192,6 +192,8 @@ class Fault:
     errcode: int | None = None
     status: int | None = None
     hang: bool = False
+    #: with ``hang``: the call is processed first (the answer is lost on the way back)
+    accept: bool = False
 
 
 @dataclasses.dataclass
@@ -275,7 +277,8 @@ class WeChatSim:
         args = dict(parse_qsl(query, keep_blank_values=True))
         try:
             fault = self._take_fault(api)
-            if fault is not None:
+            lost = fault is not None and fault.hang and fault.accept  # processed, the answer lost
+            if fault is not None and not lost:
                 if fault.hang:
                     return Reply({}, hang=True)
                 if fault.status is not None:
@@ -298,7 +301,7 @@ class WeChatSim:
             else:
                 message, repeated = self._subscribe_send(data), False
             answer = {"errcode": 0, "errmsg": "ok", "msgid": message.msgid}
-            return Reply(answer, sent=None if repeated else message)
+            return Reply(answer, hang=lost, sent=None if repeated else message)
         except Refused as refused:
             errmsg = refused.errmsg if refused.errcode in (0, -1) else refused.errmsg + _rid()
             return Reply({"errcode": refused.errcode, "errmsg": errmsg})
@@ -594,6 +597,7 @@ class WeChatSim:
                         errcode=int(data["errcode"]) if data.get("errcode") is not None else None,
                         status=int(data["status"]) if data.get("status") is not None else None,
                         hang=bool(data.get("hang", False)),
+                        accept=bool(data.get("accept", False)),
                     )
                     if (api is not None and api not in _APIS.values()) or fault.count < 1:
                         return 400, {"error": f"api must be one of {sorted(_APIS.values())} or null, count >= 1"}
@@ -712,7 +716,7 @@ class SimServer(SimulatorApp):
         sim.callbacks.append(entry)
         delays = sim.settings.callback_retry_seconds
         for attempt in range(len(delays) + 1):
-            timestamp, nonce = str(int(time.time())), str(secrets.randbelow(10**10))
+            timestamp, nonce = str(int(sim.now().timestamp())), str(secrets.randbelow(10**10))
             query = urlencode(
                 {
                     "signature": sign(sim.settings.callback_token, timestamp, nonce),

@@ -131,15 +131,15 @@ def cut(value: str, limit: int = MAX_VALUE_CHARS) -> str:
     return value[:limit]
 
 
-def signature(token: str, timestamp: str, nonce: str) -> str:
+def sign_event(token: str, timestamp: str, nonce: str) -> str:
     """WeChat's signature of an event push: SHA-1 of the sorted token, timestamp and nonce."""
     return hashlib.sha1("".join(sorted([token, timestamp, nonce])).encode()).hexdigest()
 
 
-def check_signature(token: str, timestamp: str, nonce: str, signature_: str) -> bool:
+def check_signature(token: str, timestamp: str, nonce: str, signature: str) -> bool:
     """Whether a push (or the server-URL check, ``GET ?signature=&timestamp=&nonce=&echostr=``)
     comes from WeChat: ``signature`` of the query matches the token set in the console."""
-    return hmac.compare_digest(signature(token, timestamp, nonce), signature_.lower())
+    return hmac.compare_digest(sign_event(token, timestamp, nonce), signature.lower())
 
 
 def _text(root: ET.Element, name: str) -> str:
@@ -185,6 +185,20 @@ def parse_event(body: bytes) -> DeliveryReport | None:
     return None
 
 
+def _errcode(answer: Mapping[str, Any]) -> int:
+    try:
+        return int(answer.get("errcode") or 0)
+    except (TypeError, ValueError):
+        raise ChannelError("errcode", f"not an errcode: {answer.get('errcode')!r}", retryable=True) from None
+
+
+def _msgid(answer: Mapping[str, Any]) -> str:
+    msgid = answer.get("msgid")
+    if msgid is None or msgid == "":
+        raise ChannelError("msgid", f"an answer without msgid: {dict(answer)!r}"[:200])
+    return str(msgid)
+
+
 def _utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -210,7 +224,8 @@ class WeChatChannel:
     lifetime the caller owns. ``clock`` (the time shown in the template) exists for tests.
 
     One channel per app: a mini program's subscribe messages need the mini program's own appid
-    and secret (its own token), so open a second channel with those for :meth:`send_subscribe`.
+    and secret (its own token), so open a second channel with those (and a subscribe template
+    as its ``default_template_id``) for :meth:`send_subscribe`.
     """
 
     name: ChannelName = "wechat"
@@ -243,7 +258,7 @@ class WeChatChannel:
             if self.config.miniprogram_appid:
                 payload["miniprogram"] = {"appid": self.config.miniprogram_appid, "pagepath": notice.link.lstrip("/")}
         answer = await self._send("/cgi-bin/message/template/send", payload)
-        receipt = ChannelReceipt(provider_id=str(answer["msgid"]))
+        receipt = ChannelReceipt(provider_id=_msgid(answer))
         log.info("template message to %s, msgid %s, client_msg_id %s", mask_openid(address), receipt.provider_id,
                  idempotency_key)
         return receipt
@@ -284,7 +299,7 @@ class WeChatChannel:
         if page or notice.link:
             payload["page"] = page or (notice.link or "").lstrip("/")
         answer = await self._send("/cgi-bin/message/subscribe/send", payload)
-        receipt = ChannelReceipt(provider_id=str(answer.get("msgid", "")))
+        receipt = ChannelReceipt(provider_id=_msgid(answer))
         log.info("subscribe message to %s, msgid %s", mask_openid(address), receipt.provider_id)
         return receipt
 
@@ -346,7 +361,7 @@ class WeChatChannel:
         }
         self.token_fetches += 1
         answer = await self._post("/cgi-bin/stable_token", body)
-        errcode = int(answer.get("errcode") or 0)
+        errcode = _errcode(answer)
         if errcode or not answer.get("access_token"):
             message = f"stable_token: {answer.get('errmsg', 'no access_token')}"
             retryable = errcode not in CREDENTIAL_ERRCODES
@@ -358,7 +373,7 @@ class WeChatChannel:
 
     async def _call(self, path: str, payload: dict[str, Any], token: str) -> dict[str, Any]:
         answer = await self._post(path, payload, token=token)
-        errcode = int(answer.get("errcode") or 0)
+        errcode = _errcode(answer)
         if errcode == 0:
             return answer
         kind = ERRCODES.get(errcode, _ErrorKind())

@@ -359,6 +359,18 @@ async def test_a_provider_down_unreachable_or_silent_is_retryable(sim: str, admi
         assert (error.code, error.retryable) == ("unreachable", True)
 
 
+async def test_a_send_whose_answer_was_lost_is_sent_again_safely_with_its_key(
+    sim: str, admin: httpx.AsyncClient
+) -> None:
+    async with open_wechat_channel(config(sim, timeout=0.5)) as wechat:
+        await control(admin, "/_sim/faults", api="template", hang=True, accept=True)
+        error = await refused(wechat.send_notice(OPENID, NOTICE, idempotency_key="lost-1"))
+        assert (error.code, error.retryable) == ("timeout", True)
+        receipt = await wechat.send_notice(OPENID, NOTICE, idempotency_key="lost-1")  # the notifier's retry
+    [sent] = await messages(admin)  # WeChat took the first one; the retry reached nobody again
+    assert str(sent["msgid"]) == receipt.provider_id
+
+
 async def test_slow_answers_still_arrive(channel: WeChatChannel, admin: httpx.AsyncClient) -> None:
     await control(admin, "/_sim/config", slow_ms=200)
     start = trio.current_time()
