@@ -199,6 +199,13 @@ async def test_a_repeated_client_msg_id_reaches_the_patient_once(
     assert [m["client_msg_id"] for m in await messages(admin)] == ["n2-wechat-2", "n2-wechat-1"]
     # WeChat has no query by client_msg_id: sending again with the key is the way to find out
     assert await channel.find_sent(OPENID, "n2-wechat-1") is None
+    # the key is per person, and WeChat keeps it 10 minutes only (here: no longer at all)
+    await channel.send_notice("oSomeoneElse0000000000001", NOTICE, idempotency_key="n2-wechat-1")
+    assert len(await messages(admin, "oSomeoneElse0000000000001")) == 1
+    await control(admin, "/_sim/config", dedupe_seconds=0)
+    late = await channel.send_notice(OPENID, NOTICE, idempotency_key="n2-wechat-1")
+    assert late.provider_id != first.provider_id
+    assert len(await messages(admin)) == 3
 
 
 # -- the access token ---------------------------------------------------------------------------
