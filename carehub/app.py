@@ -26,7 +26,7 @@ from carehub.channels.faceid import FaceIdChannel, FaceIdConfig, open_faceid_cha
 from carehub.channels.his import HisClient, HisConfig
 from carehub.channels.payment import WeChatPay, WeChatPayConfig, open_wechat_pay
 from carehub.channels.push import PushChannel, Session
-from carehub.channels.sms import SmsChannel, SmsConfig, open_sms_channel
+from carehub.channels.sms import SmsChannel, SmsConfig, SmsNoticeChannel, open_sms_channel
 from carehub.config import Config
 from carehub.demo import seed_demo, seed_demo_schedule
 from carehub.directory import Directory
@@ -186,10 +186,10 @@ async def _open_messaging(stack: AsyncExitStack, config: Config, hub: Any, db: A
                           sms: SmsChannel | None) -> MessageCenter:
     """The message center with the outside channels configured here (docs/messaging.md)."""
     notices = NoticeStore(db)
-    notifier = Notifier(hub, notices, MessagingSettings(nav_url=config.nav_url))
-    await notifier.load()
-    channels = Channels({})  # the adapters join when their branches land
+    channels = Channels({"sms": SmsNoticeChannel(sms) if sms is not None else None})
     await channels.load(notices)
+    notifier = Notifier(hub, notices, channels, MessagingSettings(nav_url=config.nav_url))
+    await notifier.load()
     return MessageCenter(notifier, channels, Addresses(notices, AccountStore(db, ring), ring), notices,
                          PublishStore(db))
 

@@ -49,6 +49,23 @@ class Server:
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         return httpx.AsyncClient(base_url=self.base, headers=headers, timeout=30)
 
+    async def notices(self, login_name: str, kind: str, *, count: int = 1, timeout: float = 10) -> list[dict[str, Any]]:
+        """The account's inbox notices of ``kind`` (newest first), once at least ``count`` have arrived.
+
+        Notices are posted by the message center after the event's own commit (a durable tell), so a
+        test waits for them as a patient's phone would.
+        """
+        found: list[dict[str, Any]] = []
+        async with self.http(await self.token(login_name)) as http:
+            with trio.fail_after(timeout):
+                while True:
+                    answer = await http.get("/api/v1/me/notices", params={"limit": 100})
+                    assert answer.status_code == 200, answer.text
+                    found = [n for n in answer.json()["items"] if n["kind"] == kind]
+                    if len(found) >= count:
+                        return found
+                    await trio.sleep(0.05)
+
 
 @asynccontextmanager
 async def run_server(

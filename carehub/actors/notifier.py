@@ -268,7 +268,7 @@ class Notifier(Behaviour[NotifierState]):
         deliver = Deliver(state.account_id, "notice", {
             "notice_id": m.notice_id, "kind": m.kind, "category": m.category, "title": m.title, "body": m.body,
             "link": m.link, "critical": m.critical, "needs_ack": m.needs_ack, "at": ctx.now.isoformat(), **m.data,
-        }, msg_id=f"notice:{m.notice_id}", sensitive=True)
+        }, msg_id=_stream_id(m.notice_id), sensitive=True)
         new = msgspec.structs.replace(state, recent=[*state.recent[-(RECENT - 1):], m.notice_id],
                                       posted=state.posted + 1)
         records = (Record("notices", {"id": m.notice_id}, row),)
@@ -362,6 +362,13 @@ class Notifier(Behaviour[NotifierState]):
         channel = p.plan[p.index]
         return Tell(make_address("send", f"{p.notice_id}:{channel}:{p.attempt}"),
                     Send(account_id, p.notice_id, channel, p.attempt, p.kind, p.title, p.body, p.link))
+
+
+def _stream_id(notice_id: str) -> str:
+    """The delivery's id on the stream (at most 64 characters: long notice ids are hashed)."""
+    if len(notice_id) <= 62:
+        return f"n:{notice_id}"
+    return f"n:{hashlib.blake2b(notice_id.encode(), digest_size=24).hexdigest()}"
 
 
 def _checked(prefs: Preferences) -> Preferences:

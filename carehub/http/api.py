@@ -20,7 +20,7 @@ from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
 from .pages import register_pages
-from .rest import admin, auth, bills, content_admin, display, doctor, hub, open, ops, outpatient, patients
+from .rest import admin, auth, bills, content_admin, display, doctor, hub, notices, open, ops, outpatient, patients
 from .rest import directory as directory_routes
 from .rest import outpatient_admin as outpatient_admin_routes
 from .rest import statistics as statistics_routes
@@ -165,6 +165,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     outpatient_admin_routes.register(r, outpatient=services.outpatient)
     bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
     statistics_routes.register(r, statistics=services.statistics)
+    notices.register(r, messaging=services.messaging)
     register_pages(app, services.config.web_dist)
     return app, router
 

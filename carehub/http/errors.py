@@ -95,6 +95,15 @@ STATUS: dict[str, int] = {
     # chat
     "empty_message": 422,
     "message_too_long": 422,
+    # message center (carehub.messaging, carehub.actors.notifier)
+    "messaging_refused": 409,
+    "bad_template": 422,
+    "unknown_notice_kind": 404,
+    "publish_not_allowed": 403,
+    "notice_not_found": 404,
+    "notice_sending": 409,
+    "no_channel": 409,
+    "bad_preferences": 422,
     # uploads and requests
     "unsupported_type": 415,
     "too_large": 413,

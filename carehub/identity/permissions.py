@@ -26,6 +26,7 @@ Permission = Literal[
     "admin.bookings",  # booking records, no-show rules and the blacklist
     "clinic.queue",  # a doctor's own sessions: call, skip, recall, mark seen; roster requests
     "booking.partner",  # third-party booking channels (provincial platform, kiosks)
+    "admin.messaging",  # notice templates, outside channels, partners' publish permissions (MSG-1)
 ]
 
 #: every permission a role may be given
@@ -39,7 +40,7 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "pharmacist": frozenset({"account.self", "directory.read", "actor.call"}),
     "admin": frozenset(
         {"account.self", "directory.read", "actor.call", "topic.publish", "admin.accounts", "admin.verify",
-         "admin.audit", "admin.roles", "admin.directory", "admin.schedule", "admin.bookings"}
+         "admin.audit", "admin.roles", "admin.directory", "admin.schedule", "admin.bookings", "admin.messaging"}
     ),
     "ops": frozenset({"account.self", "directory.read", "actor.call", "topic.publish", "ops.view", "ops.manage"}),
     "partner": frozenset({"directory.read", "topic.publish", "booking.partner"}),

@@ -22,7 +22,7 @@ class UnknownKind(MessagingError):
 class UnknownRecipient(MessagingError):
     """No account, patient or phone the notice could reach."""
 
-    code = "unknown_recipient"
+    code = "recipient_not_found"
 
 
 class NotAllowed(MessagingError):

@@ -31,6 +31,7 @@ from carehub.storage.messaging import NoticeStore
 from . import templates as tpl
 from .errors import NoticeNotFound, UnknownKind
 from .kinds import CATEGORIES, KINDS, NoticeKind
+from .sending import Channels
 
 log = logging.getLogger("carehub.messaging")
 
@@ -47,9 +48,11 @@ def new_notice_id(prefix: str = "n") -> str:
 
 
 class Notifier:
-    def __init__(self, hub: Hub, store: NoticeStore, settings: MessagingSettings | None = None) -> None:
+    def __init__(self, hub: Hub, store: NoticeStore, channels: Channels,
+                 settings: MessagingSettings | None = None) -> None:
         self.hub = hub
         self.store = store
+        self.channels = channels
         self.settings = settings or MessagingSettings()
         self._templates: dict[str, tpl.Template] = {}
 
@@ -87,8 +90,11 @@ class Notifier:
         department = values.get("department_id") or values.get("department")
         if self.settings.nav_url and department:
             extra["nav"] = self.settings.nav_url.replace("{department}", quote(str(department), safe=""))
+        # only the channels configured and switched on here: the others could never take it
+        usable = self.channels.usable()
+        narrowed = usable if channels is None else [c for c in channels if c in usable]
         post = Post(notice_id or new_notice_id(), kind.name, kind.category, title, body, link=link,
-                    critical=kind.critical, needs_ack=kind.needs_ack, source=source, channels=channels, data=extra)
+                    critical=kind.critical, needs_ack=kind.needs_ack, source=source, channels=narrowed, data=extra)
         reply: dict[str, Any] = await self.hub.ask(make_address("notifier", account_id), post)
         return reply
 

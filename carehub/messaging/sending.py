@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import logging
 import time
 from collections.abc import Callable, Mapping
@@ -109,6 +110,19 @@ class Channels:
     async def load(self, store: NoticeStore) -> None:
         self.disabled = {c for c, row in (await store.channels()).items() if not row["enabled"]}
 
+    async def save(self, store: NoticeStore, channel: str, enabled: bool, default_template: str | None, *,
+                   by: str) -> None:
+        """An admin switches a channel on or off (stored, then in force at once)."""
+        await store.save_channel(channel, enabled, default_template, by, dt.datetime.now(dt.UTC))
+        if enabled:
+            self.disabled.discard(channel)
+        else:
+            self.disabled.add(channel)
+
+    def usable(self) -> list[str]:
+        """The outside channels a notice may be planned on: configured here and switched on."""
+        return [name for name in self.circuits if name in self.adapters and name not in self.disabled]
+
     def view(self) -> list[dict[str, object]]:
         return [{**circuit.view(), "configured": name in self.adapters, "enabled": name not in self.disabled}
                 for name, circuit in self.circuits.items()]
@@ -144,6 +158,15 @@ class Addresses:
             self._cache.pop((account_id, channel), None)
 
 
+def send_key(notice_id: str, channel: str) -> str:
+    """The idempotency key of a notice on a channel: the same for every attempt, at most 64 characters
+    (providers keep 64: a longer key is hashed, so two keys never share a cut-off prefix)."""
+    key = f"{notice_id}:{channel}"
+    if len(key) <= 64:
+        return key
+    return f"h{hashlib.blake2b(key.encode(), digest_size=24).hexdigest()}:{channel}"
+
+
 class SendEffect(Effect):
     kind = "send"
     messages: ClassVar[dict[str, type[msgspec.Struct]]] = {"Send": Send}
@@ -177,7 +200,7 @@ class SendEffect(Effect):
         wait = circuit.allow()
         if wait is not None:
             return outcome(False, "渠道熔断中，稍后重试", retryable=True, retry_after=wait)
-        key = f"{m.notice_id}:{m.channel}"
+        key = send_key(m.notice_id, m.channel)
         try:
             if m.channel not in DEDUPLICATING:
                 first = await self.store.begin_attempt(f"{key}:{m.attempt}", ctx.now)

@@ -63,9 +63,9 @@ async def test_cancelling_a_session_answers_how_many_patients_were_told_and_reco
     assert blank.status_code == 409  # the session is no longer open
     async with server.http(await server.token("patient2")) as patient:
         mine = (await patient.get("/api/v1/me/bookings")).json()["bookings"]
-        notices = (await patient.get("/api/v1/me/stream")).json()["items"]
     assert mine[0]["status"] == "cancelled"
-    assert any("医生生病" in n["body"]["text"] for n in notices if n["type"] == "booking.cancelled")
+    notices = await server.notices("patient2", "booking.cancelled")
+    assert "医生生病" in notices[0]["body"]
     listed = await admin_get(server, "/api/v1/admin/sessions", **{"from": day.isoformat(), "days": 1})
     msgspec.json.decode(listed.content, type=declared(server, "GET", "/api/v1/admin/sessions"))
     assert next(s for s in listed.json()["sessions"] if s["session_id"] == session_id)["status"] == "cancelled"
@@ -90,9 +90,8 @@ async def test_a_substitute_takes_an_open_session_and_its_patients_are_told(serv
     assert body["told"] == 2
     assert body["session"]["status"] == "open" and body["session"]["substitute_name"] == "王晓燕"
     assert body["roster"]["kind"] == "substitute" and body["roster"]["substitute_name"] == "王晓燕"
-    async with server.http(await server.token("patient4")) as patient:
-        notices = (await patient.get("/api/v1/me/stream")).json()["items"]
-    assert any("王晓燕" in n["body"]["text"] for n in notices if n["type"] == "booking.substituted")
+    notices = await server.notices("patient4", "booking.substituted")
+    assert "王晓燕" in notices[0]["body"]
 
 
 async def test_an_approved_cancel_roster_says_how_many_were_told_and_rosters_name_their_doctors(

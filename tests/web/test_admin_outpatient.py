@@ -209,9 +209,7 @@ async def test_cancelling_a_session_says_how_many_patients_were_told(
     cancelled = await hub.app.services.db.fetchval(
         "SELECT count(*) FROM bookings WHERE session_id = $1 AND status = 'cancelled'", cancelled_session)
     assert int(match.group(1)) == cancelled == 3
-    async with hub.http(await hub.token("patient3")) as http:
-        items = (await http.get("/api/v1/me/stream")).json()["items"]
-    assert any("医生临时生病" in i["body"]["text"] for i in items if i["type"] == "booking.cancelled")
+    assert "医生临时生病" in (await hub.notices("patient3", "booking.cancelled"))[0]["body"]
 
     def substitute() -> str:
         session = row(pc, "李建国", "心内科1诊室")
@@ -227,9 +225,7 @@ async def test_cancelling_a_session_says_how_many_patients_were_told(
         return told.inner_text()
 
     await chromium.run(substitute)
-    async with hub.http(await hub.token("patient4")) as http:
-        items = (await http.get("/api/v1/me/stream")).json()["items"]
-    assert any("王晓燕" in i["body"]["text"] for i in items if i["type"] == "booking.substituted")
+    assert "王晓燕" in (await hub.notices("patient4", "booking.substituted"))[0]["body"]
     assert csp_or_script_errors(chromium) == []
 
 

@@ -204,7 +204,7 @@ def register(r: RouteDecorator, *, messaging: MessageCenter) -> None:
         assert ctx.principal is not None
         return _prefs_view(await notifier.preferences(ctx.principal.account_id))
 
-    @r("PUT", "/api/v1/me/notice-preferences", summary="Set my notice preferences (OUT-15); critical alerts ignore them",
+    @r("PUT", "/api/v1/me/notice-preferences", summary="Set my notice preferences (OUT-15)",
        permission="account.self", tag="messages", body=Preferences, response=PreferencesView)
     async def set_preferences(ctx: RequestContext, body: Preferences) -> Any:
         assert ctx.principal is not None

@@ -87,3 +87,8 @@ CREATE TABLE open_messages (
     created_at timestamptz NOT NULL,
     PRIMARY KEY (partner_id, idempotency_key)
 );
+
+-- the admins of a database made before the message center may edit its templates and channels
+INSERT INTO role_permissions (role, permission)
+SELECT name, 'admin.messaging' FROM roles WHERE name = 'admin'
+    AND NOT EXISTS (SELECT 1 FROM role_permissions WHERE role = 'admin' AND permission = 'admin.messaging');
