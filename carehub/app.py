@@ -22,11 +22,13 @@ import trio_asyncio
 from hypercorn.config import Config as HypercornConfig
 
 from carehub.actors import all_behaviours
+from carehub.channels.alipay import AlipayConfig, open_alipay_channel
 from carehub.channels.faceid import FaceIdChannel, FaceIdConfig, open_faceid_channel
 from carehub.channels.his import HisClient, HisConfig
 from carehub.channels.payment import WeChatPay, WeChatPayConfig, open_wechat_pay
 from carehub.channels.push import PushChannel, Session
 from carehub.channels.sms import SmsChannel, SmsConfig, SmsNoticeChannel, open_sms_channel
+from carehub.channels.wechat import WeChatConfig, open_wechat_channel
 from carehub.config import Config
 from carehub.demo import seed_demo, seed_demo_schedule
 from carehub.directory import Directory
@@ -186,7 +188,17 @@ async def _open_messaging(stack: AsyncExitStack, config: Config, hub: Any, db: A
                           sms: SmsChannel | None) -> MessageCenter:
     """The message center with the outside channels configured here (docs/messaging.md)."""
     notices = NoticeStore(db)
-    channels = Channels({"sms": SmsNoticeChannel(sms) if sms is not None else None})
+    wechat = alipay = None
+    if config.wechat_url:
+        wechat = await stack.enter_async_context(open_wechat_channel(WeChatConfig(
+            config.wechat_url, config.wechat_appid, config.wechat_secret, config.wechat_template_id,
+            config.public_base_url)))
+    if config.alipay_url:
+        alipay = await stack.enter_async_context(open_alipay_channel(AlipayConfig(
+            config.alipay_url, config.alipay_app_id, config.alipay_app_private_key_pem, config.alipay_public_key_pem,
+            config.alipay_template_id, config.public_base_url)))
+    channels = Channels({"wechat": wechat, "sms": SmsNoticeChannel(sms) if sms is not None else None,
+                         "alipay": alipay})
     await channels.load(notices)
     notifier = Notifier(hub, notices, channels, MessagingSettings(nav_url=config.nav_url))
     await notifier.load()

@@ -94,6 +94,31 @@ def _serve(args: argparse.Namespace) -> int:
                     print(f"HIS simulator (FHIR R4): {his.base_url}  (appointments: {his.admin_url}/_sim/appointments)",
                           flush=True)
 
+                if not config.wechat_url and config.seed_demo:
+                    # ... a simulated WeChat service account (template messages, event pushes back to the hub)
+                    from carehub.bots import wechat_sim
+
+                    wechat_url = await nursery.start(functools.partial(
+                        wechat_sim.serve_wechat_sim, host=config.host,
+                        callback_url=f"http://{config.host}:{config.port}/api/v1/channels/wechat/events"))
+                    config = dataclasses.replace(
+                        config, wechat_url=wechat_url, wechat_appid=wechat_sim.DEFAULT_APPID,
+                        wechat_secret=wechat_sim.DEFAULT_SECRET, wechat_template_id=wechat_sim.DEFAULT_TEMPLATE_ID,
+                        wechat_event_token=wechat_sim.DEFAULT_CALLBACK_TOKEN,
+                    )
+                    print(f"WeChat simulator: {wechat_url}  (messages sent: {wechat_url}/_sim/messages)", flush=True)
+                if not config.alipay_url and config.seed_demo:
+                    # ... and a simulated Alipay open platform (life-account messages)
+                    from carehub.bots.alipay_sim import serve_alipay_sim
+
+                    ali = await nursery.start(functools.partial(serve_alipay_sim, host=config.host))
+                    config = dataclasses.replace(
+                        config, alipay_url=ali.gateway_url, alipay_app_id=ali.app_id,
+                        alipay_app_private_key_pem=ali.app_private_key_pem,
+                        alipay_public_key_pem=ali.alipay_public_key_pem, alipay_template_id=ali.template_id,
+                    )
+                    print(f"Alipay simulator: {ali.base_url}  (messages: {ali.base_url}/_sim/messages)", flush=True)
+
                 async def run_hub(task_status: trio.TaskStatus[str]) -> None:
                     try:
                         await serve(config, database_url=database_url, task_status=task_status)

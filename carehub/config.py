@@ -83,6 +83,20 @@ class Config:
     nav_url: str = "https://nav.example.cn/hospital/route?to={department}"
     #: the public address of the patient app, for absolute deep links in WeChat/Alipay/SMS notices
     public_base_url: str = "http://127.0.0.1:8080"
+    #: WeChat service account (https://api.weixin.qq.com or the simulator); empty: no WeChat channel
+    wechat_url: str = ""
+    wechat_appid: str = ""
+    wechat_secret: str = ""
+    #: the default notice template (keywords thing1 title, thing2 content, time3 time)
+    wechat_template_id: str = ""
+    #: the token of the event-push server URL (signs TEMPLATESENDJOBFINISH pushes)
+    wechat_event_token: str = ""
+    #: Alipay open platform gateway (https://openapi.alipay.com/gateway.do or the simulator); empty: none
+    alipay_url: str = ""
+    alipay_app_id: str = ""
+    alipay_app_private_key_pem: str = ""
+    alipay_public_key_pem: str = ""
+    alipay_template_id: str = ""
     sms_code_seconds: int = 300
     lockout_minutes: float = 15.0
     staff_idle_minutes: float = 30.0

@@ -20,7 +20,21 @@ from .context import Services
 from .errors import ApiError
 from .openapi import openapi_document
 from .pages import register_pages
-from .rest import admin, auth, bills, content_admin, display, doctor, hub, notices, open, ops, outpatient, patients
+from .rest import (
+    admin,
+    auth,
+    bills,
+    channel_reports,
+    content_admin,
+    display,
+    doctor,
+    hub,
+    notices,
+    open,
+    ops,
+    outpatient,
+    patients,
+)
 from .rest import directory as directory_routes
 from .rest import outpatient_admin as outpatient_admin_routes
 from .rest import statistics as statistics_routes
@@ -166,6 +180,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     bills.register(r, bills=services.outpatient.bills, hospital=services.outpatient.hospital)
     statistics_routes.register(r, statistics=services.statistics)
     notices.register(r, messaging=services.messaging)
+    channel_reports.register(r, messaging=services.messaging, config=services.config)
     register_pages(app, services.config.web_dist)
     return app, router
 
