@@ -192,11 +192,11 @@ async def _open_messaging(stack: AsyncExitStack, config: Config, hub: Any, db: A
     if config.wechat_url:
         wechat = await stack.enter_async_context(open_wechat_channel(WeChatConfig(
             config.wechat_url, config.wechat_appid, config.wechat_secret, config.wechat_template_id,
-            config.public_base_url)))
+            config.public_base_url, timeout=config.channel_timeout_seconds)))
     if config.alipay_url:
         alipay = await stack.enter_async_context(open_alipay_channel(AlipayConfig(
             config.alipay_url, config.alipay_app_id, config.alipay_app_private_key_pem, config.alipay_public_key_pem,
-            config.alipay_template_id, config.public_base_url)))
+            config.alipay_template_id, config.public_base_url, timeout=config.channel_timeout_seconds)))
     channels = Channels({"wechat": wechat, "sms": SmsNoticeChannel(sms) if sms is not None else None,
                          "alipay": alipay})
     await channels.load(notices)
@@ -246,7 +246,8 @@ async def _open_sms(config: Config) -> AsyncIterator[SmsChannel | None]:
     if not config.sms_url:
         yield None
         return
-    sms_config = SmsConfig(config.sms_url, config.sms_access_key_id, config.sms_access_key_secret, config.sms_sign_name)
+    sms_config = SmsConfig(config.sms_url, config.sms_access_key_id, config.sms_access_key_secret, config.sms_sign_name,
+                           timeout=config.channel_timeout_seconds)
     async with open_sms_channel(sms_config) as channel:
         yield channel
 

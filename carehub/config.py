@@ -83,6 +83,8 @@ class Config:
     nav_url: str = "https://nav.example.cn/hospital/route?to={department}"
     #: the public address of the patient app, for absolute deep links in WeChat/Alipay/SMS notices
     public_base_url: str = "http://127.0.0.1:8080"
+    #: how long a notice channel's provider may take to answer one send (seconds)
+    channel_timeout_seconds: float = 10.0
     #: WeChat service account (https://api.weixin.qq.com or the simulator); empty: no WeChat channel
     wechat_url: str = ""
     wechat_appid: str = ""
