@@ -43,6 +43,7 @@ from typing import Any, ClassVar
 import msgspec
 import trio
 
+from carehub.actors.notifier import NoticeEvent
 from carehub.channels.his import HisClient, HisError, SelfServiceOrder
 from carehub.channels.payment import (
     OrderNotFound,
@@ -424,11 +425,20 @@ class Bills:
             return [(f"billrefund/{out_trade_no}", RefundBillOrder(out_trade_no, f"{out_trade_no}R", back, back, note))]
 
         created = BillOrderStatus.CREATED
+        on_paid: list[tuple[str, msgspec.Struct]] = [(f"hisbill/{out_trade_no}", SyncBillOrder(out_trade_no))]
+        order = await self.store.order(out_trade_no) if _ORDER_NO.match(out_trade_no) else None
+        if order is not None:
+            # MSG-3: "payment succeeded", through the message center, committed with the payment
+            items = "、".join(i["name"] for i in order["items"][:3]) + ("等" if len(order["items"]) > 3 else "")
+            on_paid.append((f"notify/{out_trade_no}:payment.succeeded", NoticeEvent(
+                order["account_id"], "payment.succeeded",
+                {"patient": "", "amount": f"{order['total_fen'] / 100:.2f}元", "item": items or "门诊费用",
+                 "order_id": out_trade_no}, source="bills")))
         settled = await self.store.settle(
             out_trade_no, transaction_id, now, created=created, paid=BILL_ORDER.step(created, "paid"),
             refunding=BILL_ORDER.step(created, "paid_late"), bill_unpaid=BillStatus.UNPAID,
             bill_paid=BILL.step(BillStatus.UNPAID, "paid"), refund_no=f"{out_trade_no}R", note=note,
-            on_paid=[(f"hisbill/{out_trade_no}", SyncBillOrder(out_trade_no))], on_refund=refund_whole,
+            on_paid=on_paid, on_refund=refund_whole,
         )
         if settled is None:
             return False

@@ -142,6 +142,10 @@ async def test_paid_bills_are_settled_exactly_once_even_when_the_notification_is
     assert after == paid and after["paid_at"] and {i["status"] for i in after["items"]} == {"paid"}
     assert [(o["out_trade_no"], o["status"], len(o["items"])) for o in history] == [(out_trade_no, "paid", 2)]
     assert await pending(hospital) == []
+    # MSG-3: one "payment succeeded" notice, however often the gateway repeats itself
+    await trio.sleep(0.5)
+    (notice,) = await hospital.server.notices("patient1", "payment.succeeded")
+    assert "440.00元" in notice["body"] and "胸部CT平扫" in notice["body"] and notice["link"] == "/h5/me/payments"
 
 
 async def test_the_his_learns_that_a_paid_charge_is_billed(hospital: Hospital) -> None:
