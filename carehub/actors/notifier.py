@@ -111,6 +111,8 @@ class NotifierState(msgspec.Struct):
     prefs: Preferences = msgspec.field(default_factory=Preferences)
     pending: dict[str, Pending] = {}
     recent: list[str] = []
+    #: notices to post later (revisit, pickup, follow-up reminders ...): notice id -> when
+    scheduled: dict[str, dt.datetime] = {}
     posted: int = 0
     dead: int = 0
 
@@ -180,6 +182,27 @@ class Resend(msgspec.Struct, forbid_unknown_fields=True):
     critical: bool = False
 
 
+class Schedule(msgspec.Struct, forbid_unknown_fields=True):
+    """Notifier service: post ``post`` at ``at`` (a durable reminder: it survives restarts, and one that
+    fires late is posted late and flagged so). A repeat (same notice id) moves the time."""
+
+    at: dt.datetime
+    post: Post
+
+
+class Fire(msgspec.Struct, forbid_unknown_fields=True):
+    """Reminder: a scheduled notice is due."""
+
+    post: Post
+
+
+class CancelScheduled(msgspec.Struct, forbid_unknown_fields=True):
+    """Notifier service: the reason went away (the medicine was picked up): do not post it."""
+
+    notice_id: str
+    reason: str = ""
+
+
 class SetPreferences(msgspec.Struct, forbid_unknown_fields=True):
     """The recipient: their channels, switched-off categories and quiet hours."""
 
@@ -218,7 +241,8 @@ class Notifier(Behaviour[NotifierState]):
     kind = "notifier"
     state_type = NotifierState
     messages: ClassVar[dict[str, type[msgspec.Struct]]] = {
-        m.__name__: m for m in (Post, SendResult, SendNow, Resend, SetPreferences, GetPreferences)}
+        m.__name__: m for m in (Post, SendResult, SendNow, Resend, Schedule, Fire, CancelScheduled, SetPreferences,
+                                GetPreferences)}
     projections = frozenset({"notices"})
     batch_limit = 16
 
@@ -231,7 +255,8 @@ class Notifier(Behaviour[NotifierState]):
         return isinstance(message, (SetPreferences, GetPreferences)) and caller.account_id == key
 
     def summary(self, state: NotifierState) -> str:
-        return f"{state.posted} notices, {len(state.pending)} sending, {state.dead} dead-lettered"
+        return (f"{state.posted} notices, {len(state.pending)} sending, {len(state.scheduled)} scheduled, "
+                f"{state.dead} dead-lettered")
 
     def handle(self, state: NotifierState, message: msgspec.Struct, ctx: Context) -> Decision[NotifierState]:
         match message:
@@ -246,6 +271,25 @@ class Notifier(Behaviour[NotifierState]):
                 return self._send(state, p, ctx, NOTICE.step(p.status, "send"))
             case Resend():
                 return self._resend(state, message, ctx)
+            case Schedule():
+                return self._schedule(state, message, ctx)
+            case Fire():
+                if message.post.notice_id not in state.scheduled:
+                    return Decision.answer(state, None)  # cancelled meanwhile
+                rest = {k: v for k, v in state.scheduled.items() if k != message.post.notice_id}
+                return self._post(msgspec.structs.replace(state, scheduled=rest), message.post, ctx,
+                                  late=ctx.is_late)
+            case CancelScheduled():
+                if message.notice_id not in state.scheduled:
+                    raise Refusal("该消息不在待发送计划中（已发送或已取消）", code="notice_not_scheduled")
+                rest = {k: v for k, v in state.scheduled.items() if k != message.notice_id}
+                return Decision(msgspec.structs.replace(state, scheduled=rest),
+                                reply={"notice_id": message.notice_id, "status": "cancelled"},
+                                cancel_reminders=(f"at:{message.notice_id}",),
+                                events=(Event("NoticeCancelled", {"notice": message.notice_id,
+                                                                  "reason": message.reason[:100]}),),
+                                records=(Record("notices", {"id": message.notice_id}, {
+                                    "status": "cancelled", "last_error": message.reason[:300]}),))
             case SetPreferences():
                 return Decision(msgspec.structs.replace(state, prefs=_checked(message.prefs)),
                                 reply=msgspec.to_builtins(message.prefs))
@@ -255,7 +299,22 @@ class Notifier(Behaviour[NotifierState]):
 
     # ---- steps ---------------------------------------------------------------------------------
 
-    def _post(self, state: NotifierState, m: Post, ctx: Context) -> Decision[NotifierState]:
+    def _schedule(self, state: NotifierState, m: Schedule, ctx: Context) -> Decision[NotifierState]:
+        p = m.post
+        if p.notice_id in state.recent:
+            return Decision.answer(state, {"notice_id": p.notice_id, "duplicate": True})
+        if m.at <= ctx.now:
+            return self._post(state, p, ctx)
+        row = {"account_id": state.account_id, "kind": p.kind, "category": p.category, "title": p.title,
+               "body": p.body, "link": p.link, "critical": p.critical, "needs_ack": p.needs_ack,
+               "source": p.source[:64], "status": "scheduled", "plan": "", "created_at": m.at, "channel": None,
+               "last_error": ""}
+        return Decision(msgspec.structs.replace(state, scheduled={**state.scheduled, p.notice_id: m.at}),
+                        reply={"notice_id": p.notice_id, "status": "scheduled", "at": m.at.isoformat()},
+                        reminders=(Remind(m.at, Fire(p), key=f"at:{p.notice_id}"),),
+                        records=(Record("notices", {"id": p.notice_id}, row),))
+
+    def _post(self, state: NotifierState, m: Post, ctx: Context, *, late: bool = False) -> Decision[NotifierState]:
         if m.notice_id in state.recent:
             return Decision.answer(state, {"notice_id": m.notice_id, "duplicate": True})
         plan = self.plan(state.prefs, m.category, m.critical, m.channels)
@@ -264,15 +323,16 @@ class Notifier(Behaviour[NotifierState]):
         row = {"account_id": state.account_id, "kind": m.kind, "category": m.category, "title": m.title,
                "body": m.body, "link": m.link, "critical": m.critical, "needs_ack": m.needs_ack,
                "source": m.source[:64], "status": status.value, "plan": ",".join(plan), "created_at": ctx.now,
-               "channel": None, "last_error": ""}
+               "channel": None, "last_error": "", "late": late}
         deliver = Deliver(state.account_id, "notice", {
             "notice_id": m.notice_id, "kind": m.kind, "category": m.category, "title": m.title, "body": m.body,
-            "link": m.link, "critical": m.critical, "needs_ack": m.needs_ack, "at": ctx.now.isoformat(), **m.data,
+            "link": m.link, "critical": m.critical, "needs_ack": m.needs_ack, "at": ctx.now.isoformat(),
+            **({"late": True} if late else {}), **m.data,
         }, msg_id=_stream_id(m.notice_id), sensitive=True)
         new = msgspec.structs.replace(state, recent=[*state.recent[-(RECENT - 1):], m.notice_id],
                                       posted=state.posted + 1)
         records = (Record("notices", {"id": m.notice_id}, row),)
-        events = (Event("NoticePosted", {"notice": m.notice_id, "kind": m.kind, "plan": plan}),)
+        events = (Event("NoticePosted", {"notice": m.notice_id, "kind": m.kind, "plan": plan, "late": late}),)
         reply = {"notice_id": m.notice_id, "status": status.value, "plan": plan}
         if not plan:
             return Decision(new, reply=reply, events=events, deliveries=(deliver,), records=records)

@@ -102,6 +102,7 @@ STATUS: dict[str, int] = {
     "publish_not_allowed": 403,
     "notice_not_found": 404,
     "notice_sending": 409,
+    "notice_not_scheduled": 409,
     "no_channel": 409,
     "bad_preferences": 422,
     # uploads and requests

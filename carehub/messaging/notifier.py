@@ -24,7 +24,16 @@ from urllib.parse import quote
 
 import msgspec
 
-from carehub.actors.notifier import GetPreferences, NoticeEvent, Post, Preferences, Resend, SetPreferences
+from carehub.actors.notifier import (
+    CancelScheduled,
+    GetPreferences,
+    NoticeEvent,
+    Post,
+    Preferences,
+    Resend,
+    Schedule,
+    SetPreferences,
+)
 from carehub.hub import SYSTEM, Caller, Context, Effect, Hub, make_address
 from carehub.storage.messaging import NoticeStore
 
@@ -80,11 +89,27 @@ class Notifier:
 
     async def notify(self, account_id: str, kind_name: str, values: Mapping[str, Any], *,
                      notice_id: str | None = None, source: str = "", channels: list[str] | None = None,
-                     data: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                     data: Mapping[str, Any] | None = None, at: dt.datetime | None = None) -> dict[str, Any]:
         """Post a notice to ``account_id``; returns ``{notice_id, status, plan}`` once it is committed.
 
         ``notice_id`` makes the call idempotent (a repeat posts nothing and answers ``duplicate``).
+        ``at`` in the future schedules it instead (MSG-4/5/7/8 reminders: revisit, pickup, follow-up):
+        a durable reminder of the recipient's notifier, posted when due (late and flagged so if the hub
+        was down then), cancelled by :meth:`cancel_scheduled` when its reason goes away.
         """
+        post = self._post(account_id, kind_name, values, notice_id=notice_id, source=source, channels=channels,
+                          data=data)
+        message: msgspec.Struct = post if at is None else Schedule(at, post)
+        reply: dict[str, Any] = await self.hub.ask(make_address("notifier", account_id), message)
+        return reply
+
+    async def cancel_scheduled(self, account_id: str, notice_id: str, reason: str = "") -> dict[str, Any]:
+        reply: dict[str, Any] = await self.hub.ask(make_address("notifier", account_id),
+                                                   CancelScheduled(notice_id, reason))
+        return reply
+
+    def _post(self, account_id: str, kind_name: str, values: Mapping[str, Any], *, notice_id: str | None,
+              source: str, channels: list[str] | None, data: Mapping[str, Any] | None) -> Post:
         kind, title, body, link = self.render(kind_name, values)
         extra = dict(data or {})
         department = values.get("department_id") or values.get("department")
@@ -93,10 +118,8 @@ class Notifier:
         # only the channels configured and switched on here: the others could never take it
         usable = self.channels.usable()
         narrowed = usable if channels is None else [c for c in channels if c in usable]
-        post = Post(notice_id or new_notice_id(), kind.name, kind.category, title, body, link=link,
+        return Post(notice_id or new_notice_id(), kind.name, kind.category, title, body, link=link,
                     critical=kind.critical, needs_ack=kind.needs_ack, source=source, channels=narrowed, data=extra)
-        reply: dict[str, Any] = await self.hub.ask(make_address("notifier", account_id), post)
-        return reply
 
     # ---- the recipient's side ------------------------------------------------------------------
 
@@ -138,7 +161,7 @@ class Notifier:
             "category": row["category"], "category_label": CATEGORIES.get(row["category"], row["category"]),
             "title": row["title"], "body": row["body"], "link": row["link"], "critical": row["critical"],
             "created_at": row["created_at"].isoformat(), "read": row["read_at"] is not None,
-            "status": row["status"], "channel": row["channel"],
+            "status": row["status"], "channel": row["channel"], "late": row["late"],
         }
 
     # ---- templates (admin) ---------------------------------------------------------------------

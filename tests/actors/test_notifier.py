@@ -11,6 +11,8 @@ import pytest
 from carehub.actors.notifier import (
     MAX_ATTEMPTS,
     NOTICE,
+    CancelScheduled,
+    Fire,
     GetPreferences,
     NoticeStatus,
     Notifier,
@@ -18,6 +20,7 @@ from carehub.actors.notifier import (
     Post,
     Preferences,
     Resend,
+    Schedule,
     Send,
     SendNow,
     SendResult,
@@ -183,3 +186,27 @@ def test_the_notice_lifecycle_refuses_illegal_steps() -> None:
         NOTICE.step(NoticeStatus.SENT, "accepted")
     with pytest.raises(InvalidTransition):
         NOTICE.step(NoticeStatus.DEAD, "retry")
+
+
+def test_a_scheduled_notice_waits_for_its_time_is_posted_then_and_flagged_late_after_an_outage() -> None:
+    at = DAY + dt.timedelta(days=3)
+    state, d = run(N.initial(ACCOUNT), Schedule(at, post("r1", kind="revisit.due", category="reminder")))
+    assert d.reply["status"] == "scheduled" and not d.deliveries and not sends(d)
+    (remind,) = d.reminders
+    assert (remind.at, remind.key) == (at, "at:r1") and status(d) == "scheduled"
+    late = Context(make_address("notifier", ACCOUNT), ACCOUNT, at + dt.timedelta(hours=2), SYSTEM,
+                   late_by=dt.timedelta(hours=2))
+    d = N.handle(state, remind.message, late)
+    assert [x.body.get("late") for x in d.deliveries] == [True] and d.records[0].values["late"] is True
+    assert sends(d) == [("wechat", "r1", 0)] and not d.state.scheduled
+
+
+def test_a_scheduled_notice_whose_reason_went_away_is_never_posted() -> None:
+    at = DAY + dt.timedelta(hours=1)
+    state, _ = run(N.initial(ACCOUNT), Schedule(at, post("pickup", kind="medicine.ready", category="pharmacy")))
+    state, d = run(state, CancelScheduled("pickup", "已取药"))
+    assert d.cancel_reminders == ("at:pickup",) and status(d) == "cancelled"
+    _, d = run(state, Fire(post("pickup", kind="medicine.ready", category="pharmacy")), at)
+    assert not d.writes  # a reminder already on its way finds it cancelled
+    with pytest.raises(Refusal, match="已发送或已取消"):
+        run(state, CancelScheduled("pickup"))

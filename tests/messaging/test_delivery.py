@@ -200,3 +200,30 @@ async def test_the_inbox_pages_counts_and_keeps_read_marks_on_the_server(hospita
         assert (await http.post("/api/v1/me/notices/read", json={"all": True})).json()["unread"] == 0
         assert (await http.post("/api/v1/me/notices/read", json={})).status_code == 422
         assert (await http.get("/api/v1/me/notices", params={"limit": "x"})).status_code == 400
+
+
+async def test_a_reminder_due_while_the_hub_was_down_is_posted_after_the_restart_and_flagged_late(
+    database_url: str,
+) -> None:
+    """MSG-4/5/7: scheduled reminders survive restarts; one that fell due meanwhile is posted late, not dropped;
+    one whose reason went away (the medicine was picked up) is never posted."""
+    async with run_server(database_url) as hub:
+        account_id = await hub.account_id("patient1")
+        notifier = hub.app.services.messaging.notifier
+        soon = dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)
+        revisit = await notifier.notify(account_id, "revisit.due", {
+            "patient": "张*三", "doctor": "李建国", "department": "心内科", "date": "12月20日"}, at=soon)
+        pickup = await notifier.notify(account_id, "medicine.ready", {
+            "patient": "张*三", "window": "3号窗口", "guidance": "饭后服用"}, at=soon)
+        assert revisit["status"] == pickup["status"] == "scheduled"
+        async with hub.http(await hub.token("patient1")) as http:
+            assert (await http.get("/api/v1/me/notices")).json()["total"] == 0  # not in the inbox before its time
+        assert (await notifier.cancel_scheduled(account_id, pickup["notice_id"], "已取药"))["status"] == "cancelled"
+    await trio.sleep(3.0)  # the hub is down when the reminder falls due
+    async with run_server(database_url) as hub:
+        (notice,) = await hub.notices("patient1", "revisit.due")
+        assert notice["id"] == revisit["notice_id"] and notice["late"] is True and "12月20日" in notice["body"]
+        await trio.sleep(0.5)
+        async with hub.http(await hub.token("patient1")) as http:
+            kinds = [n["kind"] for n in (await http.get("/api/v1/me/notices")).json()["items"]]
+        assert "medicine.ready" not in kinds

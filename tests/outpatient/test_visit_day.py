@@ -131,6 +131,28 @@ async def test_the_called_patient_gets_a_durable_notice_and_the_hall_screen_show
     types = [item["type"] for item in stream["items"]]
     assert "queue.called" in types
     assert feed["calls"][0]["room"] == "心内科3诊室" and "*" in feed["calls"][0]["label"]
+    # ... and it is a notice in the inbox, with a deep link to the booking and the department for NAV-2
+    (called,) = await server.notices("patient2", "queue.called")
+    assert "心内科3诊室" in called["body"] and called["link"].startswith(f"/h5/bookings/{booking['booking_id']}")
+
+
+async def test_patients_near_their_turn_get_a_notice_once(server: Server) -> None:
+    """MSG-7: the first three waiting are told they are near their turn, in the inbox and on their channels,
+    and a later move of the line does not tell them again."""
+    logins = ["patient1", "patient2", "patient3", "patient4"]
+    _, bookings = await booked_today(server, logins)
+    for login, b in zip(logins, bookings, strict=True):
+        await check_in(server, login, b["booking_id"])
+    for login in logins[:3]:
+        (near,) = await server.notices(login, "queue.near")
+        assert "前面还有" in near["body"] and "心内科3诊室" in near["body"]
+    async with server.http(await server.token("doctor1")) as doctor:
+        assert (await doctor.post("/api/v1/doctor/queue/night/next")).status_code == 200
+    (fourth,) = await server.notices("patient4", "queue.near")  # now third in line
+    await trio.sleep(0.5)
+    for login in logins[1:3]:
+        assert len(await server.notices(login, "queue.near")) == 1
+    assert "前面还有2位" in fourth["body"]
 
 
 async def test_the_visit_assistant_shows_the_current_step(server: Server) -> None:

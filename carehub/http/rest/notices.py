@@ -32,6 +32,8 @@ class NoticeView(msgspec.Struct):
     read: bool
     status: str
     channel: str | None
+    #: a scheduled reminder posted after its time (the hub was down when it fell due)
+    late: bool
 
 
 class InboxView(msgspec.Struct):

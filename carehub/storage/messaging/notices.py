@@ -15,7 +15,7 @@ import asyncpg
 from ..db import Database
 
 _COLUMNS = ("id, account_id, kind, category, title, body, link, critical, needs_ack, source, status, plan, channel,"
-            " attempts, last_error, created_at, sent_at, dead_at, reported_at, report, read_at")
+            " attempts, last_error, created_at, sent_at, dead_at, reported_at, report, late, read_at")
 
 
 class NoticeStore:
@@ -27,7 +27,7 @@ class NoticeStore:
     async def inbox(self, account_id: str, *, before: tuple[dt.datetime, str] | None, limit: int,
                     unread_only: bool = False, category: str | None = None) -> list[dict[str, Any]]:
         """The account's notices, newest first; ``before`` = the (created_at, id) of the last one shown."""
-        clauses: list[str] = ["account_id = $1"]
+        clauses: list[str] = ["account_id = $1", "status NOT IN ('scheduled', 'cancelled')"]
         args: list[Any] = [account_id]
         if before is not None:
             args += [before[0], before[1]]
@@ -46,14 +46,15 @@ class NoticeStore:
     async def counts(self, account_id: str) -> dict[str, int]:
         row = await self.db.fetchrow(
             "SELECT count(*) AS total, coalesce(sum(CASE WHEN read_at IS NULL THEN 1 ELSE 0 END), 0) AS unread"
-            " FROM notices WHERE account_id = $1", account_id)
+            " FROM notices WHERE account_id = $1 AND status NOT IN ('scheduled', 'cancelled')", account_id)
         return {"total": int(row["total"]), "unread": int(row["unread"])} if row else {"total": 0, "unread": 0}
 
     async def mark_read(self, account_id: str, ids: list[str] | None, now: dt.datetime) -> int:
         """Mark the account's notices read (``ids`` None: all of them); how many changed."""
         if ids is None:
             status = await self.db.execute(
-                "UPDATE notices SET read_at = $2 WHERE account_id = $1 AND read_at IS NULL", account_id, now)
+                "UPDATE notices SET read_at = $2 WHERE account_id = $1 AND read_at IS NULL"
+                " AND status NOT IN ('scheduled', 'cancelled')", account_id, now)
         else:
             status = await self.db.execute(
                 "UPDATE notices SET read_at = $2 WHERE account_id = $1 AND read_at IS NULL AND id = ANY($3::varchar[])",

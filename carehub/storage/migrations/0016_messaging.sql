@@ -2,7 +2,9 @@
 -- receipt-first markers of providers that do not deduplicate, and the publish API's records.
 
 -- every notice to an account (the notifier actor's projection): the inbox (read/unread, paging),
--- its outside-channel progress, and the dead-letter list (status 'dead')
+-- its outside-channel progress, the dead-letter list (status 'dead'), and notices scheduled for later
+-- (status 'scheduled', created_at = when they are due; not in the inbox until posted; 'cancelled' when
+-- their reason went away)
 CREATE TABLE notices (
     id varchar(80) PRIMARY KEY,
     account_id varchar(64) NOT NULL,
@@ -26,6 +28,8 @@ CREATE TABLE notices (
     -- the provider's later report (WeChat TEMPLATESENDJOBFINISH, SMS report): written by the callback routes
     reported_at timestamptz,
     report varchar(80),
+    -- a scheduled notice (a reminder) that fired after its time (the hub was down): posted late, never dropped
+    late boolean NOT NULL DEFAULT false,
     -- written by the recipient's own "mark read" (the actor never writes it)
     read_at timestamptz
 );
