@@ -22,6 +22,7 @@ from .openapi import openapi_document
 from .pages import register_pages
 from .rest import (
     admin,
+    alerts,
     auth,
     bills,
     channel_reports,
@@ -181,6 +182,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     statistics_routes.register(r, statistics=services.statistics)
     notices.register(r, messaging=services.messaging)
     channel_reports.register(r, messaging=services.messaging, config=services.config)
+    alerts.register(r, messaging=services.messaging)
     register_pages(app, services.config.web_dist)
     return app, router
 

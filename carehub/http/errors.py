@@ -104,6 +104,11 @@ STATUS: dict[str, int] = {
     "notice_sending": 409,
     "no_channel": 409,
     "bad_preferences": 422,
+    # clinical alerts (carehub.messaging.alerts, carehub.actors.alert)
+    "invalid_fhir": 422,
+    "alert_not_found": 404,
+    "alert_not_contact": 403,
+    "alert_acknowledged": 409,
     # uploads and requests
     "unsupported_type": 415,
     "too_large": 413,
