@@ -125,6 +125,12 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/doctor/queue/<period>"): frozenset({"doctor"}),
     ("POST", "/api/v1/doctor/queue/<period>/next"): frozenset({"doctor"}),
     ("POST", "/api/v1/doctor/queue/<period>/skip"): frozenset({"doctor"}),
+    # clinical alerts (MSG-7, DOC-19)
+    ("POST", "/api/v1/open/fhir/DiagnosticReport"): frozenset(),
+    ("GET", "/api/v1/doctor/alerts"): frozenset({"doctor"}),
+    ("GET", "/api/v1/doctor/alerts/<alert_id>"): frozenset({"doctor"}),
+    ("POST", "/api/v1/doctor/alerts/<alert_id>/ack"): frozenset({"doctor"}),
+    ("GET", "/api/v1/ops/alerts"): frozenset({"ops"}),
     ("POST", "/api/v1/doctor/queue/<period>/recall"): frozenset({"doctor"}),
     ("POST", "/api/v1/doctor/queue/<period>/seen"): frozenset({"doctor"}),
     ("POST", "/api/v1/doctor/queue/<period>/priority"): frozenset({"doctor"}),
