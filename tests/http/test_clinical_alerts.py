@@ -146,3 +146,37 @@ async def test_without_an_ack_the_alert_escalates_to_the_on_call_doctor(database
             async with server.http(await server.token("doctor3")) as http:
                 acked = await http.post(f"/api/v1/doctor/alerts/{alert_id}/ack", json={"device": "pad-9"})
             assert acked.status_code == 200 and acked.json()["status"] == "acknowledged"
+
+
+def test_the_simulators_own_hmac_sm3_agrees_with_carehubs() -> None:
+    from carehub.bots.his_sim import hmac_sm3_hex
+    from carehub.storage.crypto import hmac_sm3
+
+    for key in (b"k", b"x" * 64, b"y" * 100):
+        assert hmac_sm3_hex(key, b"POST\n/p\n1\nn\nabc") == hmac_sm3(key, b"POST\n/p\n1\nn\nabc").hex()
+
+
+async def test_the_his_simulator_publishes_a_critical_value_that_alerts_the_doctor(server: Server) -> None:
+    import functools
+
+    from carehub.bots.his_sim import serve_his
+
+    key_id, secret = await issue_key(server, ["alerts.raise"])
+    patient, doctor1 = await patient_id(server), await server.account_id("doctor1")
+    async with trio.open_nursery() as nursery:
+        his = await nursery.start(functools.partial(serve_his, port=0))
+        async with httpx.AsyncClient(base_url=his.admin_url, timeout=30) as sim:
+            unconfigured = await sim.post("/_sim/critical", json={"patient_id": patient, "item": "血钾", "value": 2.1,
+                                                                  "flag": "LL"})
+            assert unconfigured.status_code == 409
+            await sim.post("/_sim/carehub", json={"url": server.base, "key_id": key_id, "secret": secret})
+            bad = await sim.post("/_sim/critical", json={"patient_id": patient, "item": "血钾", "flag": "XX"})
+            assert bad.status_code == 400
+            sent = await sim.post("/_sim/critical", json={
+                "patient_id": patient, "item": "血钾", "value": 2.1, "unit": "mmol/L", "flag": "LL",
+                "doctor_id": doctor1})
+        nursery.cancel_scope.cancel()
+    assert sent.status_code == 200, sent.text
+    assert sent.json()["status"] == 202 and len(sent.json()["answer"]["alert_ids"]) == 1
+    (notice,) = await server.notices("doctor1", "critical.value")
+    assert "2.1 mmol/L" in notice["body"] and "危急低值" in notice["body"]
