@@ -180,3 +180,16 @@ async def test_the_his_simulator_publishes_a_critical_value_that_alerts_the_doct
     assert sent.json()["status"] == 202 and len(sent.json()["answer"]["alert_ids"]) == 1
     (notice,) = await server.notices("doctor1", "critical.value")
     assert "2.1 mmol/L" in notice["body"] and "危急低值" in notice["body"]
+
+
+def test_a_bundle_with_the_report_and_its_observations_is_read_too() -> None:
+    from carehub.messaging.alerts import parse_report
+
+    inner = report("p1", "d1")
+    obs = {**inner.pop("contained")[0], "id": "k1"}
+    inner["result"] = [{"reference": "Observation/k1"}]
+    bundle = {"resourceType": "Bundle", "type": "collection",
+              "entry": [{"resource": inner}, {"fullUrl": "urn:uuid:1", "resource": obs}]}
+    parsed = parse_report(orjson.dumps(bundle))
+    assert parsed.patient_id == "p1" and parsed.doctors == ["d1"]
+    assert [(c.item, c.value, c.flag) for c in parsed.criticals] == [("血钾", "6.8 mmol/L", "HH")]
