@@ -43,11 +43,23 @@ from carehub.http.websocket import Flusher, ReadPacer, ReadPoller
 from carehub.hub import HubSettings, open_hub
 from carehub.identity import Identity, IdentitySettings
 from carehub.identity.care import CareAccess
+from carehub.identity.errors import PatientNotFound
+from carehub.identity.masking import mask_name
 from carehub.identity.partners import Partners
 from carehub.identity.patients import Patients
 from carehub.identity.roles import RoleTable
 from carehub.identity.signatures import Signatures
-from carehub.messaging import Addresses, Channels, MessageCenter, MessagingSettings, Notifier, NotifyEffect, SendEffect
+from carehub.messaging import (
+    Addresses,
+    AlertAlarmEffect,
+    Channels,
+    ClinicalAlerts,
+    MessageCenter,
+    MessagingSettings,
+    Notifier,
+    NotifyEffect,
+    SendEffect,
+)
 from carehub.outpatient import Bills, Bookings, Hospital, Outpatient, Schedule
 from carehub.outpatient.bills import BillHisEffect, BillRefundEffect
 from carehub.outpatient.effects import BlacklistEffect, HisEffect, RefundEffect, SmsEffect
@@ -62,7 +74,7 @@ from carehub.storage.identity.patients import PatientStore
 from carehub.storage.identity.roles import RoleStore
 from carehub.storage.identity.signing_keys import SigningKeyStore
 from carehub.storage.keyring import KEY_FILE_ENV, KEYS_ENV, KeyRing, ensure_key_file
-from carehub.storage.messaging import NoticeStore, PublishStore
+from carehub.storage.messaging import AlertStore, NoticeStore, PublishStore
 from carehub.storage.migrate import migrate
 from carehub.storage.outpatient import BillStore, BlacklistStore, BookingStore, ScheduleStore, SessionStore
 from carehub.storage.outpatient.statistics import StatisticsStore
@@ -140,12 +152,12 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
                 bills = Bills(hub, patients, ring, identity.audit, pay, his, store=BillStore(db, store))
                 outpatient = Outpatient(Schedule(hub, identity.audit, store=ScheduleStore(db)), bookings, pay, his,
                                         bills, Hospital.from_config(config))
-                messaging = await _open_messaging(stack, config, hub, db, ring, sms)
+                messaging = await _open_messaging(stack, config, hub, db, ring, sms, patients)
                 for effect in (RefundEffect(hub, pay), SmsEffect(AccountStore(db, ring), ring, sms),
                                HisEffect(hub, booking_store, ring, his), BlacklistEffect(bookings),
                                BillHisEffect(bills), BillRefundEffect(bills), NotifyEffect(messaging.notifier),
                                SendEffect(hub, messaging.channels, messaging.addresses, messaging.notices,
-                                          messaging.notifier.provider_template)):
+                                          messaging.notifier.provider_template), AlertAlarmEffect(hub)):
                     hub.add_effect(effect)
                 gateway = Gateway(
                     hub=hub, push=push, flusher=Flusher(), pacer=ReadPacer(),
@@ -185,7 +197,7 @@ async def open_app(config: Config, *, database_url: str, keyring: KeyRing | None
 
 
 async def _open_messaging(stack: AsyncExitStack, config: Config, hub: Any, db: Any, ring: KeyRing,
-                          sms: SmsChannel | None) -> MessageCenter:
+                          sms: SmsChannel | None, patients: Patients) -> MessageCenter:
     """The message center with the outside channels configured here (docs/messaging.md)."""
     notices = NoticeStore(db)
     wechat = alipay = None
@@ -202,8 +214,16 @@ async def _open_messaging(stack: AsyncExitStack, config: Config, hub: Any, db: A
     await channels.load(notices)
     notifier = Notifier(hub, notices, channels, MessagingSettings(nav_url=config.nav_url))
     await notifier.load()
+
+    async def patient_label(patient_id: str) -> str | None:
+        try:
+            return mask_name((await patients.profile_for_care(patient_id))["name"])
+        except PatientNotFound:
+            return None
+
+    alerts = ClinicalAlerts(hub, AlertStore(db), patient_label, default_ack_minutes=config.alert_ack_minutes)
     return MessageCenter(notifier, channels, Addresses(notices, AccountStore(db, ring), ring), notices,
-                         PublishStore(db))
+                         PublishStore(db), alerts)
 
 
 def key_file_path(config: Config) -> Path | None:

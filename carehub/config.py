@@ -110,6 +110,9 @@ class Config:
     web_dist: Path | None = None
     #: Extra actor kinds, ``module:Class`` separated by commas (deployment add-ons, tests).
     actor_plugins: str = ""
+    #: Minutes a contact has to acknowledge a clinical alert before it escalates, for kinds without a
+    #: row in ``alert_rules`` (docs/clinical-alerts.md).
+    alert_ack_minutes: float = 5.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Config:

@@ -17,7 +17,7 @@ from carehub.outpatient.schedule import RosterRequest, RosterSession, Schedule
 from carehub.storage.db import Database
 from carehub.storage.directory.demo import seed_demo_hospital
 from carehub.storage.identity.partners import PartnerKeyStore
-from carehub.storage.messaging import PublishStore
+from carehub.storage.messaging import AlertStore, PublishStore
 
 log = logging.getLogger("carehub.demo")
 
@@ -45,6 +45,9 @@ DOCTORS = [
     ("doctor5", "刘洋", "ortho", "副主任医师", "关节外科"),
     ("doctor6", "赵丽", "derm", "主治医师", "湿疹、痤疮"),
 ]
+
+#: every demo department's on-call doctor and head, whom clinical alerts escalate to (MSG-7)
+DEMO_ON_CALL, DEMO_HEAD = "doctor2", "doctor3"
 
 #: years of practice of each demo doctor (doctor6 is below the 3 years online practice needs)
 YEARS = (22, 15, 25, 6, 12, 2)
@@ -90,6 +93,11 @@ async def seed_demo(
     await seed_demo_hospital(
         db, DEPARTMENTS, [(by_login[login], dept, title, spec) for login, _, dept, title, spec in DOCTORS], credentials
     )
+    # clinical alerts escalate to the department's on-call doctor, then its head (MSG-7)
+    alerts = AlertStore(db)
+    for dept, *_ in DEPARTMENTS:
+        await alerts.set_contacts(dept, "on_call", [by_login[DEMO_ON_CALL]])
+        await alerts.set_contacts(dept, "head", [by_login[DEMO_HEAD]])
     if signatures is not None:
         for login in [d[0] for d in DOCTORS] + ["pharmacist1"]:
             await signatures.issue_key(by_login[login])

@@ -7,6 +7,7 @@ from typing import Any
 
 from carehub.hub import Behaviour
 
+from .alert import Alert
 from .conversation import Conversation
 from .notifier import Notifier
 from .slot_pool import SlotPool
@@ -15,7 +16,7 @@ from .waiting_queue import WaitingQueue
 
 def all_behaviours(plugins: str = "") -> list[Behaviour[Any]]:
     """The built-in kinds plus any ``module:Class`` plugins (comma-separated)."""
-    behaviours: list[Behaviour[Any]] = [Conversation(), Notifier(), SlotPool(), WaitingQueue()]
+    behaviours: list[Behaviour[Any]] = [Alert(), Conversation(), Notifier(), SlotPool(), WaitingQueue()]
     for spec in filter(None, (part.strip() for part in plugins.split(","))):
         module_name, _, class_name = spec.partition(":")
         try:
@@ -26,4 +27,4 @@ def all_behaviours(plugins: str = "") -> list[Behaviour[Any]]:
     return behaviours
 
 
-__all__ = ["Conversation", "Notifier", "SlotPool", "WaitingQueue", "all_behaviours"]
+__all__ = ["Alert", "Conversation", "Notifier", "SlotPool", "WaitingQueue", "all_behaviours"]

@@ -67,6 +67,18 @@ The admin API under ``/_sim/`` (no authentication; bind it to localhost):
   answer is lost on its way back).
 - ``POST /_sim/reset`` forget appointments, requests and faults. ``GET /_sim/health``.
 
+Critical values, as the hospital's LIS publishes them (MSG-7): the simulator posts a FHIR R4
+``DiagnosticReport`` with a contained ``Observation`` flagged ``HH``/``LL`` (v3-ObservationInterpretation)
+to CareHub's signed partner route ``POST <carehub>/api/v1/open/fhir/DiagnosticReport``, signing it
+with HMAC-SM3 as a partner does (``X-CareHub-Key/Timestamp/Nonce/Signature``; implemented here on
+gmssl's SM3, sharing nothing with CareHub):
+
+- ``POST /_sim/carehub`` ``{"url", "key_id", "secret"}``: where CareHub is and the partner key
+  (operation ``alerts.raise``) to sign with (also ``serve_his(carehub_url=, partner_key=, partner_secret=)``).
+- ``POST /_sim/critical`` ``{"patient_id", "item", "value", "unit"?, "flag": "HH"|"LL", "doctor_id"?,
+  "report_id"?}``: publish one critical value; answers CareHub's status and body
+  (``{"status": 202, "answer": {"alert_ids": [...]}, "report_id"}``).
+
 Run it on its own with ``python -m carehub.bots.his_sim --port 8092``; tests start it in process
 with ``await nursery.start(functools.partial(serve_his, port=0, token=...))``, which hands back a
 :class:`HisHandle`.
@@ -84,12 +96,17 @@ import hmac
 import itertools
 import logging
 import re
+import secrets
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
 
+import httpx
 import orjson
 import trio
+from gmssl import func as _gm_func  # type: ignore[import-untyped]
+from gmssl import sm3 as _gm_sm3
 
 from ._asgi import Receive, Request, Send, SimulatorApp, admin_json, hang, respond, run_until_signalled, serve_app
 
@@ -1495,6 +1512,67 @@ class HisSimulator:
         return 404, {"error": f"no admin route {method} {path}"}
 
 
+# -- critical values to CareHub (the LIS's side of MSG-7) ----------------------------------------
+
+CAREHUB_REPORT_PATH = "/api/v1/open/fhir/DiagnosticReport"
+INTERPRETATION_SYSTEM = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
+
+
+def _sm3(data: bytes) -> bytes:
+    return bytes.fromhex(_gm_sm3.sm3_hash(_gm_func.bytes_to_list(data)))
+
+
+def hmac_sm3_hex(key: bytes, message: bytes) -> str:
+    """HMAC (RFC 2104, 64-byte blocks) over SM3, hex."""
+    if len(key) > 64:
+        key = _sm3(key)
+    key = key.ljust(64, b"\0")
+    inner = _sm3(bytes(b ^ 0x36 for b in key) + message)
+    return _sm3(bytes(b ^ 0x5C for b in key) + inner).hex()
+
+
+def partner_headers(key_id: str, secret: str, method: str, path: str, body: bytes, now: float) -> dict[str, str]:
+    """CareHub's partner signature: HMAC-SM3 of ``METHOD\\npath\\ntimestamp\\nnonce\\nsm3(body) hex``."""
+    timestamp, nonce = str(int(now)), secrets.token_hex(12)
+    text = "\n".join([method.upper(), path, timestamp, nonce, _sm3(body).hex()]).encode()
+    return {"X-CareHub-Key": key_id, "X-CareHub-Timestamp": timestamp, "X-CareHub-Nonce": nonce,
+            "X-CareHub-Signature": hmac_sm3_hex(secret.encode(), text), "Content-Type": "application/fhir+json"}
+
+
+def critical_report(data: Mapping[str, Any], report_id: str, issued: dt.datetime) -> dict[str, Any]:
+    """A final DiagnosticReport with one contained Observation flagged HH or LL."""
+    flag = str(data.get("flag", "HH"))
+    if flag not in ("HH", "LL"):
+        raise ValueError("flag must be HH or LL")
+    patient_id, item = str(data["patient_id"]), str(data["item"])
+    observation: dict[str, Any] = {
+        "resourceType": "Observation", "id": "obs1", "status": "final", "code": {"text": item},
+        "subject": {"reference": f"Patient/{patient_id}"}, "issued": _instant(issued),
+        "interpretation": [{"coding": [{"system": INTERPRETATION_SYSTEM, "code": flag,
+                                        "display": "Critical high" if flag == "HH" else "Critical low"}]}],
+    }
+    try:
+        observation["valueQuantity"] = {"value": float(data["value"]), "unit": str(data.get("unit", ""))}
+    except (TypeError, ValueError):
+        observation["valueString"] = str(data["value"])
+    report: dict[str, Any] = {
+        "resourceType": "DiagnosticReport", "id": report_id,
+        "identifier": [{"system": "urn:carehub-sim:lis-report", "value": report_id}],
+        "status": "final", "code": {"text": item}, "subject": {"reference": f"Patient/{patient_id}"},
+        "issued": _instant(issued), "contained": [observation], "result": [{"reference": "#obs1"}],
+    }
+    if data.get("doctor_id"):
+        report["resultsInterpreter"] = [{"reference": f"Practitioner/{data['doctor_id']}"}]
+    return report
+
+
+@dataclasses.dataclass
+class CareHubTarget:
+    url: str = ""
+    key_id: str = ""
+    secret: str = ""
+
+
 # -- the HTTP shell ------------------------------------------------------------------------------
 
 class HisApp(SimulatorApp):
@@ -1502,16 +1580,56 @@ class HisApp(SimulatorApp):
 
     max_body = MAX_BODY_BYTES
 
-    def __init__(self, sim: HisSimulator, *, hang_seconds: float = 120.0) -> None:
+    def __init__(self, sim: HisSimulator, *, hang_seconds: float = 120.0, carehub: CareHubTarget | None = None) -> None:
         self.sim = sim
         self.hang_seconds = hang_seconds
+        self.carehub = carehub or CareHubTarget()
+        self._reports = itertools.count(1)
+
+    async def publish_critical(self, body: bytes) -> tuple[int, Any]:
+        """``POST /_sim/critical``: sign and post a critical DiagnosticReport to CareHub."""
+        data, problem = admin_json(body)
+        if data is None:
+            return 400, {"error": problem}
+        target = self.carehub
+        if not (target.url and target.key_id and target.secret):
+            return 409, {"error": "CareHub is not configured: POST /_sim/carehub {url, key_id, secret} first"}
+        report_id = str(data.get("report_id") or f"LIS-{next(self._reports):06d}")
+        try:
+            resource = critical_report(data, report_id, self.sim.clock())
+        except (KeyError, ValueError) as err:
+            return 400, {"error": f"patient_id, item, value and flag HH|LL are needed: {err}"}
+        raw = orjson.dumps(resource)
+        headers = partner_headers(target.key_id, target.secret, "POST", CAREHUB_REPORT_PATH, raw, time.time())
+        try:
+            async with httpx.AsyncClient(timeout=10) as http:
+                answer = await http.post(target.url.rstrip("/") + CAREHUB_REPORT_PATH, content=raw, headers=headers)
+        except httpx.HTTPError as err:
+            return 502, {"error": f"CareHub did not answer: {err}", "report_id": report_id}
+        try:
+            content: Any = answer.json()
+        except ValueError:
+            content = answer.text
+        return 200, {"status": answer.status_code, "answer": content, "report_id": report_id}
 
     async def too_large(self, send: Send) -> None:
         await self._answer(send, _outcome(413, "too-long", f"the body is larger than {MAX_BODY_BYTES} bytes"))
 
     async def handle(self, request: Request, receive: Receive, send: Send) -> None:
         path = request.path
-        if path.startswith("/_sim/"):
+        if request.method == "POST" and path == "/_sim/critical":
+            status, answer = await self.publish_critical(request.body)
+            reply = Reply(status, orjson.dumps(answer), {"content-type": "application/json"})
+        elif request.method == "POST" and path == "/_sim/carehub":
+            data, problem = admin_json(request.body)
+            if data is None:
+                status, answer = 400, {"error": problem}
+            else:
+                self.carehub = CareHubTarget(str(data.get("url", "")), str(data.get("key_id", "")),
+                                             str(data.get("secret", "")))
+                status, answer = 200, {"url": self.carehub.url, "key_id": self.carehub.key_id}
+            reply = Reply(status, orjson.dumps(answer), {"content-type": "application/json"})
+        elif path.startswith("/_sim/"):
             status, answer = self.sim.handle_admin(request.method, path, request.query, request.body)
             reply = Reply(status, orjson.dumps(answer), {"content-type": "application/json"})
         elif path == FHIR_BASE_PATH or path.startswith(FHIR_BASE_PATH + "/"):
@@ -1546,6 +1664,9 @@ async def serve_his(
     token: str = DEFAULT_TOKEN,
     hang_seconds: float = 120.0,
     clock: Callable[[], dt.datetime] = _now,
+    carehub_url: str = "",
+    partner_key: str = "",
+    partner_secret: str = "",
     task_status: trio.TaskStatus[HisHandle] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the simulator until cancelled; ``task_status.started`` gets a :class:`HisHandle`.
@@ -1554,7 +1675,8 @@ async def serve_his(
     """
     sim = HisSimulator(token=token, clock=clock)
     async with trio.open_nursery() as nursery:
-        root = await serve_app(nursery, HisApp(sim, hang_seconds=hang_seconds), host, port,
+        app = HisApp(sim, hang_seconds=hang_seconds, carehub=CareHubTarget(carehub_url, partner_key, partner_secret))
+        root = await serve_app(nursery, app, host, port,
                                logging.getLogger("hypercorn.error"))
         handle = HisHandle(base_url=root + FHIR_BASE_PATH, token=token, admin_url=root)
         log.info("HIS FHIR simulator at %s", handle.base_url)

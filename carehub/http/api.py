@@ -22,6 +22,7 @@ from .openapi import openapi_document
 from .pages import register_pages
 from .rest import (
     admin,
+    alerts,
     auth,
     bills,
     channel_reports,
@@ -183,6 +184,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     notices.register(r, messaging=services.messaging)
     channel_reports.register(r, messaging=services.messaging, config=services.config)
     open_messages.register(r, messaging=services.messaging, identity=services.identity, patients=services.patients)
+    alerts.register(r, messaging=services.messaging)
     register_pages(app, services.config.web_dist)
     return app, router
 

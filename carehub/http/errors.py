@@ -110,6 +110,11 @@ STATUS: dict[str, int] = {
     "idempotency_conflict": 409,
     "wrong_audience": 422,
     "too_many_messages": 422,
+    # clinical alerts (carehub.messaging.alerts, carehub.actors.alert)
+    "invalid_fhir": 422,
+    "alert_not_found": 404,
+    "alert_not_contact": 403,
+    "alert_acknowledged": 409,
     # uploads and requests
     "unsupported_type": 415,
     "too_large": 413,

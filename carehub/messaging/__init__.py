@@ -9,10 +9,11 @@
 
 from __future__ import annotations
 
+from .alerts import AlertAlarmEffect, ClinicalAlerts
 from .center import MessageCenter
 from .kinds import CATEGORIES, KINDS, NoticeKind
 from .notifier import MessagingSettings, Notifier, NotifyEffect, new_notice_id
 from .sending import Addresses, Channels, SendEffect
 
-__all__ = ["CATEGORIES", "KINDS", "Addresses", "Channels", "MessageCenter", "MessagingSettings", "NoticeKind",
-           "Notifier", "NotifyEffect", "SendEffect", "new_notice_id"]
+__all__ = ["CATEGORIES", "KINDS", "Addresses", "AlertAlarmEffect", "Channels", "ClinicalAlerts", "MessageCenter",
+           "MessagingSettings", "NoticeKind", "Notifier", "NotifyEffect", "SendEffect", "new_notice_id"]

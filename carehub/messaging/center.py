@@ -6,6 +6,7 @@ import dataclasses
 
 from carehub.storage.messaging import NoticeStore, PublishStore
 
+from .alerts import ClinicalAlerts
 from .notifier import Notifier
 from .sending import Addresses, Channels
 
@@ -17,3 +18,5 @@ class MessageCenter:
     addresses: Addresses
     notices: NoticeStore
     publishing: PublishStore
+    #: clinical alerts and other acknowledged work items (MSG-7, DOC-19)
+    alerts: ClinicalAlerts

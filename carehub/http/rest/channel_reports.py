@@ -27,9 +27,11 @@ log = logging.getLogger("carehub.messaging")
 def register(r: RouteDecorator, *, messaging: MessageCenter, config: Config) -> None:
     def signed() -> None:
         args = request.args
-        if not config.wechat_event_token or not check_signature(
-                config.wechat_event_token, args.get("timestamp", ""), args.get("nonce", ""), args.get("signature", "")):
-            raise ApiError(403, "bad_signature", "signature does not match the event token")
+        if not config.wechat_event_token:
+            raise ApiError(404, "not_configured", "no WeChat service account is configured on this hub")
+        if not check_signature(config.wechat_event_token, args.get("timestamp", ""), args.get("nonce", ""),
+                               args.get("signature", "")):
+            raise ApiError(401, "bad_signature", "signature does not match the event token")
 
     @r("GET", "/api/v1/channels/wechat/events", summary="WeChat: the server-URL check (echostr)",
        permission=None, tag="channels", query=("signature", "timestamp", "nonce", "echostr"))
