@@ -90,11 +90,14 @@ class OpenMessage:
     phone: str | None = None
     #: narrow the outside channels to these (None: the recipient's own choice; []: in-app only)
     channels: list[str] | None = None
+    #: post it then, not now (a reminder: revisit, pickup, follow-up); cancelled by :meth:`Publishing.cancel`
+    send_at: dt.datetime | None = None
 
     def fingerprint(self) -> str:
         """What makes two requests the same request (for a repeated idempotency key)."""
         canonical = orjson.dumps([self.kind, self.account_id, self.patient_id, self.phone, self.values,
-                                  self.channels], option=orjson.OPT_SORT_KEYS)
+                                  self.channels, self.send_at.isoformat() if self.send_at else None],
+                                 option=orjson.OPT_SORT_KEYS)
         return hashlib.sha256(canonical).hexdigest()[:32]
 
 
@@ -235,9 +238,12 @@ class Publishing:
             raise NotAllowed(f"该合作方无权向{'工作人员' if kind.audience == 'staff' else '患者'}发送消息 "
                              f"(audience {kind.audience} is not in this partner's publish rule)")
         self._take(partner_id, rule.per_minute)
+        if m.send_at is not None and (m.send_at.tzinfo is None or m.send_at > dt.datetime.now(dt.UTC)
+                                      + dt.timedelta(days=366)):
+            raise Invalid("send_at 须为带时区的时间，且在一年之内 (send_at: ISO 8601 with a zone, within a year)")
         reply = await self.notifier.notify(
             account.id, kind.name, m.values, notice_id=notice_id_for(partner_id, m.idempotency_key),
-            source=source_of(partner_id), channels=channels)
+            source=source_of(partner_id), channels=channels, at=m.send_at)
         answer = {"message_id": reply["notice_id"], "status": reply.get("status") or "accepted",
                   "request": fingerprint}
         encoded = orjson.dumps(answer).decode()
@@ -328,6 +334,14 @@ class Publishing:
                      "report": c.get("report")} for c in found["channels"]]
         return {"message_id": found["message_id"], "kind": found["kind"], "status": found["status"],
                 "reason": found["reason"], "created_at": found["created_at"], "channels": channels}
+
+    async def cancel(self, partner_id: str, message_id: str, reason: str) -> dict[str, Any]:
+        """A scheduled message whose reason went away (the medicine was picked up): it is not posted."""
+        row = await self.notifier.store.get(message_id) if message_id.startswith("p-") and len(message_id) <= 80 \
+            else None
+        if row is None or row["source"] != source_of(partner_id):
+            raise NoticeNotFound(f"没有这条消息 (no message {message_id[:80]} published by this partner)")
+        return await self.notifier.cancel_scheduled(row["account_id"], message_id, reason[:100])
 
     # ---- rules (admin) -------------------------------------------------------------------------
 

@@ -147,6 +147,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("POST", "/api/v1/open/messages"): frozenset(),
     ("POST", "/api/v1/open/messages/batch"): frozenset(),
     ("GET", "/api/v1/open/messages/<message_id>"): frozenset(),
+    ("POST", "/api/v1/open/messages/<message_id>/cancel"): frozenset(),
     ("GET", "/api/v1/admin/publish-rules"): frozenset({"admin"}),
     ("PUT", "/api/v1/admin/publish-rules/<partner_account_id>"): frozenset({"admin"}),
     # clinical alerts (MSG-7, DOC-19)

@@ -6,6 +6,7 @@ other partners are made here through the admin API, as a hospital's admin would.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 import secrets
 import shutil
@@ -392,3 +393,37 @@ async def test_the_docs_curl_example_publishes(server: Server) -> None:
     assert done.returncode == 0, done.stderr.decode()
     assert orjson.loads(done.stdout)["duplicate"] is False
     assert (await server.notices("patient1", "hospital.notice"))[0]["title"] == "停车场施工"
+
+
+async def test_a_scheduled_reminder_is_posted_at_its_time_and_one_whose_reason_went_away_is_not(
+    server: Server,
+) -> None:
+    """MSG-4/MSG-7: the pharmacy system schedules a pickup reminder and cancels it when the medicine is picked
+    up; a revisit reminder is posted when due."""
+    patient = await server.account_id("patient1")
+    soon = (dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1.5)).isoformat()
+    revisit = await post(server, {"kind": "revisit.due", "to": {"account_id": patient}, "send_at": soon,
+                                  "idempotency_key": f"rv-{secrets.token_hex(4)}",
+                                  "values": {"patient": "张*三", "doctor": "李建国", "department": "心内科",
+                                             "date": "12月20日"}})
+    pickup = await post(server, {"kind": "medicine.ready", "to": {"account_id": patient}, "send_at": soon,
+                                 "idempotency_key": f"pk-{secrets.token_hex(4)}",
+                                 "values": {"patient": "张*三", "window": "3号窗口", "guidance": "饭后服用"}})
+    assert revisit.status_code == pickup.status_code == 202, (revisit.text, pickup.text)
+    assert revisit.json()["status"] == "scheduled"
+    path = f"{MESSAGES}/{pickup.json()['message_id']}/cancel"
+    raw = orjson.dumps({"reason": "已取药"})
+    async with server.http() as http:
+        cancelled = await http.post(path, content=raw, headers=signed(DEMO_KEY, "POST", path, raw))
+        again = await http.post(path, content=raw, headers=signed(DEMO_KEY, "POST", path, raw))
+    assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
+    assert again.status_code == 409  # already cancelled
+    (posted,) = await server.notices("patient1", "revisit.due")
+    assert posted["id"] == revisit.json()["message_id"] and posted["late"] is False
+    await trio.sleep(0.5)
+    async with server.http(await server.token("patient1")) as http:
+        kinds = [n["kind"] for n in (await http.get("/api/v1/me/notices")).json()["items"]]
+    assert "medicine.ready" not in kinds
+    assert (await status(server, pickup.json()["message_id"])).json()["status"] == "cancelled"
+    naive = await post(server, notice({"account_id": patient}, send_at="2030-01-01T08:00:00"))
+    assert naive.status_code == 422 and "send_at" in naive.json()["error"]["message"]

@@ -3,6 +3,7 @@ admins set what each partner may publish. Documented for integrators in docs/ope
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import msgspec
@@ -37,6 +38,18 @@ class PublishMessage(msgspec.Struct, forbid_unknown_fields=True):
     idempotency_key: str
     #: narrow the outside channels (wechat, sms, alipay) to these; [] in-app only; absent: the recipient's choice
     channels: list[str] | None = None
+    #: post it at this time (ISO 8601 with a zone) instead of now: a durable reminder (MSG-4/5/7/8), posted
+    #: late rather than dropped if the hub was down then, cancelled by POST .../<message_id>/cancel
+    send_at: dt.datetime | None = None
+
+
+class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
+    reason: str = ""
+
+
+class CancelledView(msgspec.Struct):
+    notice_id: str
+    status: str
 
 
 class PublishBatch(msgspec.Struct, forbid_unknown_fields=True):
@@ -136,7 +149,7 @@ class RulesView(msgspec.Struct):
 
 def _message(m: PublishMessage) -> OpenMessage:
     return OpenMessage(m.kind, m.idempotency_key, dict(m.values), m.to.account_id, m.to.patient_id, m.to.phone,
-                       m.channels)
+                       m.channels, m.send_at)
 
 
 def register(r: RouteDecorator, *, messaging: MessageCenter, identity: Identity, patients: Patients) -> None:
@@ -166,6 +179,12 @@ def register(r: RouteDecorator, *, messaging: MessageCenter, identity: Identity,
        permission=None, tag="open", partner_op=OP, response=MessageStatusView)
     async def message_status(ctx: RequestContext, message_id: str) -> Any:
         return await publishing.status(partner_of(ctx), message_id)
+
+    @r("POST", "/api/v1/open/messages/<message_id>/cancel",
+       summary="Partner: cancel a scheduled message whose reason went away (signed)", permission=None,
+       body=CancelBody, tag="open", partner_op=OP, response=CancelledView)
+    async def cancel_message(ctx: RequestContext, body: CancelBody, message_id: str) -> Any:
+        return await publishing.cancel(partner_of(ctx), message_id, body.reason)
 
     @r("GET", "/api/v1/admin/publish-rules", summary="What each partner may publish (MSG-1)",
        permission="admin.messaging", tag="admin", response=RulesView)
