@@ -262,6 +262,14 @@ async def test_older_notices_load_page_by_page_and_education_is_under_its_own_ta
         expect(page.get_by_text("没有未读消息").last).to_be_visible()
         expect(items).to_have_count(0)
 
+        page.goto(page.url.split("/h5/")[0] + "/h5/me")  # ME-10: 我的 leads to the education sent to me
+        page.get_by_role("button", name=re.compile("健康宣教")).click()
+        expect(page.get_by_role("tab", name="健康宣教")).to_have_attribute("aria-selected", "true")
+        expect(items).to_have_count(1)
+        page.reload()  # the tab is in the address
+        expect(page.get_by_role("tab", name="健康宣教")).to_have_attribute("aria-selected", "true")
+        expect(items.first).to_contain_text("高血压饮食指导")
+
     await chromium.run(paged)
     education = await api_get(hub, token, "/api/v1/me/notices", category="education")
     assert [(i["kind"], i["title"]) for i in education["items"]] == [("education", "高血压饮食指导")]

@@ -268,10 +268,18 @@ export function useUnread() {
   return computed(() => state.counts.unread)
 }
 
-/** The inbox page: the list of the current filter, the counts, and what a person does with them. */
-export function useInbox() {
+/**
+ * The inbox page: the list of ``filter`` ('all', 'unread' or a category: the page keeps it in its
+ * address, ?tab=), the counts, and what a person does with them.
+ */
+export function useInbox(filter = 'all') {
   forAccount()
   attach()
+  if (filter !== state.filter) {
+    state.filter = filter
+    state.items = []
+    state.next = null
+  }
   reload()
   loadCategories()
   loadNavs()
