@@ -22,7 +22,7 @@ from carehub.config import Config
 from ..servers import Server, eventually
 from .browser import PHONE, Chromium
 from .conftest import sms_code
-from .test_patient_bills import ELDER_KEY, page_token, shots
+from .test_patient_bills import ELDER_KEY, SHOTS, page_token, shots
 from .test_patient_shell import DEMO_PHONE, csp_or_script_errors, measure
 
 PATIENT = "patient1"  # 张三, DEMO_PHONE
@@ -235,6 +235,7 @@ async def test_older_notices_load_page_by_page_and_education_is_under_its_own_ta
     def paged() -> None:
         tile = page.get_by_role("link", name=re.compile("消息"))
         expect(tile.get_by_label("26 条未读")).to_be_visible(timeout=15_000)  # the home page's badge, live
+        page.screenshot(path=str(SHOTS / "notices-home-badge.png"))
         tile.click()
         items = page.get_by_role("list", name="消息列表").get_by_role("listitem")
         expect(items).to_have_count(20)
@@ -289,6 +290,7 @@ def pick_time(page: Page, cell: str, hour: str, minute: str) -> None:
     for n, value in enumerate((hour, minute)):
         columns.nth(n).get_by_text(value, exact=True).dispatch_event("click")
         page.wait_for_timeout(400)  # the column settles
+    page.screenshot(path=str(SHOTS / f"notice-time-picker-{cell}.png"))
     picker.get_by_role("button", name="确定").click()
     expect(picker).to_be_hidden()
 

@@ -136,14 +136,15 @@ function attach() {
   unsubscribe = client ? client.on('deliver', onDeliver) : null
 }
 
-// the live client is made anew at sign-in: follow it; after a reconnect the counts are asked again
-let lastConnection = live.connection
-watch(() => [live.account?.id, live.connection], () => {
+// the live client is made anew at sign-in: follow it; whenever it is (back) open, and whenever the
+// page is shown again, the counts are asked again (notices read on another phone, missed ones)
+watch(() => [live.account?.id, live.connection], ([, connection], old) => {
   forAccount()
   attach()
-  const back = live.connection === State.OPEN && lastConnection === State.RECONNECTING
-  lastConnection = live.connection
-  if (back) refreshCounts()
+  if (connection === State.OPEN && old?.[1] !== State.OPEN) refreshCounts()
+})
+globalThis.document?.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && state.counts.loaded) refreshCounts()
 })
 
 function query(before) {
