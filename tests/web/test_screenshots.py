@@ -66,7 +66,7 @@ async def test_every_main_page_renders_for_a_screenshot(
         for n, (path, title) in enumerate([
             ("/h5/booking", "预约挂号"), ("/h5/triage", "智能导诊"), ("/h5/bookings", "我的预约"),
             ("/h5/bills", "门诊缴费"), ("/h5/me/patients", "就诊人管理"), ("/h5/me/notices", "消息"),
-            ("/h5/floors", "楼层导航"),
+            ("/h5/floors", "楼层导航"), ("/h5/me/notice-preferences", "通知设置"),
         ], start=5):
             phone.goto(hub.base + path)
             expect(phone).to_have_title(re.compile(f"^{title} - "))

@@ -1,57 +1,131 @@
-// The notice inbox: the signed-in person's delivery stream (docs/protocol.md), the recent history
-// read over REST (GET /api/v1/me/stream) and new notices live from the page's /ws connection
-// (liveClient()'s `deliver` events, which resume after a reconnect with no gap and no repeat).
+// The notice inbox (MSG-1, OUT-15, ME-10): the server's inbox of the signed-in person, its unread
+// count, and new notices live from the page's /ws connection.
 //
-// Read marks: the server keeps no read state for stream messages, so they are kept per account
-// in this browser's localStorage (`carehub.h5.inbox.read.<account id>`, the ids of the messages
-// read, the newest 500). Another phone of the same person starts with them unread (web/README.md).
+// - The list is GET /api/v1/me/notices, newest first, paged by its `next` cursor (`before`), one
+//   filter at a time: all, unread only, or one category (健康宣教 is ME-10: education sent to me).
+// - Read state is the server's (POST /api/v1/me/notices/read): a notice read on one phone is read
+//   on every other one. The counts come from the server (GET /api/v1/me/notices/counts, and every
+//   inbox and mark-read answer); a live notice adds one at once and the server's figure follows.
+// - Live: every notice is also a delivery of type "notice" on the account's stream (docs/protocol.md);
+//   liveClient()'s `deliver` events resume after a reconnect with no gap and no repeat, and the
+//   inbox drops a notice it already shows (by notice id), so each appears once.
+// - NAV-2: the indoor-navigation link (`nav`) travels in the delivery's body only (the inbox rows
+//   do not keep it), so the inbox reads it from live deliveries and from the recent stream.
 import { computed, reactive, watch } from 'vue'
+import { State } from '@shared/carehub-ws.js'
 import { api, live, liveClient } from '../../session.js'
 
-const HISTORY = 50
-const KEEP_READ = 500
+const PAGE = 20
+/** how many recent stream messages are read for their navigation links */
+const NAV_HISTORY = 300
+/** staff-only categories: never shown as a filter or a preference in the patient app */
+export const STAFF_CATEGORIES = new Set(['work', 'clinical'])
 
-const state = reactive({ account: null, items: [], read: new Set(), loaded: false, loading: false, error: '' })
+/** Every figure of the signed-in person's inbox, shared by every page (the badges and the inbox). */
+const state = reactive({
+  account: null,
+  counts: { total: 0, unread: 0, loaded: false },
+  filter: 'all', // 'all' | 'unread' | a category
+  items: [],
+  next: null,
+  loaded: false,
+  loading: false,
+  loadingMore: false,
+  error: '',
+  moreError: '',
+  categories: [], // [{category, label}] from GET /api/v1/me/notice-preferences
+  navs: {}, // notice id -> indoor-navigation URL (NAV-2)
+})
+
 let attached = null
 let unsubscribe = null
+let countsTimer = null
+let loadSerial = 0
+/** live notices that arrived while the first page was on its way (the answer may predate them) */
+let arrivedDuringLoad = []
+let navsLoaded = false
+let categoriesLoaded = false
 
-const readKey = (account) => `carehub.h5.inbox.read.${account}`
-
-function loadRead(account) {
-  try {
-    const ids = JSON.parse(localStorage.getItem(readKey(account)) ?? '[]')
-    return new Set(Array.isArray(ids) ? ids : [])
-  } catch {
-    return new Set()
-  }
-}
-
-function saveRead() {
-  if (!state.account) return
-  try {
-    localStorage.setItem(readKey(state.account), JSON.stringify([...state.read].slice(-KEEP_READ)))
-  } catch {
-    // storage full or private mode: marks last for this visit
-  }
-}
-
-/** Reset when another account signs in. */
+/** Reset when another account signs in (or the person signs out). */
 function forAccount() {
   const account = live.account?.id ?? null
   if (account === state.account) return
   state.account = account
+  state.counts = { total: 0, unread: 0, loaded: false }
   state.items = []
-  state.read = account ? loadRead(account) : new Set()
+  state.next = null
   state.loaded = false
   state.error = ''
+  state.navs = {}
+  navsLoaded = false
+  loadSerial += 1
 }
 
-function add(message) {
-  if (!message || state.items.some((m) => m.id === message.id)) return
-  const item = { seq: message.seq, id: message.id, type: message.type, at: message.at, body: message.body ?? {} }
-  const at = state.items.findIndex((m) => m.seq < item.seq)
-  if (at === -1) state.items.push(item)
-  else state.items.splice(at, 0, item)
+function setCounts(answer) {
+  if (answer && typeof answer.unread === 'number') {
+    state.counts = { total: answer.total ?? state.counts.total, unread: answer.unread, loaded: true }
+  }
+}
+
+/** The server's counts (the badges). */
+export async function refreshCounts() {
+  forAccount()
+  if (!state.account) return
+  const account = state.account
+  try {
+    const answer = await api('GET', '/api/v1/me/notices/counts')
+    if (account === state.account) setCounts(answer)
+  } catch {
+    // the badge keeps its last figure; the next notice or reconnect asks again
+  }
+}
+
+function countsSoon() {
+  clearTimeout(countsTimer)
+  countsTimer = setTimeout(refreshCounts, 250)
+}
+
+function matchesFilter(item) {
+  if (state.filter === 'all') return true
+  if (state.filter === 'unread') return !item.read
+  return item.category === state.filter
+}
+
+export function categoryLabel(category) {
+  return state.categories.find((c) => c.category === category)?.label ?? ''
+}
+
+/** A live "notice" delivery as an inbox row (the shape GET /api/v1/me/notices answers). */
+function fromDelivery(message) {
+  const b = message.body ?? {}
+  return {
+    id: String(b.notice_id),
+    kind: b.kind ?? '',
+    label: '',
+    category: b.category ?? '',
+    category_label: categoryLabel(b.category),
+    title: b.title ?? '通知',
+    body: b.body ?? '',
+    link: b.link ?? null,
+    critical: Boolean(b.critical),
+    created_at: b.at ?? message.at,
+    read: false,
+    status: '',
+    channel: null,
+  }
+}
+
+function onDeliver(message) {
+  if (message?.type !== 'notice' || !message.body?.notice_id) return
+  forAccount()
+  const item = fromDelivery(message)
+  if (message.body.nav) state.navs = { ...state.navs, [item.id]: String(message.body.nav) }
+  if (state.items.some((i) => i.id === item.id) || arrivedDuringLoad.some((i) => i.id === item.id)) return
+  // the badge grows at once; the server's figure follows (a resumed delivery may be an old one)
+  state.counts = { ...state.counts, total: state.counts.total + 1, unread: state.counts.unread + 1 }
+  countsSoon()
+  if (state.loading) arrivedDuringLoad.push(item)
+  if (matchesFilter(item)) state.items.unshift(item)
 }
 
 function attach() {
@@ -59,83 +133,167 @@ function attach() {
   if (client === attached) return
   unsubscribe?.()
   attached = client
-  unsubscribe = client
-    ? client.on('deliver', (message) => {
-      forAccount()
-      add(message)
-    })
-    : null
+  unsubscribe = client ? client.on('deliver', onDeliver) : null
 }
 
-// the live client is made anew at sign-in: follow it
-watch(() => [live.account?.id, live.connection], () => {
+// the live client is made anew at sign-in: follow it; whenever it is (back) open, and whenever the
+// page is shown again, the counts are asked again (notices read on another phone, missed ones)
+watch(() => [live.account?.id, live.connection], ([, connection], old) => {
   forAccount()
   attach()
+  if (connection === State.OPEN && old?.[1] !== State.OPEN) refreshCounts()
+})
+globalThis.document?.addEventListener('visibilitychange', () => {
+  if (document.visibilityState === 'visible' && state.counts.loaded) refreshCounts()
 })
 
-/** The recent history from the server (whatever arrived while no page was listening). */
-export async function refresh() {
+function query(before) {
+  const params = new URLSearchParams({ limit: String(PAGE) })
+  if (state.filter === 'unread') params.set('unread', '1')
+  else if (state.filter !== 'all') params.set('category', state.filter)
+  if (before) params.set('before', before)
+  return `/api/v1/me/notices?${params}`
+}
+
+/** The first page of the current filter (again). */
+export async function reload() {
   forAccount()
   if (!state.account) return
+  const serial = ++loadSerial
   state.loading = true
   state.error = ''
+  arrivedDuringLoad = []
   try {
-    const me = await api('GET', '/api/v1/me')
-    const after = Math.max(0, (me.stream?.last_seq ?? 0) - HISTORY)
-    const { items } = await api('GET', `/api/v1/me/stream?after=${after}&limit=${HISTORY}`)
-    for (const item of items) add(item)
+    const answer = await api('GET', query(null))
+    if (serial !== loadSerial) return
+    const fresh = arrivedDuringLoad.filter((i) => matchesFilter(i) && !answer.items.some((a) => a.id === i.id))
+    state.items = [...fresh, ...answer.items]
+    state.next = answer.next
+    setCounts(answer)
     state.loaded = true
   } catch (err) {
-    state.error = err.message
+    if (serial === loadSerial) state.error = err.message
   } finally {
-    state.loading = false
+    if (serial === loadSerial) {
+      state.loading = false
+      arrivedDuringLoad = []
+    }
   }
 }
 
-const TITLES = {
-  'chat.message': '问诊消息',
-  'visit.step': '就诊提醒',
-  'queue.near': '候诊提醒',
-  'queue.called': '叫号提醒',
-  'queue.missed': '过号提醒',
-}
-const STEPS = { paid: '已缴费，请按时到院签到', checked_in: '已签到，请留意叫号', called: '请到诊室就诊', seen: '就诊完成' }
-
-export function title(item) {
-  if (TITLES[item.type]) return TITLES[item.type]
-  if (item.type.startsWith('booking.')) return '预约通知'
-  if (item.type.startsWith('bill.') || item.type.startsWith('payment.')) return '缴费通知'
-  return '通知'
-}
-
-export function text(item) {
-  const body = item.body ?? {}
-  if (body.text) return String(body.text)
-  if (item.type === 'visit.step') return [STEPS[body.step] ?? body.step, body.room].filter(Boolean).join(' · ')
-  return '您有一条新通知'
+/** The next (older) page, after the last one shown. */
+export async function loadMore() {
+  if (!state.next || state.loadingMore) return
+  const serial = loadSerial
+  state.loadingMore = true
+  state.moreError = ''
+  try {
+    const answer = await api('GET', query(state.next))
+    if (serial !== loadSerial) return
+    const known = new Set(state.items.map((i) => i.id))
+    state.items.push(...answer.items.filter((i) => !known.has(i.id)))
+    state.next = answer.next
+    setCounts(answer)
+  } catch (err) {
+    state.moreError = err.message
+  } finally {
+    state.loadingMore = false
+  }
 }
 
-/** The inbox of the signed-in person: items newest first, unread count, marking read. */
-export function useInbox() {
+export function setFilter(filter) {
+  if (filter === state.filter && state.loaded) return
+  state.filter = filter
+  state.items = []
+  state.next = null
+  reload()
+}
+
+/** The categories the person may see (for the filter tabs), once per visit. */
+async function loadCategories() {
+  if (categoriesLoaded) return
+  categoriesLoaded = true
+  try {
+    const prefs = await api('GET', '/api/v1/me/notice-preferences')
+    state.categories = prefs.categories
+    for (const item of state.items) item.category_label ||= categoryLabel(item.category)
+  } catch {
+    categoriesLoaded = false // the tabs show 全部 and 未读 only; the next visit asks again
+  }
+}
+
+/** NAV-2: the navigation links of the recent notices, read from the stream (their only record). */
+async function loadNavs() {
+  if (navsLoaded || !state.account) return
+  navsLoaded = true
+  const account = state.account
+  try {
+    const me = await api('GET', '/api/v1/me')
+    const last = me.stream?.last_seq ?? 0
+    const after = Math.max(0, last - NAV_HISTORY)
+    const { items } = await api('GET', `/api/v1/me/stream?after=${after}&limit=${NAV_HISTORY}`)
+    if (account !== state.account) return
+    const navs = { ...state.navs }
+    for (const m of items) {
+      if (m.type === 'notice' && m.body?.notice_id && m.body.nav) navs[String(m.body.notice_id)] ??= String(m.body.nav)
+    }
+    state.navs = navs
+  } catch {
+    navsLoaded = false
+  }
+}
+
+export async function markRead(item) {
+  if (item.read) return
+  item.read = true
+  state.counts = { ...state.counts, unread: Math.max(0, state.counts.unread - 1) }
+  try {
+    setCounts(await api('POST', '/api/v1/me/notices/read', { ids: [item.id] }))
+  } catch (err) {
+    item.read = false
+    refreshCounts()
+    throw err
+  }
+}
+
+export async function markAllRead() {
+  setCounts(await api('POST', '/api/v1/me/notices/read', { all: true }))
+  for (const item of state.items) item.read = true
+}
+
+/** The unread count for a badge (我的, the home page): asked of the server when a page shows it. */
+export function useUnread() {
   forAccount()
   attach()
-  if (!state.loaded && !state.loading) refresh()
-  const unread = computed(() => state.items.filter((m) => !state.read.has(m.id)).length)
+  refreshCounts()
+  return computed(() => state.counts.unread)
+}
 
-  function isRead(item) {
-    return state.read.has(item.id)
+/**
+ * The inbox page: the list of ``filter`` ('all', 'unread' or a category: the page keeps it in its
+ * address, ?tab=), the counts, and what a person does with them.
+ */
+export function useInbox(filter = 'all') {
+  forAccount()
+  attach()
+  if (filter !== state.filter) {
+    state.filter = filter
+    state.items = []
+    state.next = null
   }
+  reload()
+  loadCategories()
+  loadNavs()
+  const categories = computed(() => state.categories.filter((c) => !STAFF_CATEGORIES.has(c.category)))
+  return { state, categories, reload, loadMore, setFilter, markRead, markAllRead }
+}
 
-  function markRead(item) {
-    if (state.read.has(item.id)) return
-    state.read = new Set([...state.read, item.id])
-    saveRead()
-  }
-
-  function markAllRead() {
-    state.read = new Set([...state.read, ...state.items.map((m) => m.id)])
-    saveRead()
-  }
-
-  return { state, unread, isRead, markRead, markAllRead, refresh }
+/**
+ * Where a notice's deep link goes in this app: the path under the router's base (`/h5/`), or null
+ * for a link outside the patient app. The page checks that the router knows it.
+ */
+export function appPath(link) {
+  if (typeof link !== 'string') return null
+  if (link === '/h5' || link === '/h5/') return '/'
+  return link.startsWith('/h5/') ? link.slice(3) : null
 }
