@@ -320,9 +320,11 @@ class Notifier(Behaviour[NotifierState]):
         plan = self.plan(state.prefs, m.category, m.critical, m.channels)
         quiet = bool(plan) and not m.critical and in_quiet_hours(state.prefs, ctx.now)
         status = NoticeStatus.IN_APP if not plan else NoticeStatus.DEFERRED if quiet else NoticeStatus.SENDING
+        nav = m.data.get("nav")
         row = {"account_id": state.account_id, "kind": m.kind, "category": m.category, "title": m.title,
-               "body": m.body, "link": m.link, "critical": m.critical, "needs_ack": m.needs_ack,
-               "source": m.source[:64], "status": status.value, "plan": ",".join(plan), "created_at": ctx.now,
+               "body": m.body, "link": m.link, "nav": str(nav)[:300] if nav else None, "critical": m.critical,
+               "needs_ack": m.needs_ack, "source": m.source[:64], "status": status.value, "plan": ",".join(plan),
+               "created_at": ctx.now,
                "channel": None, "last_error": "", "late": late}
         deliver = Deliver(state.account_id, "notice", {
             "notice_id": m.notice_id, "kind": m.kind, "category": m.category, "title": m.title, "body": m.body,

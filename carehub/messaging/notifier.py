@@ -159,7 +159,8 @@ class Notifier:
         return {
             "id": row["id"], "kind": row["kind"], "label": kind.label if kind else row["kind"],
             "category": row["category"], "category_label": CATEGORIES.get(row["category"], row["category"]),
-            "title": row["title"], "body": row["body"], "link": row["link"], "critical": row["critical"],
+            "title": row["title"], "body": row["body"], "link": row["link"], "nav": row["nav"],
+            "critical": row["critical"],
             "created_at": row["created_at"].isoformat(), "read": row["read_at"] is not None,
             "status": row["status"], "channel": row["channel"], "late": row["late"],
         }

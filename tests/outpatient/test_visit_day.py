@@ -134,6 +134,7 @@ async def test_the_called_patient_gets_a_durable_notice_and_the_hall_screen_show
     # ... and it is a notice in the inbox, with a deep link to the booking and the department for NAV-2
     (called,) = await server.notices("patient2", "queue.called")
     assert "心内科3诊室" in called["body"] and called["link"].startswith(f"/h5/bookings/{booking['booking_id']}")
+    assert called["nav"] == "https://nav.example.cn/hospital/route?to=cardio"  # NAV-2, CAREHUB_NAV_URL
 
 
 async def test_patients_near_their_turn_get_a_notice_once(server: Server) -> None:

@@ -27,6 +27,8 @@ class NoticeView(msgspec.Struct):
     title: str
     body: str
     link: str | None
+    #: NAV-2: indoor navigation to the department the notice names
+    nav: str | None
     critical: bool
     created_at: str
     read: bool

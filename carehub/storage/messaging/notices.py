@@ -14,8 +14,8 @@ import asyncpg
 
 from ..db import Database
 
-_COLUMNS = ("id, account_id, kind, category, title, body, link, critical, needs_ack, source, status, plan, channel,"
-            " attempts, last_error, created_at, sent_at, dead_at, reported_at, report, late, read_at")
+_COLUMNS = ("id, account_id, kind, category, title, body, link, nav, critical, needs_ack, source, status, plan,"
+            " channel, attempts, last_error, created_at, sent_at, dead_at, reported_at, report, late, read_at")
 
 
 class NoticeStore:

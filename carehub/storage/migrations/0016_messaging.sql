@@ -13,6 +13,8 @@ CREATE TABLE notices (
     title varchar(80) NOT NULL,
     body text NOT NULL,
     link varchar(300),
+    -- NAV-2: indoor navigation to the department the notice names
+    nav varchar(300),
     critical boolean NOT NULL DEFAULT false,
     needs_ack boolean NOT NULL DEFAULT false,
     source varchar(64) NOT NULL DEFAULT '',

@@ -9,15 +9,13 @@
 // - Live: every notice is also a delivery of type "notice" on the account's stream (docs/protocol.md);
 //   liveClient()'s `deliver` events resume after a reconnect with no gap and no repeat, and the
 //   inbox drops a notice it already shows (by notice id), so each appears once.
-// - NAV-2: the indoor-navigation link (`nav`) travels in the delivery's body only (the inbox rows
-//   do not keep it), so the inbox reads it from live deliveries and from the recent stream.
+// - NAV-2: the indoor-navigation link (`nav`) of a notice naming a department is on its inbox row
+//   and in its delivery's body.
 import { computed, reactive, watch } from 'vue'
 import { State } from '@shared/carehub-ws.js'
 import { api, live, liveClient } from '../../session.js'
 
 const PAGE = 20
-/** how many recent stream messages are read for their navigation links */
-const NAV_HISTORY = 300
 /** staff-only categories: never shown as a filter or a preference in the patient app */
 export const STAFF_CATEGORIES = new Set(['work', 'clinical'])
 
@@ -43,7 +41,6 @@ let countsTimer = null
 let loadSerial = 0
 /** live notices that arrived while the first page was on its way (the answer may predate them) */
 let arrivedDuringLoad = []
-let navsLoaded = false
 let categoriesLoaded = false
 
 /** Reset when another account signs in (or the person signs out). */
@@ -57,7 +54,6 @@ function forAccount() {
   state.loaded = false
   state.error = ''
   state.navs = {}
-  navsLoaded = false
   loadSerial += 1
 }
 
@@ -167,6 +163,7 @@ export async function reload() {
     const answer = await api('GET', query(null))
     if (serial !== loadSerial) return
     const fresh = arrivedDuringLoad.filter((i) => matchesFilter(i) && !answer.items.some((a) => a.id === i.id))
+    keepNavs(answer.items)
     state.items = [...fresh, ...answer.items]
     state.next = answer.next
     setCounts(answer)
@@ -191,6 +188,7 @@ export async function loadMore() {
     const answer = await api('GET', query(state.next))
     if (serial !== loadSerial) return
     const known = new Set(state.items.map((i) => i.id))
+    keepNavs(answer.items)
     state.items.push(...answer.items.filter((i) => !known.has(i.id)))
     state.next = answer.next
     setCounts(answer)
@@ -222,25 +220,11 @@ async function loadCategories() {
   }
 }
 
-/** NAV-2: the navigation links of the recent notices, read from the stream (their only record). */
-async function loadNavs() {
-  if (navsLoaded || !state.account) return
-  navsLoaded = true
-  const account = state.account
-  try {
-    const me = await api('GET', '/api/v1/me')
-    const last = me.stream?.last_seq ?? 0
-    const after = Math.max(0, last - NAV_HISTORY)
-    const { items } = await api('GET', `/api/v1/me/stream?after=${after}&limit=${NAV_HISTORY}`)
-    if (account !== state.account) return
-    const navs = { ...state.navs }
-    for (const m of items) {
-      if (m.type === 'notice' && m.body?.notice_id && m.body.nav) navs[String(m.body.notice_id)] ??= String(m.body.nav)
-    }
-    state.navs = navs
-  } catch {
-    navsLoaded = false
-  }
+/** NAV-2: the navigation links of the notices on the page (their rows carry them). */
+function keepNavs(items) {
+  const navs = { ...state.navs }
+  for (const item of items) if (item.nav) navs[item.id] = String(item.nav)
+  state.navs = navs
 }
 
 export async function markRead(item) {
@@ -283,7 +267,6 @@ export function useInbox(filter = 'all') {
   }
   reload()
   loadCategories()
-  loadNavs()
   const categories = computed(() => state.categories.filter((c) => !STAFF_CATEGORIES.has(c.category)))
   return { state, categories, reload, loadMore, setFilter, markRead, markAllRead }
 }
