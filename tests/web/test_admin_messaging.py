@@ -8,14 +8,22 @@ channels page and switches it off, and sets a partner's publish permissions.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from playwright.sync_api import expect
+
+import carehub.http.rest
 
 from ..servers import Server
 from .browser import DESKTOP, Chromium
 from .conftest import sign_in_staff
-from .test_admin_content import admin_token, body_rows, choose, menu, shot
+from .test_admin_content import admin_token, body_rows, menu, shot
 from .test_patient_shell import csp_or_script_errors
+
+#: the publish-rule routes are registered by carehub/http/rest/open_messages.py (another branch until merged)
+PUBLISH_RULES_ROUTE = any("/api/v1/admin/publish-rules" in f.read_text("utf-8")
+                          for f in Path(carehub.http.rest.__file__).parent.glob("*.py"))
 
 VALUES = {"booking_id": "b-42", "patient": "张三", "doctor": "李医生", "time": "12月5日上午", "room": "B区 305",
           "department_id": "endo"}
@@ -117,6 +125,8 @@ async def test_the_channels_page_shows_sms_configured_and_switches_it_off(
     assert csp_or_script_errors(chromium) == []
 
 
+@pytest.mark.skipif(not PUBLISH_RULES_ROUTE, reason="GET/PUT /api/v1/admin/publish-rules are not on this branch "
+                    "(the publish API is built on another branch); the page shows that the API is missing")
 async def test_an_admin_sets_what_a_partner_may_publish(chromium: Chromium, sms_hub: tuple[Server, str]) -> None:
     hub, _ = sms_hub
     page = await chromium.page(**DESKTOP)
@@ -128,8 +138,6 @@ async def test_an_admin_sets_what_a_partner_may_publish(chromium: Chromium, sms_
     token = await chromium.run(sign_in)
     async with hub.http(token) as http:
         probe = await http.get("/api/v1/admin/publish-rules")
-    if probe.status_code == 404:
-        pytest.skip("GET /api/v1/admin/publish-rules is not on this branch (the publish-rule API is another helper's)")
     assert probe.status_code == 200, probe.text
     partner = next(p for p in probe.json()["partners"] if not p["disabled"])
 
@@ -138,8 +146,15 @@ async def test_an_admin_sets_what_a_partner_may_publish(chromium: Chromium, sms_
         row = body_rows(page, "推送权限").filter(has_text=partner["name"])
         row.get_by_role("button", name="设置").click()
         dialog = page.get_by_role("dialog", name=f"推送权限：{partner['name']}")
-        choose(page, dialog, "允许的消息类型", "report.ready")
-        page.keyboard.press("Escape")
+        # the demo partner may publish every kind: narrow it to one
+        every = dialog.get_by_role("checkbox", name="全部消息类型")
+        if every.is_checked():
+            dialog.get_by_text("全部消息类型").click()
+        expect(every).not_to_be_checked()
+        # a filterable multi-select: type to find the kind, pick it, close the list
+        dialog.get_by_label("允许的消息类型").fill("report")
+        page.locator(".el-select-dropdown__item:visible", has_text="report.ready").click()
+        dialog.get_by_text("每分钟上限", exact=True).click()
         dialog.get_by_role("checkbox", name="医护人员").check()
         dialog.get_by_label("每分钟上限").fill("30")
         dialog.get_by_role("button", name="保存").click()
