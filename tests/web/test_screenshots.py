@@ -96,6 +96,8 @@ async def test_every_main_page_renders_for_a_screenshot(
             ("/admin/statistics", "预约与支付统计"), ("/admin/outpatient/rosters", "排班审批"),
             ("/admin/outpatient/bookings", "预约记录"), ("/admin/content/departments", "科室管理"),
             ("/admin/content/doctors", "医生管理"), ("/admin/system/audit", "审计日志"),
+            ("/admin/messaging/templates", "消息模板"), ("/admin/messaging/channels", "消息渠道"),
+            ("/admin/messaging/publish-rules", "推送权限"),
         ], start=2):
             pc.goto(hub.base + path)
             expect(pc).to_have_title(re.compile(f"^{title} - "))

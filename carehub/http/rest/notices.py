@@ -263,7 +263,13 @@ def register(r: RouteDecorator, *, messaging: MessageCenter) -> None:
                                       by=ctx.principal.login)
         return {"channels": messaging.channels.view(), "notices": await messaging.notices.status_counts()}
 
-    # ---- dead letters (ops) ----------------------------------------------------------------------
+    # ---- dead letters and circuits (ops) ---------------------------------------------------------
+
+    @r("GET", "/api/v1/ops/notices/channels", summary="Outside channels' circuit states, for the ops dashboard",
+       permission="ops.view", tag="messages", response=ChannelsView)
+    async def ops_channels(ctx: RequestContext) -> Any:
+        # the admin route's answer, read-only: ops watch the circuits but do not switch channels
+        return {"channels": messaging.channels.view(), "notices": await messaging.notices.status_counts()}
 
     @r("GET", "/api/v1/ops/notices/dead-letters", summary="Notices no outside channel took, with the reason",
        permission="ops.view", tag="messages", query=("limit",), response=DeadLettersView)
