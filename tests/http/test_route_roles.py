@@ -138,6 +138,7 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("GET", "/api/v1/admin/notice-channels"): frozenset({"admin"}),
     ("PUT", "/api/v1/admin/notice-channels/<channel>"): frozenset({"admin"}),
     ("GET", "/api/v1/ops/notices/dead-letters"): frozenset({"ops"}),
+    ("GET", "/api/v1/ops/notices/channels"): frozenset({"ops"}),
     ("POST", "/api/v1/ops/notices/<notice_id>/resend"): frozenset({"ops"}),
     # providers' reports (signed by the provider, not by a CareHub account)
     ("GET", "/api/v1/channels/wechat/events"): EVERYONE,

@@ -77,6 +77,19 @@ async def test_ops_see_a_dead_letter_with_its_reason_and_resend_it(
         assert (await http.get("/api/v1/ops/notices/dead-letters")).json()["items"] == []
         counts = (await http.get("/api/v1/ops/notices/channels")).json()["notices"]
     assert counts.get("dead", 0) == 0 and counts.get("sent", 0) >= 1
+
+    # MSG-7: an open clinical alert is on the dashboard with who has it and how long it is open
+    await hub.app.services.messaging.alerts.raise_alert(
+        "A-ops-1", "critical.value", await hub.account_id("doctor1"), patient="张*三", item="血钾",
+        value="6.8 mmol/L", flag="HH")
+
+    def open_alert() -> None:
+        alerts = page.locator("#open-alerts")
+        expect(alerts).to_contain_text("血钾 6.8 mmol/L (HH)", timeout=10_000)
+        expect(alerts).to_contain_text("第 1 级")
+        expect(alerts).to_contain_text(re.compile(r"已开 \d+ 秒"))
+
+    await chromium.run(open_alert)
     assert csp_or_script_errors(chromium) == []
 
 
