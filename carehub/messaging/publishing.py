@@ -37,6 +37,7 @@ import trio
 from carehub.actors.notifier import OUTSIDE_CHANNELS
 from carehub.errors import CareHubError, Invalid, NotFound
 from carehub.hub import HubError
+from carehub.identity.service import normalise_phone
 from carehub.storage.identity.accounts import AccountRow, AccountStore
 from carehub.storage.identity.patients import PatientStore
 from carehub.storage.keyring import KeyRing
@@ -51,7 +52,6 @@ AUDIENCES = ("patient", "staff")
 MAX_PER_MINUTE = 100_000
 MAX_VALUE_CHARS = 1000
 _KEY = re.compile(r"^[A-Za-z0-9_.:-]{1,80}$")
-_PHONE = re.compile(r"^1[3-9]\d{9}$")
 #: batch items handled at once (each one is a notifier actor's commit)
 _CONCURRENCY = 16
 
@@ -298,9 +298,7 @@ class Publishing:
             if holder is not None:
                 account = await self.accounts.by_id(holder.account_id)
         elif name == "phone":
-            phone = value.strip().replace(" ", "").replace("-", "").removeprefix("+86")
-            if not _PHONE.match(phone):
-                raise Invalid("手机号格式不正确 (a mainland mobile number has 11 digits starting with 1)")
+            phone = normalise_phone(value)  # the same rule sign-in uses
             account = await self.accounts.by_phone(self.keyring.blind_index(phone, field="accounts.phone"))
         if account is None or account.disabled or not audiences_of(account.roles):
             raise UnknownRecipient(f"找不到接收人 (no account for {name} {value[:64]!r})")
