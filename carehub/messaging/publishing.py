@@ -244,6 +244,9 @@ class Publishing:
         reply = await self.notifier.notify(
             account.id, kind.name, m.values, notice_id=notice_id_for(partner_id, m.idempotency_key),
             source=source_of(partner_id), channels=channels, at=m.send_at)
+        if reply.get("duplicate"):
+            # a racing first request with this key posted it: its answer is the first answer
+            return await self._raced(partner_id, m.idempotency_key, fingerprint, str(reply["notice_id"]))
         answer = {"message_id": reply["notice_id"], "status": reply.get("status") or "accepted",
                   "request": fingerprint}
         encoded = orjson.dumps(answer).decode()
@@ -251,6 +254,17 @@ class Publishing:
         if kept != encoded:  # a repeat raced this one and was kept first: it is the first answer
             return self._repeat(kept, fingerprint)
         return {"message_id": answer["message_id"], "status": answer["status"], "duplicate": False}
+
+    async def _raced(self, partner_id: str, key: str, fingerprint: str, notice_id: str) -> dict[str, Any]:
+        """The answer to a request whose notice a racing first request posted: the first answer once it is
+        kept (it is kept right after the post), else the notice's current status."""
+        for _ in range(40):
+            first = await self.store.first_answer(partner_id, key)
+            if first is not None:
+                return self._repeat(first, fingerprint)
+            await trio.sleep(0.05)
+        row = await self.notifier.store.get(notice_id)
+        return {"message_id": notice_id, "status": row["status"] if row else "accepted", "duplicate": True}
 
     @staticmethod
     def _repeat(first: str, fingerprint: str) -> dict[str, Any]:

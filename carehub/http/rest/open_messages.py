@@ -43,11 +43,11 @@ class PublishMessage(msgspec.Struct, forbid_unknown_fields=True):
     send_at: dt.datetime | None = None
 
 
-class CancelBody(msgspec.Struct, forbid_unknown_fields=True):
+class CancelMessageBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: str = ""
 
 
-class CancelledView(msgspec.Struct):
+class CancelledMessageView(msgspec.Struct):
     notice_id: str
     status: str
 
@@ -182,8 +182,8 @@ def register(r: RouteDecorator, *, messaging: MessageCenter, identity: Identity,
 
     @r("POST", "/api/v1/open/messages/<message_id>/cancel",
        summary="Partner: cancel a scheduled message whose reason went away (signed)", permission=None,
-       body=CancelBody, tag="open", partner_op=OP, response=CancelledView)
-    async def cancel_message(ctx: RequestContext, body: CancelBody, message_id: str) -> Any:
+       body=CancelMessageBody, tag="open", partner_op=OP, response=CancelledMessageView)
+    async def cancel_message(ctx: RequestContext, body: CancelMessageBody, message_id: str) -> Any:
         return await publishing.cancel(partner_of(ctx), message_id, body.reason)
 
     @r("GET", "/api/v1/admin/publish-rules", summary="What each partner may publish (MSG-1)",
