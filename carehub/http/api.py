@@ -24,6 +24,7 @@ from .rest import (
     admin,
     auth,
     bills,
+    channel_bindings,
     channel_reports,
     content_admin,
     display,
@@ -181,6 +182,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     statistics_routes.register(r, statistics=services.statistics)
     notices.register(r, messaging=services.messaging)
     channel_reports.register(r, messaging=services.messaging, config=services.config)
+    channel_bindings.register(r, messaging=services.messaging)
     register_pages(app, services.config.web_dist)
     return app, router
 
