@@ -17,7 +17,7 @@ from carehub.config import Config
 
 def _serve(args: argparse.Namespace) -> int:
     from carehub.app import serve
-    from carehub.demo import DEMO_PASSWORD, DEMO_TOTP_SECRET
+    from carehub.demo import DEMO_PARTNER_KEY_ID, DEMO_PARTNER_KEY_SECRET, DEMO_PASSWORD, DEMO_TOTP_SECRET
 
     config = Config.from_env(
         host=args.host, port=args.port, data_dir=args.data_dir, database_url=args.database_url,
@@ -133,6 +133,8 @@ def _serve(args: argparse.Namespace) -> int:
                         f" {DEMO_TOTP_SECRET}), patients 13800138001..4 (SMS code)",
                         flush=True,
                     )
+                    print(f"demo partner key (partner1, demo only): {DEMO_PARTNER_KEY_ID} {DEMO_PARTNER_KEY_SECRET}"
+                          "  (publish API: docs/open-api.md)", flush=True)
 
         trio.run(main)
     except KeyboardInterrupt:

@@ -10,17 +10,24 @@ import logging
 
 from carehub.actors.slot_pool import BEIJING
 from carehub.identity import STAFF_ROLES, Identity, NewAccount
+from carehub.identity.partners import OPERATIONS
 from carehub.identity.patients import Patients
 from carehub.identity.signatures import Signatures
 from carehub.outpatient.schedule import RosterRequest, RosterSession, Schedule
 from carehub.storage.db import Database
 from carehub.storage.directory.demo import seed_demo_hospital
+from carehub.storage.identity.partners import PartnerKeyStore
+from carehub.storage.messaging import PublishStore
 
 log = logging.getLogger("carehub.demo")
 
 DEMO_PASSWORD = "carehub-demo"
 #: Every demo staff account's TOTP secret (base32), for authenticator apps and bots.
 DEMO_TOTP_SECRET = "CAREHUBDEMOSTAFFTOTPSECRET234567"
+#: DEMO ONLY: partner1's signing key (every partner operation), for the docs/open-api.md examples.
+#: A real partner's key is issued by an admin (POST /api/v1/admin/partners/<id>/keys) and shown once.
+DEMO_PARTNER_KEY_ID = "pk_demo_partner1"
+DEMO_PARTNER_KEY_SECRET = "carehub-demo-partner-secret-NOT-FOR-PRODUCTION"
 
 DEPARTMENTS = [
     ("cardio", "心血管内科", "本部院区", "门诊楼3层A区"),
@@ -63,6 +70,7 @@ async def seed_demo(
 ) -> bool:
     """Seed once; returns False when the hospital already has accounts."""
     if await identity.accounts.count() > 0:
+        await seed_demo_partner(db, identity)  # a demo database made before the demo partner key
         return False
     staff_totp = DEMO_TOTP_SECRET
     specs = [NewAccount(login, name, ["doctor"], DEMO_PASSWORD, totp_secret=staff_totp) for login, name, *_ in DOCTORS]
@@ -88,8 +96,24 @@ async def seed_demo(
     for login, name, _, id_number in PATIENTS:
         # the demo patients were verified at the hospital's counter
         await patients.add(by_login[login], name, id_number, "self", verified_by="counter")
+    await seed_demo_partner(db, identity)
     log.info("seeded the demo hospital: %d accounts, password %r", len(ids), DEMO_PASSWORD)
     return True
+
+
+async def seed_demo_partner(db: Database, identity: Identity) -> None:
+    """partner1's fixed demo key and a publish rule (every kind, patients and staff), once (MSG-1)."""
+    partner = await identity.accounts.by_login("partner1")
+    if partner is None:
+        return
+    keys = PartnerKeyStore(db)
+    if await keys.key(DEMO_PARTNER_KEY_ID) is None:
+        await keys.insert(DEMO_PARTNER_KEY_ID, partner.id,
+                          identity.keyring.seal(DEMO_PARTNER_KEY_SECRET, field="partner_keys.secret"),
+                          frozenset(OPERATIONS), dt.datetime.now(dt.UTC))
+    rules = PublishStore(db)
+    if await rules.rule(partner.id) is None:
+        await rules.save_rule(partner.id, "*", "patient,staff", 600, "demo", dt.datetime.now(dt.UTC))
 
 
 async def seed_demo_schedule(schedule: Schedule, *, days: int = 7) -> int:

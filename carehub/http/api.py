@@ -32,6 +32,7 @@ from .rest import (
     hub,
     notices,
     open,
+    open_messages,
     ops,
     outpatient,
     patients,
@@ -182,6 +183,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     statistics_routes.register(r, statistics=services.statistics)
     notices.register(r, messaging=services.messaging)
     channel_reports.register(r, messaging=services.messaging, config=services.config)
+    open_messages.register(r, messaging=services.messaging, identity=services.identity, patients=services.patients)
     channel_bindings.register(r, messaging=services.messaging)
     register_pages(app, services.config.web_dist)
     return app, router

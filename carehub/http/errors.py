@@ -104,6 +104,11 @@ STATUS: dict[str, int] = {
     "notice_sending": 409,
     "no_channel": 409,
     "bad_preferences": 422,
+    # the publish API (carehub.messaging.publishing, carehub/http/rest/open_messages.py)
+    "recipient_not_found": 404,
+    "idempotency_conflict": 409,
+    "wrong_audience": 422,
+    "too_many_messages": 422,
     # uploads and requests
     "unsupported_type": 415,
     "too_large": 413,

@@ -31,7 +31,7 @@ from .errors import IdentityInvalid, PartnerRefused, RateLimited
 from .ratelimit import RateLimiter
 
 WINDOW_SECONDS = 300
-OPERATIONS = ("topics.publish", "directory.read", "bookings.write")
+OPERATIONS = ("topics.publish", "directory.read", "bookings.write", "messages.publish")
 SIGNATURE_HEADERS = ("X-CareHub-Key", "X-CareHub-Timestamp", "X-CareHub-Nonce", "X-CareHub-Signature")
 _NONCE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
 
