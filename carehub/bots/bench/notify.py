@@ -484,7 +484,9 @@ class NotifyRun:
             kind, values = KINDS[i % len(KINDS)]
             item: dict[str, Any] = {"kind": kind, "to": {"account_id": people[r].account_id}, "values": values,
                                     "idempotency_key": f"bench-{self.bench.run}-{i}"}
-            if r % UNREACHABLE_EVERY == UNREACHABLE_EVERY - 1:
+            if self.args.in_app_only:
+                item["channels"] = []
+            elif r % UNREACHABLE_EVERY == UNREACHABLE_EVERY - 1:
                 item["channels"] = ["wechat"]
             elif i % SMS_ONLY_EVERY == 0:
                 item["channels"] = ["sms"]
@@ -753,6 +755,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--publishers", type=int, default=4, help="notify: publish requests in flight (default 4)")
     group.add_argument("--settle-timeout", type=float, default=300.0,
                        help="notify: seconds to wait for every notice to be final (default 300)")
+    group.add_argument("--in-app-only", action="store_true",
+                       help="notify: publish every notice with channels [] (no outside send): the publish path alone")
     group.add_argument("--sample", type=int, default=300,
                        help="notify: accepted notices read back one by one with GET /api/v1/open/messages/<id>")
 
