@@ -44,6 +44,7 @@ import dataclasses
 import multiprocessing
 import multiprocessing.connection
 import random
+import re
 import secrets
 import time
 from collections.abc import Sequence
@@ -686,7 +687,8 @@ def run(bench: Bench, sims: Simulators) -> None:
             per_channel[channel] = {"messages": len(ks), "duplicates": dup, "without_key": keyless}
         ops = {"Authorization": f"Bearer {job.ops_token()}"}
         dead = bench.call("GET", "/api/v1/ops/notices/dead-letters", params={"limit": 500}, headers=ops)["items"]
-        reasons = collections.Counter(str(d["reason"]).split(":")[0] + ": " + str(d["reason"]).split(":", 1)[-1][:40]
+        # the reason without the provider's request id, so equal reasons count together
+        reasons = collections.Counter(re.sub(r"\s*(rid|RequestId)[: ]\s*\S+", "", str(d["reason"]))[:80]
                                       for d in dead)
         sample = trio.run(job.sample_status, partner, list(accepted_ids), args.sample)
         lat = latency_fields(latencies)
