@@ -38,7 +38,8 @@ The admin API under ``/_sim/`` (no authentication; bind it to localhost):
   business errors), ``unavailable`` answers HTTP 503, ``timeout`` never answers (with
   ``"accept": true`` the request is processed first, as when an answer is lost on the way back).
 - ``POST /_sim/clock`` ``{"advance_seconds": S}`` or ``{"now": "2026-11-25T08:00:00Z"}``.
-- ``GET``/``POST /_sim/config`` receipt URL, receipt delay, flow limits, failing suffixes, signs.
+- ``GET``/``POST /_sim/config`` receipt URL, receipt delay, flow limits, failing suffixes, signs,
+  ``fail_rate`` (0..1: that share of ``SendSms`` requests answered ``isp.SYSTEM_ERROR``, nothing sent).
 - ``POST /_sim/templates`` ``{"code", "kind": "verification"|"notice", "content"}``.
 - ``POST /_sim/reset`` back to the state at start.
 
@@ -59,6 +60,7 @@ import hmac
 import itertools
 import logging
 import math
+import random
 import re
 import uuid
 from collections.abc import Callable, Iterable, Mapping
@@ -150,6 +152,8 @@ class GatewaySettings:
     #: Seconds a ``timeout`` fault keeps the request open (unless the client leaves first).
     hang_seconds: float = 120.0
     max_messages: int = 10_000
+    #: share of SendSms requests (after authentication) refused with isp.SYSTEM_ERROR, nothing sent
+    fail_rate: float = 0.0
 
 
 @dataclasses.dataclass
@@ -296,6 +300,7 @@ class SmsGateway:
         self._clock = clock or (lambda: dt.datetime.now(dt.UTC))
         self._ids = itertools.count(1)
         self.generation = 0
+        self.random = random.Random()
         self.reset()
 
     def reset(self) -> None:
@@ -349,6 +354,8 @@ class SmsGateway:
                 )
             if fault is not None:
                 raise Refused(fault.code, "系统异常，请稍后重试" if fault.code == "isp.SYSTEM_ERROR" else fault.code)
+            if action == "SendSms" and self.settings.fail_rate > 0 and self.random.random() < self.settings.fail_rate:
+                raise Refused("isp.SYSTEM_ERROR", "系统异常，请稍后重试")
             if action == "SendSms":
                 accepted = self._send(params, request_id)
                 body_out = {"Code": "OK", "Message": "OK", "BizId": accepted[0].biz_id, "RequestId": request_id}
@@ -645,6 +652,7 @@ class SmsGateway:
             "limits": dataclasses.asdict(s.limits),
             "fail_suffixes": s.fail_suffixes,
             "push_retry_seconds": list(s.push_retry_seconds),
+            "fail_rate": s.fail_rate,
             "templates": [dataclasses.asdict(t) for t in self.templates.values()],
         }
 
@@ -662,6 +670,11 @@ class SmsGateway:
             s.fail_suffixes = {str(k): str(v) for k, v in data["fail_suffixes"].items()}
         if "push_retry_seconds" in data:
             s.push_retry_seconds = tuple(float(x) for x in data["push_retry_seconds"])
+        if "fail_rate" in data:
+            rate = float(data["fail_rate"])
+            if not 0 <= rate <= 1:
+                return 400, {"error": "fail_rate must be between 0 and 1"}
+            s.fail_rate = rate
         return 200, self._config_view()
 
 

@@ -25,6 +25,7 @@ from .rest import (
     alerts,
     auth,
     bills,
+    channel_bindings,
     channel_reports,
     content_admin,
     display,
@@ -185,6 +186,7 @@ def create_app(services: Services) -> tuple[QuartTrio, Router]:
     channel_reports.register(r, messaging=services.messaging, config=services.config)
     open_messages.register(r, messaging=services.messaging, identity=services.identity, patients=services.patients)
     alerts.register(r, messaging=services.messaging)
+    channel_bindings.register(r, messaging=services.messaging)
     register_pages(app, services.config.web_dist)
     return app, router
 

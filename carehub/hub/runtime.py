@@ -638,8 +638,12 @@ class Hub:
                 try:
                     address, message = self.parse(row.target, row.type, msgspec.json.decode(row.body))
                 except HubError as err:
-                    self.alarm("error", f"stored message {row.id} for {row.target} is unreadable: {err}")
-                    await self._postpone(row, dt.timedelta(hours=1))
+                    # often a kind not registered yet (the app adds its effects once the hub runs, and a restart
+                    # finds the sends a crash left due): soon again, backing off to hourly; an alarm if it stays
+                    attempts = row.attempts + 1
+                    if attempts >= 3:
+                        self.alarm("error", f"stored message {row.id} for {row.target} is unreadable: {err}")
+                    await self._postpone(row, dt.timedelta(seconds=min(2 ** attempts, 3600)))
                     return
                 effect = self.effects.get(row.target.partition("/")[0])
                 if effect is not None:

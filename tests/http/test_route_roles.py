@@ -193,6 +193,10 @@ POLICY: dict[tuple[str, str], frozenset[str]] = {
     ("DELETE", "/api/v1/admin/tests/<code>"): frozenset({"admin"}),
     ("POST", "/api/v1/admin/bill-orders/<out_trade_no>/refund"): frozenset({"admin"}),
     ("POST", "/api/v1/admin/slip-codes"): frozenset({"admin"}),
+    # channel bindings (carehub/http/rest/channel_bindings.py)
+    ("GET", "/api/v1/admin/accounts/<account_id>/channel-bindings"): frozenset({"admin"}),
+    ("PUT", "/api/v1/admin/accounts/<account_id>/channel-bindings"): frozenset({"admin"}),
+    ("POST", "/api/v1/admin/channel-bindings"): frozenset({"admin"}),
 }
 
 LOGINS = {

@@ -26,6 +26,7 @@ Where things are:
 | ``release_burst``, ``queue`` | the outpatient workloads (issue #4) |
 | ``reconnect`` | N phones back after a hub restart (issue #16) |
 | ``web`` | the patient home page's weight and first paint (Fast 3G), statistics at 1,000,000 bookings (issue 17) |
+| ``notify`` | a partner's notices through the WeChat/SMS/Alipay simulators, reconciled; kill -9 (issue 18) |
 
 Each workload module holds both sides: a mixin of worker commands (``cmd_<name>``) and
 ``run(bench, ...)``, the coordinator's part that prints its JSON line.

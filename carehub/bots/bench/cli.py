@@ -15,15 +15,15 @@ from collections.abc import Sequence
 
 import httpx
 
-from . import ask, durable, fanout, idle, queue, reconnect, release_burst, web
+from . import ask, durable, fanout, idle, notify, queue, reconnect, release_burst, web
 from .accounts import DEMO_TOTP_SECRET
 from .hub import OwnHub
-from .machine import listener_pid, raise_nofile_limit
+from .machine import free_port, listener_pid, raise_nofile_limit
 from .report import note
 from .session import Bench
 
 HUB_WORKLOADS = ("idle", "fanout", "durable", "ask")
-MODES = ("all", *HUB_WORKLOADS, "release-burst", "queue", "reconnect", "web")
+MODES = ("all", *HUB_WORKLOADS, "release-burst", "queue", "reconnect", "web", "notify")
 
 
 def _int_list(text: str) -> list[int]:
@@ -106,6 +106,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                        " minutes of sign-ins; made afresh when missing or for another URL, topped up when short")
     reconnect.add_arguments(parser)
     web.add_arguments(parser)
+    notify.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -138,8 +139,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     note(f"RLIMIT_NOFILE {limit}; {os.cpu_count()} CPUs")
     hub: OwnHub | None = None
     bench: Bench | None = None
+    sims: notify.Simulators | None = None
     try:
-        if args.url:
+        if args.name == "notify":
+            # the providers' simulators first (they outlive hub restarts), then a hub pointed at them
+            if args.url:
+                raise SystemExit("scripts/bench: notify starts its own hub, pointed at its own simulators (no --url)")
+            port = free_port()
+            sims = notify.Simulators(port)
+            hub = OwnHub(keep_data=args.keep_hub_data, env=sims.env)
+            url = hub.start(port=port)
+            hub_pid = hub.pid
+        elif args.url:
             url = args.url
             hub_pid = args.hub_pid
             host = httpx.URL(url).host
@@ -155,7 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in names:
             if name in HUB_WORKLOADS:
                 note(f"--- {name}")
-            run_mode(bench, name)
+            if name == "notify":
+                assert sims is not None
+                notify.run(bench, sims)
+            else:
+                run_mode(bench, name)
             if hub is not None and hub.proc is not None and hub.proc.poll() is not None:
                 raise RuntimeError(f"the hub exited (code {hub.proc.returncode}):\n{hub.log_tail()}")
         return 0
@@ -167,3 +182,5 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.close()
         if hub is not None:
             hub.stop()
+        if sims is not None:
+            sims.close()

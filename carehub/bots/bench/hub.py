@@ -28,8 +28,10 @@ def _raise_limit_in_child() -> None:
 class OwnHub:
     """``carehub serve`` in a subprocess of its own session (Ctrl-C here stops it cleanly)."""
 
-    def __init__(self, *, keep_data: bool = False) -> None:
+    def __init__(self, *, keep_data: bool = False, env: dict[str, str] | None = None) -> None:
         self.keep_data = keep_data
+        #: extra environment of the hub (``notify``: the simulated providers' CAREHUB_* settings)
+        self.env = dict(env or {})
         self.tmp = Path(tempfile.mkdtemp(prefix="carehub-bench-"))
         self.tmp.chmod(0o755)  # the embedded PostgreSQL may run as another user
         self.log_path = self.tmp / "hub.log"
@@ -42,7 +44,7 @@ class OwnHub:
         """Start the hub (on ``port``, default a free one) and wait until ``/readyz`` says ready."""
         port = port or free_port()
         self.port = port
-        env = dict(os.environ)
+        env = dict(os.environ) | self.env
         env.setdefault("CAREHUB_LOG_LEVEL", "WARNING")
         data_dir = self.tmp / "data"
         url = env.get("CAREHUB_DATABASE_URL")
@@ -110,6 +112,15 @@ class OwnHub:
         self._terminate()
         self.start(timeout, port=self.port)
         return time.monotonic()
+
+    def kill(self) -> int:
+        """``kill -9`` of the hub process alone, as a crash would (its embedded PostgreSQL lives on and
+        is adopted by the next :meth:`start`); returns the pid killed."""
+        proc = self.proc
+        assert proc is not None and proc.poll() is None, "the hub is not running"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        return proc.pid
 
     def _terminate(self) -> None:
         proc = self.proc

@@ -11,6 +11,7 @@ from .ask import AskCommands
 from .durable import DurableCommands
 from .fanout import FanoutCommands
 from .machine import raise_nofile_limit
+from .notify import NotifyCommands
 from .patients import PatientCommands
 from .queue import QueueCommands
 from .reconnect import ReconnectCommands
@@ -18,7 +19,7 @@ from .release_burst import BurstCommands
 
 
 class LoadClient(FanoutCommands, DurableCommands, AskCommands, PatientCommands, BurstCommands, QueueCommands,
-                 ReconnectCommands):
+                 ReconnectCommands, NotifyCommands):
     """One client process; ``idle``'s commands (open, status, close) are :class:`.worker.WorkerBase`'s."""
 
 
