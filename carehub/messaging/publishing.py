@@ -157,6 +157,16 @@ class _Bucket:
         self.at = now
 
 
+@dataclasses.dataclass(frozen=True)
+class _Known:
+    """What a batch read up front: first answers by idempotency key, recipient accounts by id."""
+
+    answers: dict[str, str]
+    accounts: dict[str, AccountRow]
+    #: the batch's new first answers, kept in one go after its posts
+    to_keep: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
 class Publishing:
     def __init__(self, notifier: Notifier, store: PublishStore, accounts: AccountStore, patients: PatientStore,
                  keyring: KeyRing, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -192,6 +202,9 @@ class Publishing:
                               f"(messages[{seen[m.idempotency_key]}] and messages[{n}] share an idempotency_key)")
             seen[m.idempotency_key] = n
         rule = await self._rule_of(partner_id)
+        # what the batch's messages look up, read once for all of them (two queries, not two per message)
+        known = _Known(await self.store.first_answers(partner_id, list(seen)), await self.accounts.by_ids(
+            [m.account_id for m in messages if m.account_id is not None and 0 < len(m.account_id) <= 64]))
         results: list[dict[str, Any]] = [{} for _ in messages]
         limited: list[float] = []
         limiter = trio.CapacityLimiter(_CONCURRENCY)
@@ -199,7 +212,7 @@ class Publishing:
         async def one(n: int, m: OpenMessage) -> None:
             async with limiter:
                 try:
-                    results[n] = await self._one(partner_id, rule, m)
+                    results[n] = await self._one(partner_id, rule, m, known)
                 except PublishRateLimited as err:
                     limited.append(err.retry_after)
                     results[n] = {"error": {"code": err.code, "message": err.message, "retry_after": err.retry_after}}
@@ -209,16 +222,24 @@ class Publishing:
         async with trio.open_nursery() as nursery:
             for n, m in enumerate(messages):
                 nursery.start_soon(one, n, m)
+        if known.to_keep:
+            kept = await self.store.keep_answers(partner_id, known.to_keep, dt.datetime.now(dt.UTC))
+            for n, m in enumerate(messages):
+                mine = known.to_keep.get(m.idempotency_key)
+                if mine is not None and kept[m.idempotency_key] != mine:  # a racing request was kept first
+                    results[n] = self._repeat(kept[m.idempotency_key], m.fingerprint())
         if len(limited) == len(messages):
             raise PublishRateLimited(min(limited), "发布过于频繁，请稍后再试 (per-minute limit reached; nothing sent)")
         return results
 
-    async def _one(self, partner_id: str, rule: PublishRule, m: OpenMessage) -> dict[str, Any]:
+    async def _one(self, partner_id: str, rule: PublishRule, m: OpenMessage,
+                   known: _Known | None = None) -> dict[str, Any]:
         if not _KEY.match(m.idempotency_key):
             raise Invalid("idempotency_key 须为 1-80 个字符 [A-Za-z0-9_.:-] (idempotency_key must be 1-80 characters "
                           "of A-Z a-z 0-9 _ . : -)")
         fingerprint = m.fingerprint()
-        first = await self.store.first_answer(partner_id, m.idempotency_key)
+        first = (known.answers.get(m.idempotency_key) if known is not None
+                 else await self.store.first_answer(partner_id, m.idempotency_key))
         if first is not None:
             return self._repeat(first, fingerprint)
         kind = KINDS.get(m.kind)
@@ -230,7 +251,7 @@ class Publishing:
                              "rule; an admin sets it in PUT /api/v1/admin/publish-rules/<partner>)")
         self._check_values(kind.name, kind.variables, m.values)
         channels = self._check_channels(m.channels)
-        account = await self._recipient(m)
+        account = await self._recipient(m, known)
         if kind.audience not in audiences_of(account.roles):
             raise WrongAudience(f"{kind.name} 类消息只发给{'工作人员' if kind.audience == 'staff' else '患者'} "
                                 f"(kind {kind.name} is for {kind.audience} accounts; the recipient is not one)")
@@ -250,6 +271,9 @@ class Publishing:
         answer = {"message_id": reply["notice_id"], "status": reply.get("status") or "accepted",
                   "request": fingerprint}
         encoded = orjson.dumps(answer).decode()
+        if known is not None:  # a batch keeps its first answers together, after its posts
+            known.to_keep[m.idempotency_key] = encoded
+            return {"message_id": answer["message_id"], "status": answer["status"], "duplicate": False}
         kept = await self.store.keep_answer(partner_id, m.idempotency_key, encoded, dt.datetime.now(dt.UTC))
         if kept != encoded:  # a repeat raced this one and was kept first: it is the first answer
             return self._repeat(kept, fingerprint)
@@ -295,7 +319,7 @@ class Publishing:
                           "copy is always sent)")
         return list(dict.fromkeys(channels))
 
-    async def _recipient(self, m: OpenMessage) -> AccountRow:
+    async def _recipient(self, m: OpenMessage, known: _Known | None = None) -> AccountRow:
         given = [(name, value) for name, value in (("account_id", m.account_id), ("patient_id", m.patient_id),
                                                     ("phone", m.phone)) if value is not None]
         if len(given) != 1:
@@ -304,7 +328,7 @@ class Publishing:
         name, value = given[0]
         account = None
         if name == "account_id" and 0 < len(value) <= 64:
-            account = await self.accounts.by_id(value)
+            account = known.accounts.get(value) if known is not None else await self.accounts.by_id(value)
         elif name == "patient_id" and 0 < len(value) <= 64:
             links = await self.patients.links_to(value)
             # the person's own account, else (a child, a person without one) the account that added them first

@@ -94,6 +94,12 @@ class AccountStore:
         r = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM accounts a WHERE a.id = $1", account_id)
         return None if r is None else _row(r, self.keyring)
 
+    async def by_ids(self, account_ids: Sequence[str]) -> dict[str, AccountRow]:
+        """The accounts of ``account_ids`` that exist, by id (one query for a batch)."""
+        rows = await self.db.fetch(f"SELECT {_COLUMNS} FROM accounts a WHERE a.id = ANY($1::varchar[])",
+                                   list(account_ids))
+        return {r["id"]: _row(r, self.keyring) for r in rows}
+
     async def by_phone(self, phone_idx: str) -> AccountRow | None:
         r = await self.db.fetchrow(f"SELECT {_COLUMNS} FROM accounts a WHERE a.phone_idx = $1", phone_idx)
         return None if r is None else _row(r, self.keyring)
