@@ -90,19 +90,16 @@ class NoticeStore:
     # ---- sends ---------------------------------------------------------------------------------
 
     async def begin_attempt(self, send_key: str, now: dt.datetime) -> bool:
-        """Mark a send as started; False when it was already marked (a crash may have sent it)."""
+        """Mark a send as started; False when it was already marked (a crash may have sent it).
 
-        async def op(conn: asyncpg.Connection) -> bool:
-            async with conn.transaction():
-                if await conn.fetchval("SELECT 1 FROM notice_attempts WHERE send_key = $1", send_key):
-                    return False
-                await conn.execute("INSERT INTO notice_attempts (send_key, started_at) VALUES ($1, $2)", send_key, now)
-                return True
-
+        One statement (portable: no ON CONFLICT); two racing markers meet the primary key."""
         try:
-            return await self.db.run(op)
+            status = await self.db.execute(
+                "INSERT INTO notice_attempts (send_key, started_at) SELECT $1::varchar, $2::timestamptz"
+                " WHERE NOT EXISTS (SELECT 1 FROM notice_attempts WHERE send_key = $1::varchar)", send_key, now)
         except asyncpg.UniqueViolationError:
             return False
+        return status.endswith(" 1")
 
     async def purge_attempts(self, before: dt.datetime) -> int:
         status = await self.db.execute("DELETE FROM notice_attempts WHERE started_at < $1", before)
