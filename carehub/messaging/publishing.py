@@ -287,8 +287,11 @@ class Publishing:
             if first is not None:
                 return self._repeat(first, fingerprint)
             await trio.sleep(0.05)
+        # the first request went away before keeping its answer (the hub restarted under it): keep this one
         row = await self.notifier.store.get(notice_id)
-        return {"message_id": notice_id, "status": row["status"] if row else "accepted", "duplicate": True}
+        answer = {"message_id": notice_id, "status": row["status"] if row else "accepted", "request": fingerprint}
+        kept = await self.store.keep_answer(partner_id, key, orjson.dumps(answer).decode(), dt.datetime.now(dt.UTC))
+        return {**self._repeat(kept, fingerprint), "duplicate": True}
 
     @staticmethod
     def _repeat(first: str, fingerprint: str) -> dict[str, Any]:
