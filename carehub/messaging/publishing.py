@@ -165,6 +165,9 @@ class _Known:
     accounts: dict[str, AccountRow]
     #: the batch's new first answers, kept in one go after its posts
     to_keep: dict[str, str] = dataclasses.field(default_factory=dict)
+    #: idempotency key -> notice id, for messages whose notice a racing request (or a request before a
+    #: restart) posted: their first answers are looked up after the batch's posts
+    raced: dict[str, str] = dataclasses.field(default_factory=dict)
 
 
 class Publishing:
@@ -222,6 +225,8 @@ class Publishing:
         async with trio.open_nursery() as nursery:
             for n, m in enumerate(messages):
                 nursery.start_soon(one, n, m)
+        if known.raced:
+            await self._settle_raced(partner_id, messages, known, results)
         if known.to_keep:
             kept = await self.store.keep_answers(partner_id, known.to_keep, dt.datetime.now(dt.UTC))
             for n, m in enumerate(messages):
@@ -267,6 +272,9 @@ class Publishing:
             source=source_of(partner_id), channels=channels, at=m.send_at)
         if reply.get("duplicate"):
             # a racing first request with this key posted it: its answer is the first answer
+            if known is not None:  # a batch looks them up together, after its posts
+                known.raced[m.idempotency_key] = str(reply["notice_id"])
+                return {"message_id": str(reply["notice_id"]), "status": "accepted", "duplicate": True}
             return await self._raced(partner_id, m.idempotency_key, fingerprint, str(reply["notice_id"]))
         answer = {"message_id": reply["notice_id"], "status": reply.get("status") or "accepted",
                   "request": fingerprint}
@@ -278,6 +286,30 @@ class Publishing:
         if kept != encoded:  # a repeat raced this one and was kept first: it is the first answer
             return self._repeat(kept, fingerprint)
         return {"message_id": answer["message_id"], "status": answer["status"], "duplicate": False}
+
+    async def _settle_raced(self, partner_id: str, messages: Sequence[OpenMessage], known: _Known,
+                            results: list[dict[str, Any]]) -> None:
+        """The batch's messages whose notices racing requests posted: their first answers, looked up together
+        (once more after a moment); those whose first request went away (a restart) keep one now."""
+        keys = list(known.raced)
+        firsts = await self.store.first_answers(partner_id, keys)
+        if len(firsts) < len(keys):
+            await trio.sleep(0.2)
+            firsts = await self.store.first_answers(partner_id, keys)
+        missing = [k for k in keys if k not in firsts]
+        if missing:
+            rows = {r["id"]: r for r in await self.notifier.store.many([known.raced[k] for k in missing])}
+            by_key = {m.idempotency_key: m for m in messages}
+            firsts.update(await self.store.keep_answers(partner_id, {k: orjson.dumps({
+                "message_id": known.raced[k], "status": rows[known.raced[k]]["status"] if known.raced[k] in rows
+                else "accepted", "request": by_key[k].fingerprint()}).decode() for k in missing},
+                dt.datetime.now(dt.UTC)))
+        for n, m in enumerate(messages):
+            if m.idempotency_key in known.raced:
+                try:
+                    results[n] = {**self._repeat(firsts[m.idempotency_key], m.fingerprint()), "duplicate": True}
+                except IdempotencyConflict as err:
+                    results[n] = {"error": {"code": err.code, "message": err.message}}
 
     async def _raced(self, partner_id: str, key: str, fingerprint: str, notice_id: str) -> dict[str, Any]:
         """The answer to a request whose notice a racing first request posted: the first answer once it is
