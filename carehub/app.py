@@ -328,6 +328,10 @@ async def _maintenance(services: Services) -> None:
                 purged = await services.store.purge_deliveries(cutoff)
                 if purged:
                     log.info("purged %d deliveries older than %s", purged, cutoff)
+                # send markers of settled sends (a day), and the publish API's first answers: a repeat of a
+                # key is recognised for as long as the stream keeps the notice (docs/open-api.md)
+                await services.messaging.notices.purge_attempts(now - dt.timedelta(days=1))
+                await services.messaging.publishing.purge_answers(cutoff)
         except Exception as err:  # the database may be down for a while; keep trying
             log.warning("maintenance skipped: %s", err)
         await trio.sleep(2.0)

@@ -223,7 +223,3 @@ class SendEffect(Effect):
         circuit.succeeded()
         return outcome(True, provider_id=receipt.provider_id)
 
-
-def purge_before(now: dt.datetime) -> dt.datetime:
-    """Markers older than this are of sends long settled (kept a day)."""
-    return now - dt.timedelta(days=1)
